@@ -1,0 +1,16 @@
+// Command containerd-shim-cci-v2 is the cci runtime (io.containerd.cci.v2):
+// a containerd shim that runs each pod through a backend shim (Kata in
+// production, runc in development) and applies the platform's rules to it.
+package main
+
+import (
+	"context"
+
+	"github.com/containerd/containerd/v2/pkg/shim"
+
+	ccishim "github.com/cci-shim/cci-shim/shim"
+)
+
+func main() {
+	shim.RunShim(context.Background(), ccishim.NewManager("io.containerd.cci.v2"))
+}

@@ -1,0 +1,151 @@
+// Package config reads the cci-shim node configuration (TOML), shared by the
+// shim, the node agent and the bench harness.
+//
+// It is for node-wide settings an operator owns: which backend runs pods, where
+// state lives, the size and throttles of every pod's rootfs. It is not for
+// per-pod settings: those come from pod annotations and are validated by the
+// sandbox package, and they can never raise a limit set here.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// DefaultPath is where the node configuration lives on a production host.
+const DefaultPath = "/etc/cci-shim/config.toml"
+
+// EnvPath names an environment variable that overrides DefaultPath. containerd
+// passes its environment to shims, so setting it on the containerd service
+// selects another file for every shim.
+const EnvPath = "CCI_SHIM_CONFIG"
+
+// Backend kinds.
+const (
+	BackendRunc = "runc"
+	BackendKata = "kata"
+)
+
+// Config is the node configuration. The zero value is not useful; use Default
+// or Load.
+type Config struct {
+	// StateDir holds per-pod state: the backend's bundles, interposed stdio
+	// FIFOs and pod log volumes. Default /run/cci-shim.
+	StateDir string `toml:"state_dir"`
+	Backend  Backend `toml:"backend"`
+	Rootfs   Rootfs  `toml:"rootfs"`
+}
+
+// Backend selects the sandbox runtime the shim fronts.
+type Backend struct {
+	// Kind is "runc" (development and CI) or "kata" (production).
+	Kind string `toml:"kind"`
+	// Binary is the backend shim: a name looked up in PATH or an absolute
+	// path. Defaults: containerd-shim-runc-v2 for runc,
+	// containerd-shim-kata-v2 for kata.
+	Binary string `toml:"binary"`
+	// ConfigPath is handed to Kata as its configuration file
+	// (configuration.toml). Kata only.
+	ConfigPath string `toml:"config_path"`
+	// RuncRoot is runc's state root. runc only. Default <state_dir>/runc.
+	RuncRoot string `toml:"runc_root"`
+}
+
+// Rootfs describes every pod's writable root filesystem (R7).
+type Rootfs struct {
+	// SizeBytes is the block device size: devmapper base_image_size or the
+	// blockfile scratch file. Default 20 GiB.
+	SizeBytes int64 `toml:"size_bytes"`
+}
+
+// Default returns the documented defaults.
+func Default() Config {
+	return Config{
+		StateDir: "/run/cci-shim",
+		Backend:  Backend{Kind: BackendRunc},
+		Rootfs:   Rootfs{SizeBytes: 20 << 30},
+	}
+}
+
+// Path returns the configuration file to read: explicit if not empty, else
+// $CCI_SHIM_CONFIG, else DefaultPath. required reports whether a missing file
+// is an error (it is whenever someone named the file).
+func Path(explicit string) (path string, required bool) {
+	if explicit != "" {
+		return explicit, true
+	}
+	if p := os.Getenv(EnvPath); p != "" {
+		return p, true
+	}
+	return DefaultPath, false
+}
+
+// Load reads the configuration at Path(explicit), fills defaults and
+// validates it. A missing default file yields the defaults.
+func Load(explicit string) (Config, error) {
+	path, required := Path(explicit)
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !required:
+		return cfg, cfg.finish()
+	case err != nil:
+		return Config{}, fmt.Errorf("reading node config: %w", err)
+	}
+	if err := Parse(data, &cfg); err != nil {
+		return Config{}, fmt.Errorf("node config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes TOML over cfg (which carries the defaults), rejecting unknown
+// keys so that a typo does not silently keep a default.
+func Parse(data []byte, cfg *Config) error {
+	dec := toml.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(cfg); err != nil {
+		var sm *toml.StrictMissingError
+		if errors.As(err, &sm) {
+			return fmt.Errorf("unknown setting: %s", sm.String())
+		}
+		return err
+	}
+	return cfg.finish()
+}
+
+func (c *Config) finish() error {
+	switch c.Backend.Kind {
+	case BackendRunc:
+		if c.Backend.Binary == "" {
+			c.Backend.Binary = "containerd-shim-runc-v2"
+		}
+		if c.Backend.ConfigPath != "" {
+			return fmt.Errorf("backend.config_path is for kata; backend.kind is %q", c.Backend.Kind)
+		}
+	case BackendKata:
+		if c.Backend.Binary == "" {
+			c.Backend.Binary = "containerd-shim-kata-v2"
+		}
+		if c.Backend.RuncRoot != "" {
+			return fmt.Errorf("backend.runc_root is for runc; backend.kind is %q", c.Backend.Kind)
+		}
+	default:
+		return fmt.Errorf("backend.kind %q: allowed values are %q and %q", c.Backend.Kind, BackendRunc, BackendKata)
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		return fmt.Errorf("state_dir %q: must be an absolute path", c.StateDir)
+	}
+	if c.Backend.Kind == BackendRunc && c.Backend.RuncRoot == "" {
+		c.Backend.RuncRoot = filepath.Join(c.StateDir, "runc")
+	}
+	if c.Rootfs.SizeBytes <= 0 {
+		return fmt.Errorf("rootfs.size_bytes %d: must be positive", c.Rootfs.SizeBytes)
+	}
+	return nil
+}

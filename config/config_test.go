@@ -1,0 +1,75 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		toml    string
+		wantErr string
+		check   func(t *testing.T, c Config)
+	}{
+		{name: "empty file keeps defaults", check: func(t *testing.T, c Config) {
+			if c.Backend.Kind != BackendRunc || c.Backend.Binary != "containerd-shim-runc-v2" {
+				t.Errorf("backend = %+v", c.Backend)
+			}
+			if c.Rootfs.SizeBytes != 20<<30 {
+				t.Errorf("rootfs size = %d, want 20 GiB", c.Rootfs.SizeBytes)
+			}
+			if c.Backend.RuncRoot != "/run/cci-shim/runc" {
+				t.Errorf("runc root = %q", c.Backend.RuncRoot)
+			}
+		}},
+		{name: "kata defaults its binary", toml: "[backend]\nkind = \"kata\"\nconfig_path = \"/etc/kata/c.toml\"\n",
+			check: func(t *testing.T, c Config) {
+				if c.Backend.Binary != "containerd-shim-kata-v2" || c.Backend.ConfigPath != "/etc/kata/c.toml" {
+					t.Errorf("backend = %+v", c.Backend)
+				}
+			}},
+		{name: "unknown backend", toml: "[backend]\nkind = \"gvisor\"\n", wantErr: `backend.kind "gvisor": allowed values are "runc" and "kata"`},
+		{name: "typo is an error", toml: "stat_dir = \"/x\"\n", wantErr: "unknown setting"},
+		{name: "relative state dir", toml: "state_dir = \"run\"\n", wantErr: `state_dir "run": must be an absolute path`},
+		{name: "kata option on runc", toml: "[backend]\nconfig_path = \"/x\"\n", wantErr: "backend.config_path is for kata"},
+		{name: "bad size", toml: "[rootfs]\nsize_bytes = -1\n", wantErr: "rootfs.size_bytes -1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			err := Parse([]byte(tc.toml), &c)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestLoadPaths(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(EnvPath, "")
+	if _, err := Load(filepath.Join(dir, "missing.toml")); err == nil {
+		t.Fatal("an explicitly named missing file must be an error")
+	}
+	p := filepath.Join(dir, "c.toml")
+	if err := os.WriteFile(p, []byte("state_dir = \"/tmp/x\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(EnvPath, p)
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StateDir != "/tmp/x" {
+		t.Fatalf("state dir = %q, want the file named by %s", c.StateDir, EnvPath)
+	}
+}

@@ -1,0 +1,214 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	"github.com/containerd/containerd/api/types"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/containerd/v2/version"
+	"github.com/containerd/log"
+
+	"github.com/cci-shim/cci-shim/config"
+	"github.com/cci-shim/cci-shim/sandbox/backend"
+)
+
+// Environment our start subcommand hands to the shim process it spawns.
+const (
+	envAddress          = "CCI_SHIM_ADDRESS"
+	envSocketDir        = "CCI_SHIM_SOCKET_DIR"
+	envContainerdBinary = "CCI_SHIM_CONTAINERD_BINARY"
+)
+
+// configPathFile, in containerd's bundle, remembers a config path given in
+// the runtime options, for the delete subcommand, which gets no options.
+const configPathFile = "cci-config-path"
+
+// defaultSocketDir is containerd's default when it names none.
+const defaultSocketDir = "/run/containerd/s"
+
+// NewManager returns the shim's start/delete/info implementation.
+func NewManager(name string) shim.Shim { return &manager{name: name} }
+
+type manager struct{ name string }
+
+func (m *manager) Name() string { return m.name }
+
+func (m *manager) Info(ctx context.Context, _ io.Reader) (*types.RuntimeInfo, error) {
+	return &types.RuntimeInfo{Name: m.name, Version: &types.RuntimeVersion{Version: version.Version}}, nil
+}
+
+// Start returns the address of the pod's cci shim, starting it for the first
+// container of a pod. Containers of an existing pod (R1) get the address of
+// the running shim. Our socket is derived from (containerd, namespace, pod)
+// with a suffix, so it never collides with the backend's own derivation.
+func (m *manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ *bootapi.BootstrapResult, retErr error) {
+	cfgPath, err := configPathFromOptions(params)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := backend.New(cfg); err != nil {
+		return nil, err // R2: never fall back to another runtime
+	}
+	spec, err := readSpec("config.json")
+	if err != nil {
+		return nil, err
+	}
+	pod := podID(spec, params.GetInstanceID())
+	socketDir := params.GetSocketDir()
+	if socketDir == "" {
+		socketDir = defaultSocketDir
+	}
+	address, err := shim.CreateSocketAddress(ctx, socketDir, params.GetContainerdGrpcAddress(), pod+"/cci", false)
+	if err != nil {
+		return nil, err
+	}
+	result := &bootapi.BootstrapResult{Version: 3, Protocol: "ttrpc", Address: address}
+	socket, err := shim.NewSocket(address)
+	if err != nil {
+		if !shim.SocketEaddrinuse(err) {
+			return nil, fmt.Errorf("creating shim socket: %w", err)
+		}
+		if shim.CanConnect(address) {
+			return result, nil // the pod's shim serves this container too
+		}
+		if err := shim.RemoveSocket(address); err != nil {
+			return nil, fmt.Errorf("removing stale socket: %w", err)
+		}
+		if socket, err = shim.NewSocket(address); err != nil {
+			return nil, fmt.Errorf("creating shim socket: %w", err)
+		}
+	}
+	// The spawned shim serves this socket; closing our copy must not unlink it.
+	socket.SetUnlinkOnClose(false)
+	defer socket.Close()
+	defer func() {
+		if retErr != nil {
+			shim.RemoveSocket(address)
+		}
+	}()
+	f, err := socket.File()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+
+	if cfgPath != "" {
+		if err := os.WriteFile(configPathFile, []byte(cfgPath), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-namespace", params.GetNamespace(), "-id", pod, "-address", params.GetContainerdGrpcAddress()}
+	if params.GetLogLevel() <= bootapi.LogLevel_LOG_LEVEL_DEBUG {
+		args = append(args, "-debug")
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(),
+		envAddress+"="+address,
+		envSocketDir+"="+socketDir,
+		envContainerdBinary+"="+params.GetContainerdBinary(),
+	)
+	if cfgPath != "" {
+		cmd.Env = append(cmd.Env, config.EnvPath+"="+cfgPath)
+	}
+	cmd.ExtraFiles = []*os.File{f}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting shim: %w", err)
+	}
+	go cmd.Wait()
+	if err := shim.AdjustOOMScore(cmd.Process.Pid); err != nil {
+		log.G(ctx).WithError(err).Warn("adjusting shim oom score")
+	}
+	return result, nil
+}
+
+// configPathFromOptions returns the config path CRI passes in the runtime
+// options (ConfigPath, as for Kata), or "".
+func configPathFromOptions(params *bootapi.BootstrapParams) (string, error) {
+	var opts runtimeoptions.Options
+	found, err := params.FindExtension(&opts)
+	if err != nil || !found {
+		return "", nil // other option types carry no config path
+	}
+	return opts.GetConfigPath(), nil
+}
+
+// Stop is the delete subcommand: containerd runs it when our shim died or
+// never started. It deletes the container through the backend's own delete
+// subcommand, removes our state for it and, once the pod has no container
+// left, kills whatever of the pod's shims still runs.
+func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
+	status := shim.StopStatus{ExitedAt: time.Now(), ExitStatus: 128 + int(syscall.SIGKILL)}
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return status, err
+	}
+	cfgPath := ""
+	if data, err := os.ReadFile(configPathFile); err == nil {
+		cfgPath = string(data)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return status, err
+	}
+	spec, _ := readSpec("config.json")
+	podDir := filepath.Join(cfg.StateDir, ns, podID(spec, id))
+	bundle := filepath.Join(podDir, "bundles", id)
+
+	if _, err := os.Stat(bundle); err == nil {
+		l := &launch{binary: cfg.Backend.Binary, namespace: ns, id: id, bundle: bundle,
+			grpcAddress: flagValue("address"), containerdBinary: flagValue("publish-binary")}
+		if path, err := exec.LookPath(l.binary); err == nil {
+			l.binary = path
+			if resp, err := deleteBackend(ctx, l); err != nil {
+				log.G(ctx).WithError(err).Warn("backend delete")
+			} else {
+				status = shim.StopStatus{Pid: int(resp.Pid), ExitStatus: int(resp.ExitStatus), ExitedAt: resp.ExitedAt.AsTime()}
+			}
+		}
+		removeBundle(ctx, bundle)
+	}
+	os.RemoveAll(filepath.Join(podDir, "io", id))
+
+	if left, _ := os.ReadDir(filepath.Join(podDir, "bundles")); len(left) == 0 {
+		if rec, err := readBackendRecord(podDir); err == nil {
+			killAndWait(ctx, rec.Pid, 0)
+			removeSocket(rec.Address)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			log.G(ctx).WithError(err).Warn("reading backend record")
+		}
+		if pid := readPid(filepath.Join(podDir, shimPidFile)); pid > 0 && pid != os.Getpid() {
+			killAndWait(ctx, pid, 0)
+		}
+		os.RemoveAll(podDir)
+	}
+	return status, nil
+}
+
+// flagValue reads a flag that containerd's shim harness parsed.
+func flagValue(name string) string {
+	if f := flag.Lookup(name); f != nil {
+		return f.Value.String()
+	}
+	return ""
+}

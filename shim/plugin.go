@@ -1,0 +1,91 @@
+// Package shim is the containerd-facing side of the cci runtime: the shim
+// manager (start/delete), the Task service containerd calls, the launcher and
+// client of the backend shim it fronts, the stdio interposition and the relay
+// of the backend's events.
+//
+// It is the only package that speaks ttrpc. The platform's rules live in the
+// leaf packages (sandbox, iothrottle, logfwd, gpu, shm), which this package
+// calls on Create, Exec and Delete; it holds no policy of its own.
+package shim
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/containerd/v2/pkg/shutdown"
+	"github.com/containerd/containerd/v2/plugins"
+	"github.com/containerd/plugin"
+	"github.com/containerd/plugin/registry"
+
+	"github.com/cci-shim/cci-shim/config"
+	"github.com/cci-shim/cci-shim/sandbox/backend"
+)
+
+func init() {
+	registry.Register(&plugin.Registration{
+		Type:     plugins.TTRPCPlugin,
+		ID:       "task",
+		Requires: []plugin.Type{plugins.EventPlugin, plugins.InternalPlugin},
+		InitFn:   newService,
+	})
+}
+
+func newService(ic *plugin.InitContext) (any, error) {
+	pp, err := ic.GetByID(plugins.EventPlugin, "publisher")
+	if err != nil {
+		return nil, err
+	}
+	ss, err := ic.GetByID(plugins.InternalPlugin, "shutdown")
+	if err != nil {
+		return nil, err
+	}
+	ns, err := namespaces.NamespaceRequired(ic.Context)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load("")
+	if err != nil {
+		return nil, err
+	}
+	adapter, err := backend.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	address := os.Getenv(envAddress)
+	if address == "" {
+		return nil, fmt.Errorf("%s is not set: the shim must be started through its start subcommand", envAddress)
+	}
+	pod := flagValue("id")
+	s := &service{
+		ctx:        ic.Context,
+		cfg:        cfg,
+		adapter:    adapter,
+		publisher:  pp.(shim.Publisher),
+		shutdown:   ss.(shutdown.Service),
+		podDir:     filepath.Join(cfg.StateDir, ns, pod),
+		address:    address,
+		containers: map[string]*container{},
+		launch: launch{
+			binary:           adapter.Binary(),
+			namespace:        ns,
+			grpcAddress:      ic.Properties[plugins.PropertyGRPCAddress],
+			ttrpcAddress:     strings.TrimPrefix(address, "unix://"),
+			containerdBinary: os.Getenv(envContainerdBinary),
+			socketDir:        os.Getenv(envSocketDir),
+			debug:            flagValue("debug") == "true",
+		},
+	}
+	if err := os.MkdirAll(filepath.Join(s.podDir, "bundles"), 0o700); err != nil {
+		return nil, fmt.Errorf("creating pod state dir: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(s.podDir, shimPidFile), []byte(strconv.Itoa(os.Getpid()))); err != nil {
+		return nil, err
+	}
+	s.relay = newEventRelay(ic.Context, s.publisher, s.drain)
+	return s, nil
+}

@@ -1,0 +1,111 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// On-disk state of a pod, under <state_dir>/<namespace>/<pod id>/:
+//
+//	shim.pid          this shim's pid
+//	backend.json      the backend shim's pid and address
+//	bundles/<id>/     the backend's bundle for each container
+//	io/<id>/          our stdio FIFOs
+//
+// It lets the delete subcommand clean up after this shim died.
+const (
+	shimPidFile       = "shim.pid"
+	backendRecordFile = "backend.json"
+)
+
+// Annotation CRI puts on every container of a pod; containers carrying it
+// join the sandbox's shim (R1).
+const annotationSandboxID = "io.kubernetes.cri.sandbox-id"
+
+type backendRecord struct {
+	Pid     int    `json:"pid"`
+	Address string `json:"address"`
+}
+
+func writeBackendRecord(podDir string, r backendRecord) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(podDir, backendRecordFile), data)
+}
+
+func readBackendRecord(podDir string) (backendRecord, error) {
+	var r backendRecord
+	data, err := os.ReadFile(filepath.Join(podDir, backendRecordFile))
+	if err != nil {
+		return r, err
+	}
+	return r, json.Unmarshal(data, &r)
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+func readPid(path string) int {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return pid
+}
+
+// podID returns the pod a container belongs to: its CRI sandbox, else itself.
+func podID(spec *specs.Spec, id string) string {
+	if spec != nil {
+		if sb := spec.Annotations[annotationSandboxID]; sb != "" {
+			return sb
+		}
+	}
+	return id
+}
+
+// clampOOMScoreAdj raises process.oomScoreAdj to what this host lets the shim
+// set: CRI asks -998 for every sandbox, which a host that refuses negative
+// values turns into a failed start. Inside a VM the value is the guest's
+// business anyway.
+func clampOOMScoreAdj(ctx context.Context, spec *specs.Spec) {
+	if spec.Process == nil || spec.Process.OOMScoreAdj == nil {
+		return
+	}
+	floor := readOOMScoreAdj()
+	if *spec.Process.OOMScoreAdj < floor {
+		log.G(ctx).WithField("requested", *spec.Process.OOMScoreAdj).WithField("applied", floor).Info("clamping oomScoreAdj")
+		v := floor
+		spec.Process.OOMScoreAdj = &v
+	}
+}
+
+func readOOMScoreAdj() int {
+	data, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return 0
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return 0
+	}
+	return v
+}

@@ -1,0 +1,218 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/fifo"
+	"github.com/containerd/log"
+)
+
+// copyBufSize is the size of the buffer each stream copy owns for its whole
+// life: one allocation per stream, none per write.
+const copyBufSize = 32 << 10
+
+// stdio is the set of stdio paths of one process.
+type stdio struct {
+	stdin, stdout, stderr string
+	terminal              bool
+}
+
+// processIO sits between the backend and containerd for one process. The
+// backend writes to FIFOs this shim owns; the shim copies them to the FIFOs
+// containerd created, and copies containerd's stdin FIFO to the backend. Later
+// rules (the stdout throttle) act on this path.
+type processIO struct {
+	front   stdio // containerd's paths
+	backend stdio // what the backend is given
+
+	closers []io.Closer
+	outputs sync.WaitGroup // stdout and stderr copies
+	stdinWG sync.WaitGroup
+	stdinW  io.Closer // our writer to the backend's stdin, closed on EOF or CloseIO
+	once    sync.Once
+	dir     string // where our FIFOs live
+}
+
+// interposable reports whether a stdio path is a FIFO path we can sit on.
+// Other schemes (binary://, file://) are logging drivers configured by the
+// node's containerd client, not tenant input, and are passed through.
+func interposable(p string) bool {
+	if p == "" {
+		return false
+	}
+	u, err := url.Parse(p)
+	return err == nil && (u.Scheme == "" || u.Scheme == "fifo")
+}
+
+// newProcessIO creates our FIFOs for the process under dir and starts the
+// copies. The copies block until both sides have opened their ends, so the
+// backend may open its side later, during Create or Exec.
+//
+// Preconditions: dir exists and belongs to this shim.
+func newProcessIO(ctx context.Context, dir, name string, front stdio) (_ *processIO, retErr error) {
+	p := &processIO{front: front, backend: front, dir: dir}
+	defer func() {
+		if retErr != nil {
+			p.close()
+		}
+	}()
+	open := func(path string, flag int) (io.ReadWriteCloser, error) {
+		f, err := fifo.OpenFifo(ctx, path, flag, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("opening fifo %s: %w", path, err)
+		}
+		p.closers = append(p.closers, f)
+		return f, nil
+	}
+	const (
+		rd = syscall.O_RDONLY | syscall.O_NONBLOCK
+		wr = syscall.O_WRONLY | syscall.O_NONBLOCK
+	)
+	for _, s := range []struct {
+		front   string
+		backend *string
+		suffix  string
+	}{
+		{front.stdout, &p.backend.stdout, "stdout"},
+		{front.stderr, &p.backend.stderr, "stderr"},
+	} {
+		if !interposable(s.front) {
+			continue
+		}
+		ours := filepath.Join(dir, name+"-"+s.suffix)
+		src, err := open(ours, rd|syscall.O_CREAT)
+		if err != nil {
+			return nil, err
+		}
+		dst, err := open(s.front, wr)
+		if err != nil {
+			return nil, err
+		}
+		*s.backend = ours
+		p.outputs.Add(1)
+		go func() {
+			defer p.outputs.Done()
+			copyStream(ctx, dst, src, s.suffix)
+			dst.Close()
+		}()
+	}
+	if interposable(front.stdin) {
+		ours := filepath.Join(dir, name+"-stdin")
+		dst, err := open(ours, wr|syscall.O_CREAT)
+		if err != nil {
+			return nil, err
+		}
+		src, err := open(front.stdin, rd)
+		if err != nil {
+			return nil, err
+		}
+		p.backend.stdin = ours
+		p.stdinW = dst
+		p.stdinWG.Add(1)
+		go func() {
+			defer p.stdinWG.Done()
+			copyStream(ctx, dst, src, "stdin")
+			dst.Close()
+		}()
+	}
+	return p, nil
+}
+
+// copyStream copies until EOF or an error on either side, with one buffer for
+// the stream's life. A closed destination ends the copy: nobody is reading.
+func copyStream(ctx context.Context, dst io.Writer, src io.Reader, stream string) {
+	buf := make([]byte, copyBufSize)
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, werr := writeFull(dst, buf[:n]); werr != nil {
+				if errors.Is(werr, fifo.ErrWriteClosed) {
+					return
+				}
+				log.G(ctx).WithError(werr).WithField("stream", stream).Warn("stdio destination closed")
+				return
+			}
+		}
+		if rerr != nil {
+			// A FIFO we closed ourselves (process deleted, Create failed)
+			// ends the copy quietly.
+			if !errors.Is(rerr, io.EOF) && !errors.Is(rerr, os.ErrClosed) && !errors.Is(rerr, fifo.ErrReadClosed) {
+				log.G(ctx).WithError(rerr).WithField("stream", stream).Warn("reading stdio")
+			}
+			return
+		}
+	}
+}
+
+// writeFull writes all of b, retrying short writes.
+func writeFull(w io.Writer, b []byte) (int, error) {
+	total := 0
+	for total < len(b) {
+		n, err := w.Write(b[total:])
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			return total, io.ErrShortWrite
+		}
+	}
+	return total, nil
+}
+
+// waitOutput waits until stdout and stderr have reached EOF and been flushed
+// to containerd, or until timeout. It reports whether they finished.
+func (p *processIO) waitOutput(timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		p.outputs.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// closeStdin ends the stdin copy: it lets data already written by the client
+// through for a moment, then closes the backend's stdin.
+func (p *processIO) closeStdin() {
+	if p.stdinW == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		p.stdinWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		p.stdinW.Close()
+	}
+}
+
+// close closes every FIFO end and removes our FIFOs. Pending copies end.
+func (p *processIO) close() {
+	p.once.Do(func() {
+		for _, c := range p.closers {
+			c.Close()
+		}
+		for _, path := range []string{p.backend.stdin, p.backend.stdout, p.backend.stderr} {
+			if path != "" && filepath.Dir(path) == p.dir {
+				os.Remove(path)
+			}
+		}
+	})
+}
