@@ -1,0 +1,337 @@
+package shim_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
+	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
+	eventsapi "github.com/containerd/containerd/api/services/ttrpc/events/v1"
+	"github.com/containerd/containerd/api/types"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/ttrpc"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+const kataConfigPath = "/etc/kata-containers/configuration-cci.toml"
+
+// fakeEvents is containerd's events endpoint as a shim sees it.
+type fakeEvents struct{ ch chan *types.Envelope }
+
+func (f *fakeEvents) Forward(_ context.Context, r *eventsapi.ForwardRequest) (*emptypb.Empty, error) {
+	f.ch <- r.Envelope
+	return &emptypb.Empty{}, nil
+}
+
+type record struct {
+	Method  string          `json:"method"`
+	Request []byte          `json:"request"`
+	Cwd     string          `json:"cwd"`
+	Env     []string        `json:"env"`
+	Stdin   []byte          `json:"stdin"`
+	Spec    json.RawMessage `json:"spec"`
+}
+
+func buildBinaries(t *testing.T, dir string) {
+	t.Helper()
+	for out, pkg := range map[string]string{
+		"containerd-shim-cci-v2":  "./cmd/containerd-shim-cci-v2",
+		"containerd-shim-kata-v2": "./tests/recordingshim",
+	} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
+		cmd.Dir = ".."
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("building %s: %v\n%s", pkg, err, b)
+		}
+	}
+}
+
+// TestKataAdapterContract drives the cci shim the way containerd does, with a
+// recording stand-in for Kata's shim as the backend, and checks what reaches
+// the backend: how it was started, the bundle and spec it got, the runtime
+// options, the interposed stdio, and that its events come back to containerd.
+func TestKataAdapterContract(t *testing.T) {
+	tmp, err := os.MkdirTemp("/tmp", "cci-kata-") // short: unix socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	bin := filepath.Join(tmp, "bin")
+	buildBinaries(t, bin)
+
+	// containerd's events endpoint.
+	evSock := filepath.Join(tmp, "ev.sock")
+	l, err := net.Listen("unix", evSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := ttrpc.NewServer()
+	events := &fakeEvents{ch: make(chan *types.Envelope, 64)}
+	eventsapi.RegisterTTRPCEventsService(srv, events)
+	go srv.Serve(context.Background(), l)
+	t.Cleanup(func() { srv.Close() })
+
+	state := filepath.Join(tmp, "state")
+	cfgPath := filepath.Join(tmp, "cci.toml")
+	writeFile(t, cfgPath, "state_dir = \""+state+"\"\n[backend]\nkind = \"kata\"\nbinary = \""+
+		filepath.Join(bin, "containerd-shim-kata-v2")+"\"\nconfig_path = \""+kataConfigPath+"\"\n")
+	recordFile := filepath.Join(tmp, "record.jsonl")
+
+	// containerd's bundle for the pod sandbox, with its shim log FIFO.
+	const ns, pod = "k8s.io", "pod1"
+	bundle := filepath.Join(tmp, "bundle", pod)
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	spec := specs.Spec{Version: specs.Version, Process: &specs.Process{Args: []string{"/pause"}, Cwd: "/"},
+		Root: &specs.Root{Path: "rootfs"}, Annotations: map[string]string{
+			"io.kubernetes.cri.container-type": "sandbox", "io.kubernetes.cri.sandbox-id": pod}}
+	specJSON, _ := json.Marshal(spec)
+	writeFile(t, filepath.Join(bundle, "config.json"), string(specJSON))
+	shimLog := readFifo(t, filepath.Join(bundle, "log"))
+
+	// start, as containerd 2.4 runs it.
+	socketDir := filepath.Join(tmp, "s")
+	os.MkdirAll(socketDir, 0o700)
+	params := &bootapi.BootstrapParams{InstanceID: pod, Namespace: ns, ContainerdGrpcAddress: filepath.Join(tmp, "grpc.sock"),
+		ContainerdTtrpcAddress: evSock, ContainerdBinary: "/bin/true", SocketDir: &socketDir}
+	cciOpts, _ := typeurl.MarshalAnyToProto(&runtimeoptions.Options{TypeUrl: "cci", ConfigPath: cfgPath})
+	params.AddExtension(cciOpts)
+	in, _ := proto.Marshal(params)
+	start := exec.Command(filepath.Join(bin, "containerd-shim-cci-v2"), "-namespace", ns, "-address", params.ContainerdGrpcAddress,
+		"-publish-binary", "/bin/true", "-id", pod, "start")
+	start.Dir = bundle
+	start.Stdin = bytes.NewReader(in)
+	start.Env = append(os.Environ(), "TTRPC_ADDRESS="+evSock, "RECORD_FILE="+recordFile)
+	out, err := start.Output()
+	if err != nil {
+		t.Fatalf("cci start: %v: %s", err, errOutput(err))
+	}
+	var res bootapi.BootstrapResult
+	if err := proto.Unmarshal(out, &res); err != nil || res.Version != 3 {
+		t.Fatalf("start printed %q: %v", out, err)
+	}
+	conn, err := net.Dial("unix", strings.TrimPrefix(res.Address, "unix://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := taskv3.NewTTRPCTaskClient(ttrpc.NewClient(conn))
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), 30*time.Second)
+	defer cancel()
+
+	// A container's stdout, as containerd's FIFO.
+	frontStdout := filepath.Join(tmp, "front-stdout")
+	readFifo(t, frontStdout)
+	if _, err := task.Create(ctx, &taskv3.CreateTaskRequest{ID: pod, Bundle: bundle, Stdout: frontStdout, Options: cciOpts}); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	cr, err := task.Connect(ctx, &taskv3.ConnectRequest{ID: pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustOK(t, "Start", func() error { _, err := task.Start(ctx, &taskv3.StartRequest{ID: pod}); return err })
+	mustOK(t, "Exec", func() error {
+		_, err := task.Exec(ctx, &taskv3.ExecProcessRequest{ID: pod, ExecID: "e1"})
+		return err
+	})
+	mustOK(t, "Kill exec", func() error {
+		_, err := task.Kill(ctx, &taskv3.KillRequest{ID: pod, ExecID: "e1", Signal: 9})
+		return err
+	})
+	w, err := task.Wait(ctx, &taskv3.WaitRequest{ID: pod, ExecID: "e1"})
+	if err != nil || w.ExitStatus != 137 {
+		t.Fatalf("Wait exec = %v, %v; want status 137", w, err)
+	}
+	mustOK(t, "Delete exec", func() error { _, err := task.Delete(ctx, &taskv3.DeleteRequest{ID: pod, ExecID: "e1"}); return err })
+	mustOK(t, "Kill", func() error { _, err := task.Kill(ctx, &taskv3.KillRequest{ID: pod, Signal: 15}); return err })
+	if w, err := task.Wait(ctx, &taskv3.WaitRequest{ID: pod}); err != nil || w.ExitStatus != 143 {
+		t.Fatalf("Wait = %v, %v; want status 143", w, err)
+	}
+	mustOK(t, "Delete", func() error { _, err := task.Delete(ctx, &taskv3.DeleteRequest{ID: pod}); return err })
+	task.Shutdown(ctx, &taskv3.ShutdownRequest{ID: pod})
+
+	// The relayed events, in order, with the exit last.
+	var topics []string
+	for len(topics) < 3 {
+		select {
+		case e := <-events.ch:
+			topics = append(topics, e.Topic)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("events relayed to containerd: %v; want create and two exits", topics)
+		}
+	}
+	if strings.Join(topics, " ") != "/tasks/create /tasks/exit /tasks/exit" {
+		t.Errorf("relayed topics = %v", topics)
+	}
+
+	// Both shims are gone, with their state and sockets.
+	if !waitGone(int(cr.ShimPid), 10*time.Second) {
+		t.Errorf("cci shim %d still runs after Shutdown", cr.ShimPid)
+	}
+	recs := readRecords(t, recordFile)
+	backendBundle := filepath.Join(state, ns, pod, "bundles", pod)
+	startRec := recs["start"]
+	if startRec == nil {
+		t.Fatalf("backend never started; records: %v", keys(recs))
+	}
+	if startRec.Cwd != backendBundle {
+		t.Errorf("backend started in %s, want its own bundle %s", startRec.Cwd, backendBundle)
+	}
+	if !contains(startRec.Env, "TTRPC_ADDRESS="+strings.TrimPrefix(res.Address, "unix://")) {
+		t.Errorf("backend's TTRPC_ADDRESS does not point at the cci shim's event relay")
+	}
+	var bp bootapi.BootstrapParams
+	if err := proto.Unmarshal(startRec.Stdin, &bp); err != nil || bp.InstanceID != pod || bp.Namespace != ns {
+		t.Errorf("backend bootstrap params = %v (%v)", &bp, err)
+	}
+	var ropts runtimeoptions.Options
+	if found, err := bp.FindExtension(&ropts); !found || err != nil || ropts.ConfigPath != kataConfigPath {
+		t.Errorf("backend start options ConfigPath = %q (found %v, %v), want %q", ropts.ConfigPath, found, err, kataConfigPath)
+	}
+	var create taskv2.CreateTaskRequest
+	if recs["Create"] == nil || proto.Unmarshal(recs["Create"].Request, &create) != nil {
+		t.Fatal("backend got no Create")
+	}
+	if create.Bundle != backendBundle {
+		t.Errorf("Create bundle = %s, want %s", create.Bundle, backendBundle)
+	}
+	if create.Stdout == frontStdout || !strings.HasPrefix(create.Stdout, filepath.Join(state, ns, pod, "io")) {
+		t.Errorf("Create stdout = %s: stdio must be interposed under the pod state dir", create.Stdout)
+	}
+	if err := typeurl.UnmarshalTo(create.Options, &ropts); err != nil || ropts.ConfigPath != kataConfigPath {
+		t.Errorf("Create options ConfigPath = %q (%v), want %q: the cci runtime's options must not reach Kata", ropts.ConfigPath, err, kataConfigPath)
+	}
+	for _, m := range []string{"Exec", "Kill", "Wait", "Delete", "Shutdown"} {
+		if recs[m] == nil {
+			t.Errorf("backend never got %s", m)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(state, ns, pod)); !os.IsNotExist(err) {
+		t.Errorf("pod state dir left behind: %v", err)
+	}
+	if _, err := os.Stat(strings.TrimPrefix(res.Address, "unix://")); !os.IsNotExist(err) {
+		t.Errorf("cci shim socket left behind")
+	}
+	if got := shimLog(); !strings.Contains(got, "recordingshim: serving") {
+		t.Errorf("backend log not relayed into the shim log:\n%s", got)
+	}
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readFifo makes a FIFO and reads it in the background, as containerd does
+// with a shim's log and stdio; the returned func returns what was read.
+func readFifo(t *testing.T, path string) func() string {
+	t.Helper()
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0) // RDWR: never blocks, never sees EOF early
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	var buf bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			buf.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "recordingshim: serving") {
+				return
+			}
+		}
+	}()
+	return func() string {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+		return buf.String()
+	}
+}
+
+func readRecords(t *testing.T, path string) map[string]*record {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := map[string]*record{}
+	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+		var r record
+		if err := json.Unmarshal(line, &r); err != nil {
+			t.Fatal(err)
+		}
+		if recs[r.Method] == nil {
+			recs[r.Method] = &r
+		}
+	}
+	return recs
+}
+
+func mustOK(t *testing.T, what string, f func() error) {
+	t.Helper()
+	if err := f(); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func waitGone(pid int, timeout time.Duration) bool {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+			return true
+		}
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && bytes.Contains(b, []byte(") Z ")) {
+			return true
+		}
+	}
+	return false
+}
+
+func errOutput(err error) string {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(ee.Stderr)
+	}
+	return ""
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func keys(m map[string]*record) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
