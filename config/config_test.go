@@ -73,3 +73,18 @@ func TestLoadPaths(t *testing.T) {
 		t.Fatalf("state dir = %q, want the file named by %s", c.StateDir, EnvPath)
 	}
 }
+
+// The node config the packaging ships must parse, with Kata selected.
+func TestPackagedConfig(t *testing.T) {
+	data, err := os.ReadFile("../packaging/cci-shim/config.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Default()
+	if err := Parse(data, &c); err != nil {
+		t.Fatalf("packaging/cci-shim/config.toml: %v", err)
+	}
+	if c.Backend.Kind != BackendKata || c.Rootfs.SizeBytes != 20<<30 {
+		t.Errorf("packaged config = %+v", c)
+	}
+}
