@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/cci-shim/cci-shim/gpu"
 )
 
 // DefaultPath is where the node configuration lives on a production host.
@@ -38,8 +40,27 @@ type Config struct {
 	// StateDir holds per-pod state: the backend's bundles, interposed stdio
 	// FIFOs and pod log volumes. Default /run/cci-shim.
 	StateDir string `toml:"state_dir"`
-	Backend  Backend `toml:"backend"`
-	Rootfs   Rootfs  `toml:"rootfs"`
+	Backend  Backend    `toml:"backend"`
+	Rootfs   Rootfs     `toml:"rootfs"`
+	Policy   Policy     `toml:"policy"`
+	GPU      gpu.Config `toml:"gpu"`
+}
+
+// Policy holds what the pod policy needs to know about the node.
+type Policy struct {
+	// VolumeDir holds each pod's host-side volumes: the /dev/shm tmpfs and
+	// hostPath replacements (disk-backed ones are ext4 images here, so it
+	// must be on disk). Default /var/lib/cci-shim/pods.
+	VolumeDir string `toml:"volume_dir"`
+	// KubeletRoot is kubelet's --root-dir: bind mounts from this pod's
+	// directory under it are volumes, not hostPath. Default /var/lib/kubelet.
+	KubeletRoot string `toml:"kubelet_root"`
+	// ContainerdRoot and ContainerdState are containerd's root and state
+	// dirs, where CRI keeps the pod's own files (hosts, resolv.conf, shm).
+	ContainerdRoot  string `toml:"containerd_root"`
+	ContainerdState string `toml:"containerd_state"`
+	// ShmSizeBytes is the default /dev/shm size (R10). Default 64 MiB.
+	ShmSizeBytes int64 `toml:"shm_size_bytes"`
 }
 
 // Backend selects the sandbox runtime the shim fronts.
@@ -70,6 +91,13 @@ func Default() Config {
 		StateDir: "/run/cci-shim",
 		Backend:  Backend{Kind: BackendRunc},
 		Rootfs:   Rootfs{SizeBytes: 20 << 30},
+		Policy: Policy{
+			VolumeDir:       "/var/lib/cci-shim/pods",
+			KubeletRoot:     "/var/lib/kubelet",
+			ContainerdRoot:  "/var/lib/containerd",
+			ContainerdState: "/run/containerd",
+			ShmSizeBytes:    64 << 20,
+		},
 	}
 }
 
@@ -144,6 +172,16 @@ func (c *Config) finish() error {
 	if c.Backend.Kind == BackendRunc && c.Backend.RuncRoot == "" {
 		c.Backend.RuncRoot = filepath.Join(c.StateDir, "runc")
 	}
+	for key, dir := range map[string]string{"policy.volume_dir": c.Policy.VolumeDir, "policy.kubelet_root": c.Policy.KubeletRoot,
+		"policy.containerd_root": c.Policy.ContainerdRoot, "policy.containerd_state": c.Policy.ContainerdState} {
+		if !filepath.IsAbs(dir) {
+			return fmt.Errorf("%s %q: must be an absolute path", key, dir)
+		}
+	}
+	if c.Policy.ShmSizeBytes <= 0 {
+		return fmt.Errorf("policy.shm_size_bytes %d: must be positive", c.Policy.ShmSizeBytes)
+	}
+	c.GPU = c.GPU.WithDefaults()
 	if c.Rootfs.SizeBytes <= 0 {
 		return fmt.Errorf("rootfs.size_bytes %d: must be positive", c.Rootfs.SizeBytes)
 	}

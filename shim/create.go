@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/cci-shim/cci-shim/sandbox"
 	"github.com/cci-shim/cci-shim/sandbox/backend"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
@@ -45,9 +48,26 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err != nil {
 		return nil, err
 	}
-	size, err := s.applyPolicy(ctx, spec)
+	pod, err := sandbox.PodFromSpec(spec)
 	if err != nil {
 		return nil, err
+	}
+	plan, err := sandbox.Apply(spec, pod, s.policyConfig())
+	if err != nil {
+		return nil, err
+	}
+	undoPrepare, err := sandbox.Prepare(plan)
+	if err != nil {
+		return nil, fmt.Errorf("preparing pod volumes: %w", err)
+	}
+	undo = append(undo, func() {
+		if err := undoPrepare(); err != nil {
+			log.G(ctx).WithError(err).Warn("undoing pod volumes")
+		}
+	})
+	var size backend.PodSize
+	if plan.PodSize != nil {
+		size = backend.PodSize{MilliCPU: plan.PodSize.Pod.MilliCPU, MemoryBytes: plan.PodSize.Pod.Memory}
 	}
 	if err := s.adapter.AdjustSpec(spec, size); err != nil {
 		return nil, fmt.Errorf("adjusting spec for %s: %w", s.adapter.Kind(), err)
@@ -108,17 +128,25 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		frontBundle: r.Bundle,
 		procs:       map[string]*processIO{"": pio},
 		pid:         resp.Pid,
+		spec:        spec,
+		name:        pod.Name(),
 	}
 	s.mu.Unlock()
 	log.G(ctx).WithField("pid", resp.Pid).Info("container created")
 	return resp, nil
 }
 
-// applyPolicy validates and rewrites the spec before the backend sees it and
-// returns the pod size the sandbox must provide.
-func (s *service) applyPolicy(ctx context.Context, spec *specs.Spec) (backend.PodSize, error) {
-	clampOOMScoreAdj(ctx, spec)
-	return backend.PodSize{}, nil
+// policyConfig is what the pod policy needs to know about this node and pod.
+func (s *service) policyConfig() sandbox.Config {
+	p := s.cfg.Policy
+	return sandbox.Config{
+		PodDir:           s.volumeDir,
+		KubeletRoot:      p.KubeletRoot,
+		ContainerdRoot:   p.ContainerdRoot,
+		ContainerdState:  p.ContainerdState,
+		OOMScoreAdjFloor: s.oomFloor,
+		ShmSize:          p.ShmSizeBytes,
+	}
 }
 
 // ensureBackend starts the pod's backend shim on the first Create.
@@ -172,6 +200,13 @@ func (s *service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.St
 	}
 	resp, err := t.Start(ctx, r)
 	if err != nil {
+		if r.ExecID == "" && strings.Contains(err.Error(), "exec format error") {
+			// R6: say which architectures disagree, when the rootfs is on
+			// the host (runc); inside a VM the backend's error stands.
+			if archErr := sandbox.CheckArch(filepath.Join(c.bundle, "rootfs"), c.spec, c.name, runtime.GOARCH); archErr != nil {
+				return nil, archErr
+			}
+		}
 		return nil, err
 	}
 	if r.ExecID == "" {

@@ -9,6 +9,8 @@ import (
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/log"
+
+	"github.com/cci-shim/cci-shim/sandbox"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -60,6 +62,9 @@ func (s *service) Shutdown(ctx context.Context, r *taskv3.ShutdownRequest) (*emp
 		return &emptypb.Empty{}, nil
 	}
 	s.stopBackend(ctx, r.ID)
+	if err := sandbox.Cleanup(s.volumeDir); err != nil {
+		log.G(ctx).WithError(err).Warn("removing pod volumes")
+	}
 	if err := os.RemoveAll(s.podDir); err != nil {
 		log.G(ctx).WithError(err).Warn("removing pod state")
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/containerd/plugin/registry"
 
 	"github.com/cci-shim/cci-shim/config"
+	"github.com/cci-shim/cci-shim/sandbox"
 	"github.com/cci-shim/cci-shim/sandbox/backend"
 )
 
@@ -68,6 +69,7 @@ func newService(ic *plugin.InitContext) (any, error) {
 		publisher:  pp.(shim.Publisher),
 		shutdown:   ss.(shutdown.Service),
 		podDir:     filepath.Join(cfg.StateDir, ns, pod),
+		volumeDir:  filepath.Join(cfg.Policy.VolumeDir, ns, pod),
 		address:    address,
 		containers: map[string]*container{},
 		launch: launch{
@@ -84,6 +86,9 @@ func newService(ic *plugin.InitContext) (any, error) {
 		return nil, fmt.Errorf("creating pod state dir: %w", err)
 	}
 	if err := writeFileAtomic(filepath.Join(s.podDir, shimPidFile), []byte(strconv.Itoa(os.Getpid()))); err != nil {
+		return nil, err
+	}
+	if s.oomFloor, err = sandbox.ReadOOMScoreAdjFloor(); err != nil {
 		return nil, err
 	}
 	s.relay = newEventRelay(ic.Context, s.publisher, s.drain)

@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/cci-shim/cci-shim/config"
@@ -43,6 +44,8 @@ type service struct {
 	relay     *eventRelay
 	launch    launch // template for the pod's backend; id and bundle set at first Create
 	podDir    string // <state_dir>/<namespace>/<pod id>
+	volumeDir string // <policy.volume_dir>/<namespace>/<pod id>: the pod's host volumes
+	oomFloor  int    // the lowest oom_score_adj this host lets us set
 	address   string // our own socket
 
 	createMu sync.Mutex // serialises Create and Shutdown
@@ -59,6 +62,8 @@ type container struct {
 	frontBundle string                // containerd's bundle
 	procs       map[string]*processIO // by exec id, "" for init; guarded by service.mu
 	pid         uint32
+	spec        *specs.Spec // as the backend got it
+	name        string      // for tenant-facing errors
 }
 
 var (

@@ -1,7 +1,6 @@
 package shim
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -80,32 +78,4 @@ func podID(spec *specs.Spec, id string) string {
 		}
 	}
 	return id
-}
-
-// clampOOMScoreAdj raises process.oomScoreAdj to what this host lets the shim
-// set: CRI asks -998 for every sandbox, which a host that refuses negative
-// values turns into a failed start. Inside a VM the value is the guest's
-// business anyway.
-func clampOOMScoreAdj(ctx context.Context, spec *specs.Spec) {
-	if spec.Process == nil || spec.Process.OOMScoreAdj == nil {
-		return
-	}
-	floor := readOOMScoreAdj()
-	if *spec.Process.OOMScoreAdj < floor {
-		log.G(ctx).WithField("requested", *spec.Process.OOMScoreAdj).WithField("applied", floor).Info("clamping oomScoreAdj")
-		v := floor
-		spec.Process.OOMScoreAdj = &v
-	}
-}
-
-func readOOMScoreAdj() int {
-	data, err := os.ReadFile("/proc/self/oom_score_adj")
-	if err != nil {
-		return 0
-	}
-	v, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
-		return 0
-	}
-	return v
 }
