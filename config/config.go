@@ -18,6 +18,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/cci-shim/cci-shim/gpu"
+	"github.com/cci-shim/cci-shim/iothrottle"
 )
 
 // DefaultPath is where the node configuration lives on a production host.
@@ -39,11 +40,35 @@ const (
 type Config struct {
 	// StateDir holds per-pod state: the backend's bundles, interposed stdio
 	// FIFOs and pod log volumes. Default /run/cci-shim.
-	StateDir string `toml:"state_dir"`
+	StateDir string     `toml:"state_dir"`
 	Backend  Backend    `toml:"backend"`
 	Rootfs   Rootfs     `toml:"rootfs"`
 	Policy   Policy     `toml:"policy"`
+	Throttle Throttle   `toml:"throttle"`
 	GPU      gpu.Config `toml:"gpu"`
+}
+
+// Throttle holds the node's I/O limits. MB means 10^6 bytes: 6 MB/s is
+// 6000000 bytes per second. 0 turns a limit off. Pod annotations may lower
+// a limit, never raise it.
+type Throttle struct {
+	// Rootfs limits apply to each pod's rootfs block device (R8).
+	RootfsReadBps   uint64 `toml:"rootfs_read_bps"`
+	RootfsWriteBps  uint64 `toml:"rootfs_write_bps"`
+	RootfsReadIOPS  uint64 `toml:"rootfs_read_iops"`
+	RootfsWriteIOPS uint64 `toml:"rootfs_write_iops"`
+	// StdioBps is each container's stdout+stderr forwarding rate (R14),
+	// lossless: a faster writer is slowed down.
+	StdioBps int64 `toml:"stdio_bps"`
+}
+
+// NodeLimits converts the section for the iothrottle package.
+func (t Throttle) NodeLimits() iothrottle.NodeLimits {
+	return iothrottle.NodeLimits{
+		Rootfs: iothrottle.DeviceLimits{ReadBps: t.RootfsReadBps, WriteBps: t.RootfsWriteBps,
+			ReadIOPS: t.RootfsReadIOPS, WriteIOPS: t.RootfsWriteIOPS},
+		StdioBytesPerSec: t.StdioBps,
+	}
 }
 
 // Policy holds what the pod policy needs to know about the node.
@@ -91,6 +116,11 @@ func Default() Config {
 		StateDir: "/run/cci-shim",
 		Backend:  Backend{Kind: BackendRunc},
 		Rootfs:   Rootfs{SizeBytes: 20 << 30},
+		Throttle: Throttle{
+			RootfsReadBps: iothrottle.DefaultRootfsBps, RootfsWriteBps: iothrottle.DefaultRootfsBps,
+			RootfsReadIOPS: iothrottle.DefaultRootfsIOPS, RootfsWriteIOPS: iothrottle.DefaultRootfsIOPS,
+			StdioBps: iothrottle.DefaultStdioBytesPerSec,
+		},
 		Policy: Policy{
 			VolumeDir:       "/var/lib/cci-shim/pods",
 			KubeletRoot:     "/var/lib/kubelet",
@@ -177,6 +207,9 @@ func (c *Config) finish() error {
 		if !filepath.IsAbs(dir) {
 			return fmt.Errorf("%s %q: must be an absolute path", key, dir)
 		}
+	}
+	if c.Throttle.StdioBps < 0 {
+		return fmt.Errorf("throttle.stdio_bps %d: must be 0 (off) or positive", c.Throttle.StdioBps)
 	}
 	if c.Policy.ShmSizeBytes <= 0 {
 		return fmt.Errorf("policy.shm_size_bytes %d: must be positive", c.Policy.ShmSizeBytes)

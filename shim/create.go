@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/cci-shim/cci-shim/iothrottle"
 	"github.com/cci-shim/cci-shim/sandbox"
 	"github.com/cci-shim/cci-shim/sandbox/backend"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -65,6 +66,25 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 			log.G(ctx).WithError(err).Warn("undoing pod volumes")
 		}
 	})
+	hasGPU, err := s.gpus.apply(ctx, spec, podID(spec, r.ID))
+	if err != nil {
+		return nil, err
+	}
+	if hasGPU {
+		s.podHasGPU.Store(true)
+	}
+	if hasGPU && s.noContainers() {
+		undo = append(undo, func() { s.gpus.release(ctx, podID(spec, r.ID)) })
+	}
+	limits, err := iothrottle.LimitsFromConfig(s.cfg.Throttle.NodeLimits(), spec.Annotations)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	rootfs, throttle, err := s.throttleRootfs(ctx, spec, r.Rootfs, limits.Rootfs)
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, throttle.close)
 	var size backend.PodSize
 	if plan.PodSize != nil {
 		size = backend.PodSize{MilliCPU: plan.PodSize.Pod.MilliCPU, MemoryBytes: plan.PodSize.Pod.Memory}
@@ -87,7 +107,8 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		return nil, fmt.Errorf("creating stdio dir: %w", err)
 	}
 	undo = append(undo, func() { os.RemoveAll(ioDir) })
-	pio, err := newProcessIO(s.ctx, ioDir, "init", stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, terminal: r.Terminal})
+	stdioLimiter := iothrottle.NewLimiter(limits.StdioBytesPerSec)
+	pio, err := newProcessIO(s.ctx, ioDir, "init", stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, terminal: r.Terminal}, stdioLimiter)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +129,7 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	resp, err := b.task.Create(ctx, &taskv3.CreateTaskRequest{
 		ID:               r.ID,
 		Bundle:           bundle,
-		Rootfs:           r.Rootfs,
+		Rootfs:           rootfs,
 		Terminal:         r.Terminal,
 		Stdin:            pio.backend.stdin,
 		Stdout:           pio.backend.stdout,
@@ -120,6 +141,10 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err != nil {
 		return nil, fmt.Errorf("backend create: %w", err)
 	}
+	if err := s.applyHostThrottle(throttle); err != nil {
+		b.task.Delete(context.WithoutCancel(ctx), &taskv3.DeleteRequest{ID: r.ID})
+		return nil, err
+	}
 
 	s.mu.Lock()
 	s.containers[r.ID] = &container{
@@ -130,6 +155,9 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		pid:         resp.Pid,
 		spec:        spec,
 		name:        pod.Name(),
+		gpu:         hasGPU,
+		stdio:       stdioLimiter,
+		rootfs:      throttle,
 	}
 	s.mu.Unlock()
 	log.G(ctx).WithField("pid", resp.Pid).Info("container created")
@@ -229,8 +257,14 @@ func (s *service) Exec(ctx context.Context, r *taskv3.ExecProcessRequest) (_ *em
 	if exists {
 		return nil, fmt.Errorf("exec %q in container %q: %w", r.ExecID, r.ID, errdefs.ErrAlreadyExists)
 	}
+	procSpec := r.Spec
+	if c.gpu {
+		if procSpec, err = injectExecEnv(r.Spec); err != nil {
+			return nil, err
+		}
+	}
 	pio, err := newProcessIO(s.ctx, filepath.Join(s.ioDir(), r.ID), "exec-"+r.ExecID,
-		stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, terminal: r.Terminal})
+		stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, terminal: r.Terminal}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +275,7 @@ func (s *service) Exec(ctx context.Context, r *taskv3.ExecProcessRequest) (_ *em
 		Stdin:    pio.backend.stdin,
 		Stdout:   pio.backend.stdout,
 		Stderr:   pio.backend.stderr,
-		Spec:     r.Spec,
+		Spec:     procSpec,
 	}); err != nil {
 		pio.close()
 		return nil, err

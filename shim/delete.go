@@ -45,6 +45,7 @@ func (s *service) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*taskv3.
 	}
 	if r.ExecID == "" {
 		removeBundle(ctx, c.bundle)
+		c.rootfs.close()
 		os.RemoveAll(filepath.Join(s.ioDir(), r.ID))
 	}
 	return resp, nil
@@ -62,6 +63,9 @@ func (s *service) Shutdown(ctx context.Context, r *taskv3.ShutdownRequest) (*emp
 		return &emptypb.Empty{}, nil
 	}
 	s.stopBackend(ctx, r.ID)
+	if s.podHasGPU.Load() {
+		s.gpus.release(ctx, filepath.Base(s.podDir))
+	}
 	if err := sandbox.Cleanup(s.volumeDir); err != nil {
 		log.G(ctx).WithError(err).Warn("removing pod volumes")
 	}

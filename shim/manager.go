@@ -21,6 +21,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/cci-shim/cci-shim/config"
+	"github.com/cci-shim/cci-shim/gpu"
 	"github.com/cci-shim/cci-shim/sandbox"
 	"github.com/cci-shim/cci-shim/sandbox/backend"
 )
@@ -200,6 +201,11 @@ func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) 
 		}
 		if pid := readPid(filepath.Join(podDir, shimPidFile)); pid > 0 && pid != os.Getpid() {
 			killAndWait(ctx, pid, 0)
+		}
+		if _, err := os.Stat(cfg.GPU.LedgerPath()); err == nil {
+			if err := gpu.NewLedger(cfg.GPU, nil).Release(podID(spec, id)); err != nil {
+				log.G(ctx).WithError(err).Warn("releasing gpus")
+			}
 		}
 		if err := sandbox.Cleanup(filepath.Join(cfg.Policy.VolumeDir, ns, podID(spec, id))); err != nil {
 			log.G(ctx).WithError(err).Warn("removing pod volumes")

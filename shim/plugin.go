@@ -91,6 +91,10 @@ func newService(ic *plugin.InitContext) (any, error) {
 	if s.oomFloor, err = sandbox.ReadOOMScoreAdjFloor(); err != nil {
 		return nil, err
 	}
+	if s.gpus, err = newGPUs(cfg); err != nil {
+		return nil, err
+	}
 	s.relay = newEventRelay(ic.Context, s.publisher, s.drain)
+	go s.writeStatsLoop(ic.Context)
 	return s, nil
 }

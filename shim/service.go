@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/cci-shim/cci-shim/config"
+	"github.com/cci-shim/cci-shim/iothrottle"
 	"github.com/cci-shim/cci-shim/sandbox/backend"
 )
 
@@ -42,11 +44,13 @@ type service struct {
 	publisher shim.Publisher
 	shutdown  shutdown.Service
 	relay     *eventRelay
-	launch    launch // template for the pod's backend; id and bundle set at first Create
-	podDir    string // <state_dir>/<namespace>/<pod id>
-	volumeDir string // <policy.volume_dir>/<namespace>/<pod id>: the pod's host volumes
-	oomFloor  int    // the lowest oom_score_adj this host lets us set
-	address   string // our own socket
+	gpus      *gpus
+	podHasGPU atomic.Bool // some container got GPUs: release them at Shutdown
+	launch    launch      // template for the pod's backend; id and bundle set at first Create
+	podDir    string      // <state_dir>/<namespace>/<pod id>
+	volumeDir string      // <policy.volume_dir>/<namespace>/<pod id>: the pod's host volumes
+	oomFloor  int         // the lowest oom_score_adj this host lets us set
+	address   string      // our own socket
 
 	createMu sync.Mutex // serialises Create and Shutdown
 
@@ -62,8 +66,11 @@ type container struct {
 	frontBundle string                // containerd's bundle
 	procs       map[string]*processIO // by exec id, "" for init; guarded by service.mu
 	pid         uint32
-	spec        *specs.Spec // as the backend got it
-	name        string      // for tenant-facing errors
+	spec        *specs.Spec         // as the backend got it
+	name        string              // for tenant-facing errors
+	gpu         bool                // has GPUs: execs get the driver environment
+	stdio       *iothrottle.Limiter // the init process's stdout+stderr budget
+	rootfs      *rootfsThrottle     // nil when the rootfs is not a block device
 }
 
 var (
@@ -120,6 +127,12 @@ func (s *service) get(id string) (*container, *taskClient, error) {
 		return nil, nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
 	}
 	return c, s.backend.task, nil
+}
+
+func (s *service) noContainers() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.containers) == 0
 }
 
 func (s *service) processIO(id, execID string) *processIO {

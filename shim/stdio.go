@@ -14,11 +14,9 @@ import (
 
 	"github.com/containerd/fifo"
 	"github.com/containerd/log"
-)
 
-// copyBufSize is the size of the buffer each stream copy owns for its whole
-// life: one allocation per stream, none per write.
-const copyBufSize = 32 << 10
+	"github.com/cci-shim/cci-shim/iothrottle"
+)
 
 // stdio is the set of stdio paths of one process.
 type stdio struct {
@@ -58,7 +56,9 @@ func interposable(p string) bool {
 // backend may open its side later, during Create or Exec.
 //
 // Preconditions: dir exists and belongs to this shim.
-func newProcessIO(ctx context.Context, dir, name string, front stdio) (_ *processIO, retErr error) {
+//
+// lim throttles stdout and stderr together (R14); nil leaves them unthrottled.
+func newProcessIO(ctx context.Context, dir, name string, front stdio, lim *iothrottle.Limiter) (_ *processIO, retErr error) {
 	p := &processIO{front: front, backend: front, dir: dir}
 	defer func() {
 		if retErr != nil {
@@ -101,7 +101,7 @@ func newProcessIO(ctx context.Context, dir, name string, front stdio) (_ *proces
 		p.outputs.Add(1)
 		go func() {
 			defer p.outputs.Done()
-			copyStream(ctx, dst, src, s.suffix)
+			copyStream(ctx, dst, src, s.suffix, lim)
 			dst.Close()
 		}()
 	}
@@ -120,53 +120,22 @@ func newProcessIO(ctx context.Context, dir, name string, front stdio) (_ *proces
 		p.stdinWG.Add(1)
 		go func() {
 			defer p.stdinWG.Done()
-			copyStream(ctx, dst, src, "stdin")
+			copyStream(ctx, dst, src, "stdin", nil)
 			dst.Close()
 		}()
 	}
 	return p, nil
 }
 
-// copyStream copies until EOF or an error on either side, with one buffer for
-// the stream's life. A closed destination ends the copy: nobody is reading.
-func copyStream(ctx context.Context, dst io.Writer, src io.Reader, stream string) {
-	buf := make([]byte, copyBufSize)
-	for {
-		n, rerr := src.Read(buf)
-		if n > 0 {
-			if _, werr := writeFull(dst, buf[:n]); werr != nil {
-				if errors.Is(werr, fifo.ErrWriteClosed) {
-					return
-				}
-				log.G(ctx).WithError(werr).WithField("stream", stream).Warn("stdio destination closed")
-				return
-			}
-		}
-		if rerr != nil {
-			// A FIFO we closed ourselves (process deleted, Create failed)
-			// ends the copy quietly.
-			if !errors.Is(rerr, io.EOF) && !errors.Is(rerr, os.ErrClosed) && !errors.Is(rerr, fifo.ErrReadClosed) {
-				log.G(ctx).WithError(rerr).WithField("stream", stream).Warn("reading stdio")
-			}
-			return
-		}
+// copyStream copies until EOF or an error on either side through lim (nil:
+// unthrottled), with one buffer for the stream's life. A FIFO we closed
+// ourselves (process deleted, Create failed) ends the copy quietly.
+func copyStream(ctx context.Context, dst io.Writer, src io.Reader, stream string, lim *iothrottle.Limiter) {
+	_, err := lim.Copy(ctx, dst, src, make([]byte, iothrottle.DefaultBufferSize))
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) &&
+		!errors.Is(err, fifo.ErrReadClosed) && !errors.Is(err, fifo.ErrWriteClosed) && !errors.Is(err, context.Canceled) {
+		log.G(ctx).WithError(err).WithField("stream", stream).Warn("copying stdio")
 	}
-}
-
-// writeFull writes all of b, retrying short writes.
-func writeFull(w io.Writer, b []byte) (int, error) {
-	total := 0
-	for total < len(b) {
-		n, err := w.Write(b[total:])
-		total += n
-		if err != nil {
-			return total, err
-		}
-		if n == 0 {
-			return total, io.ErrShortWrite
-		}
-	}
-	return total, nil
 }
 
 // waitOutput waits until stdout and stderr have reached EOF and been flushed
