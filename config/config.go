@@ -101,6 +101,10 @@ type Backend struct {
 	ConfigPath string `toml:"config_path"`
 	// RuncRoot is runc's state root. runc only. Default <state_dir>/runc.
 	RuncRoot string `toml:"runc_root"`
+	// Debug starts the backend shim with debug logging (and, for shims
+	// that have one, its debug socket). Off by default, whatever
+	// containerd's own log level.
+	Debug bool `toml:"debug"`
 }
 
 // Rootfs describes every pod's writable root filesystem (R7).

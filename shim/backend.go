@@ -172,15 +172,18 @@ func (b *backendShim) stop(ctx context.Context, id string) {
 	<-b.logDone
 }
 
-// killAndWait waits up to grace for pid to exit, then kills it and waits again.
+// killAndWait waits up to grace for pid to exit, then kills it and waits
+// again. A grace of 0 kills at once: the caller knows the process is stale.
 func killAndWait(ctx context.Context, pid int, grace time.Duration) {
-	if pid <= 0 {
+	if pid <= 0 || processGone(pid) {
 		return
 	}
-	if waitGone(pid, grace) {
-		return
+	if grace > 0 {
+		if waitGone(pid, grace) {
+			return
+		}
+		log.G(ctx).WithField("pid", pid).Warn("process did not exit; killing it")
 	}
-	log.G(ctx).WithField("pid", pid).Warn("backend shim did not exit; killing it")
 	unix.Kill(pid, unix.SIGKILL)
 	waitGone(pid, 5*time.Second)
 }

@@ -202,6 +202,9 @@ func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) 
 		if pid := readPid(filepath.Join(podDir, shimPidFile)); pid > 0 && pid != os.Getpid() {
 			killAndWait(ctx, pid, 0)
 		}
+		if addr, err := os.ReadFile(filepath.Join(podDir, shimAddressFile)); err == nil && !shim.CanConnect(string(addr)) {
+			removeSocket(string(addr))
+		}
 		if _, err := os.Stat(cfg.GPU.LedgerPath()); err == nil {
 			if err := gpu.NewLedger(cfg.GPU, nil).Release(podID(spec, id)); err != nil {
 				log.G(ctx).WithError(err).Warn("releasing gpus")

@@ -9,6 +9,7 @@
 package shim
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -79,7 +80,7 @@ func newService(ic *plugin.InitContext) (any, error) {
 			ttrpcAddress:     strings.TrimPrefix(address, "unix://"),
 			containerdBinary: os.Getenv(envContainerdBinary),
 			socketDir:        os.Getenv(envSocketDir),
-			debug:            flagValue("debug") == "true",
+			debug:            cfg.Backend.Debug,
 		},
 	}
 	if err := os.MkdirAll(filepath.Join(s.podDir, "bundles"), 0o700); err != nil {
@@ -88,6 +89,15 @@ func newService(ic *plugin.InitContext) (any, error) {
 	if err := writeFileAtomic(filepath.Join(s.podDir, shimPidFile), []byte(strconv.Itoa(os.Getpid()))); err != nil {
 		return nil, err
 	}
+	if err := writeFileAtomic(filepath.Join(s.podDir, shimAddressFile), []byte(address)); err != nil {
+		return nil, err
+	}
+	// However the shim ends (Shutdown, the backend dying, a signal), its
+	// socket goes with it.
+	s.shutdown.RegisterCallback(func(context.Context) error {
+		removeSocket(address)
+		return nil
+	})
 	if s.oomFloor, err = sandbox.ReadOOMScoreAdjFloor(); err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 // On-disk state of a pod, under <state_dir>/<namespace>/<pod id>/:
 //
 //	shim.pid          this shim's pid
+//	shim.address      this shim's socket
 //	backend.json      the backend shim's pid and address
 //	bundles/<id>/     the backend's bundle for each container
 //	io/<id>/          our stdio FIFOs
@@ -21,6 +22,7 @@ import (
 // It lets the delete subcommand clean up after this shim died.
 const (
 	shimPidFile       = "shim.pid"
+	shimAddressFile   = "shim.address"
 	backendRecordFile = "backend.json"
 )
 

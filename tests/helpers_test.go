@@ -1,0 +1,92 @@
+// Package tests holds cci-shim's end-to-end tests: a real containerd v2, real
+// runc, real loop devices and cgroups, driven through ctr and the CRI API the
+// way crictl and kubelet drive it. tests/e2eenv builds the environment.
+package tests
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cci-shim/cci-shim/tests/e2eenv"
+)
+
+// cciRuntime is the runtime type containerd maps to containerd-shim-cci-v2.
+const cciRuntime = "io.containerd.cci.v2"
+
+// nodeConfig is the cci node config of most tests: the runc backend, state,
+// volumes and the GPU ledger in the env's dir, the node's default limits.
+const nodeConfig = `state_dir = "{{StateDir}}"
+[policy]
+volume_dir = "{{Dir}}/volumes"
+containerd_root = "{{Dir}}/root"
+containerd_state = "{{Dir}}/state"
+[gpu]
+state_dir = "{{Dir}}/gpu"
+[backend]
+kind = "runc"
+`
+
+// unthrottledStdio turns the stdout throttle off, for tests of other rules
+// that move a lot of output.
+const unthrottledStdio = "[throttle]\nstdio_bps = 0\n"
+
+func startEnv(t *testing.T, cri bool, extraConfig ...string) *e2eenv.Env {
+	t.Helper()
+	return e2eenv.Start(t, e2eenv.Options{NodeConfig: nodeConfig + strings.Join(extraConfig, ""), CRI: cri})
+}
+
+// exitCode returns the exit status ctr reported through err (0 for nil).
+func exitCode(t *testing.T, err error) int {
+	t.Helper()
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("ctr did not run: %v", err)
+	}
+	return ee.ExitCode()
+}
+
+func sha(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// assertNoLeaks fails when the env has processes, mounts, loop devices or
+// sockets left from the scenario.
+func assertNoLeaks(t *testing.T, env *e2eenv.Env) {
+	t.Helper()
+	var leaks []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		leaks = env.Leaks()
+		if len(leaks) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(leaks) > 0 {
+		t.Errorf("left behind:\n  %s", strings.Join(leaks, "\n  "))
+	}
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
