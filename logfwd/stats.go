@@ -1,0 +1,52 @@
+package logfwd
+
+import (
+	"maps"
+	"sync"
+	"time"
+)
+
+// Stats is a snapshot of one collector's counters for the node agent.
+type Stats struct {
+	Files          int               // files followed now
+	FilesTotal     uint64            // files ever started
+	Lines          uint64            // records delivered (parts count once each)
+	Bytes          uint64            // line bytes delivered
+	SplitLines     uint64            // lines over the limit, split (R19)
+	DroppedLines   uint64            // lines over the limit, dropped (R19)
+	FlushedPartial uint64            // last lines flushed without newline
+	Truncations    uint64            // truncations / content replacements seen
+	Skipped        map[string]uint64 // files skipped, by reason (Skip*)
+	SinkErrors     uint64            // failed delivery attempts
+	LagBytes       int64             // bytes written but not yet delivered, at last look
+	LastDelivery   time.Time         // when a sink last accepted records
+}
+
+// statsBox guards a Stats; safe for concurrent use.
+type statsBox struct {
+	mu sync.Mutex
+	s  Stats // guarded by mu
+}
+
+func (b *statsBox) add(f func(*Stats)) {
+	b.mu.Lock()
+	f(&b.s)
+	b.mu.Unlock()
+}
+
+func (b *statsBox) skip(reason string) {
+	b.add(func(s *Stats) {
+		if s.Skipped == nil {
+			s.Skipped = map[string]uint64{}
+		}
+		s.Skipped[reason]++
+	})
+}
+
+func (b *statsBox) snapshot() Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.s
+	s.Skipped = maps.Clone(b.s.Skipped)
+	return s
+}

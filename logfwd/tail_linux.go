@@ -1,0 +1,225 @@
+package logfwd
+
+import (
+	"bytes"
+	"hash/crc64"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// fpWindow is how many first bytes make a file's fingerprint. Shorter files
+// have a shorter fingerprint (their whole content) that grows with them, so
+// empty and tiny files are collected too.
+const fpWindow = 256
+
+var crcTable = crc64.MakeTable(crc64.ECMA)
+
+// tailFile is one followed file (one inode). Fields are guarded by the
+// collector lock.
+type tailFile struct {
+	key  fileKey
+	fd   int
+	w    *watchState
+	name string // current name in w's directory; "" once gone
+	path string // container path, for records
+
+	fp    uint64 // crc64 of the first fpLen bytes
+	fpLen int
+
+	started    bool      // start offset decided
+	deferredOf *tailFile // a live file this one may be a copy of
+	deferredAt time.Time
+
+	committed lineState // accepted by the sink (checkpointed)
+	cur       lineState // read so far
+
+	seenSize     int64
+	pendingOff   int64 // offset of a last line without newline; -1 if none
+	pendingSince time.Time
+
+	gone       bool // no longer in a watched directory
+	quietSize  int64
+	quietSince time.Time
+	released   bool
+	finalOff   int64
+}
+
+func (f *tailFile) quietFor(now time.Time) time.Duration {
+	if f.quietSince.IsZero() || f.quietSize != f.seenSize {
+		f.quietSize, f.quietSince = f.seenSize, now
+	}
+	return now.Sub(f.quietSince)
+}
+
+// hashPrefix returns the crc64 of the first n bytes of fd; ok is false if
+// the file is shorter.
+func hashPrefix(fd int, n int) (uint64, bool) {
+	if n <= 0 {
+		return 0, n == 0
+	}
+	var b [fpWindow]byte
+	got := 0
+	for got < n {
+		m, err := unix.Pread(fd, b[got:n], int64(got))
+		if err != nil || m <= 0 {
+			return 0, false
+		}
+		got += m
+	}
+	return crc64.Checksum(b[:n], crcTable), true
+}
+
+// readFile reads f from its current offset, appending records to the batch
+// of its destination. It returns true when the batch is full and must be
+// delivered before reading on.
+func (c *Collector) readFile(f *tailFile, now time.Time, drain bool) bool {
+	var st unix.Stat_t
+	if err := unix.Fstat(f.fd, &st); err != nil {
+		return false
+	}
+	size := st.Size
+	if !f.started && !c.resolveStart(f, size, now, drain) {
+		f.seenSize = size
+		return false
+	}
+	// Identity check: shorter than what we read, or other first bytes,
+	// means truncation (copytruncate) or a rewrite: read from the start.
+	if size < f.cur.Off || f.fpLen > 0 && !f.samePrefix() {
+		c.addRotation(f, now)
+		f.cur, f.fp, f.fpLen, f.pendingOff = lineState{}, 0, 0, -1
+		c.touched[f] = true
+		c.stats.add(func(s *Stats) { s.Truncations++ })
+	}
+	if f.fpLen < fpWindow && size > int64(f.fpLen) {
+		n := int(min(size, fpWindow))
+		if h, ok := hashPrefix(f.fd, n); ok {
+			f.fp, f.fpLen = h, n
+			c.dirtyCP = true
+		}
+	}
+	f.seenSize = size
+	max := c.cfg.MaxLineBytes
+	mode := f.w.longLines
+	for {
+		n, err := unix.Pread(f.fd, c.buf, f.cur.Off)
+		if err != nil || n <= 0 {
+			return false
+		}
+		data := c.buf[:n]
+		start := 0
+		full := false
+		for !full {
+			i := bytes.IndexByte(data[start:], '\n')
+			if i < 0 {
+				break
+			}
+			c.completeLine(f, data[start:start+i], mode, now)
+			start += i + 1
+			full = c.batchFull(f)
+		}
+		rem := data[start:]
+		if !full && len(rem) > max {
+			if mode == LongLinesDrop {
+				if !f.cur.Discard {
+					f.cur.Discard, f.cur.Part = true, 0
+					c.stats.add(func(s *Stats) { s.DroppedLines++ })
+				}
+				start = n
+			} else {
+				for len(rem) > max {
+					if !f.cur.Long {
+						f.cur.Long = true
+						c.stats.add(func(s *Stats) { s.SplitLines++ })
+					}
+					c.emit(f, rem[:max], true, false, now)
+					start += max
+					rem = rem[max:]
+				}
+			}
+		}
+		if start > 0 {
+			f.cur.Off += int64(start)
+			c.touched[f] = true
+		}
+		if full {
+			return true
+		}
+		if n == len(c.buf) {
+			continue
+		}
+		// End of file with a last line that has no newline yet.
+		if len(rem) == 0 {
+			f.pendingOff = -1
+			return false
+		}
+		if f.cur.Discard {
+			f.cur.Off += int64(len(rem))
+			c.touched[f] = true
+			return false
+		}
+		if drain || f.pendingOff == f.cur.Off && now.Sub(f.pendingSince) >= c.cfg.FlushTimeout {
+			c.emit(f, rem, true, false, now)
+			f.cur.Off += int64(len(rem))
+			f.pendingOff = -1
+			c.touched[f] = true
+			c.stats.add(func(s *Stats) { s.FlushedPartial++ })
+			return c.batchFull(f)
+		}
+		if f.pendingOff != f.cur.Off {
+			f.pendingOff, f.pendingSince = f.cur.Off, now
+		}
+		return false
+	}
+}
+
+func (f *tailFile) samePrefix() bool {
+	h, ok := hashPrefix(f.fd, f.fpLen)
+	return ok && h == f.fp
+}
+
+// completeLine handles a line that ended with a newline.
+func (c *Collector) completeLine(f *tailFile, line []byte, mode LongLineMode, now time.Time) {
+	max := c.cfg.MaxLineBytes
+	switch {
+	case f.cur.Discard:
+		// The tail of a dropped line.
+	case len(line) > max && mode == LongLinesDrop:
+		c.stats.add(func(s *Stats) { s.DroppedLines++ })
+	case len(line) > max:
+		if !f.cur.Long {
+			c.stats.add(func(s *Stats) { s.SplitLines++ })
+		}
+		for len(line) > max {
+			c.emit(f, line[:max], true, false, now)
+			line = line[max:]
+		}
+		c.emit(f, line, true, true, now)
+	case f.cur.Part > 0:
+		c.emit(f, line, true, true, now)
+	default:
+		c.emit(f, line, false, false, now)
+	}
+	f.cur.Discard, f.cur.Long, f.cur.Part = false, false, 0
+}
+
+func (c *Collector) emit(f *tailFile, line []byte, partial, last bool, now time.Time) {
+	b := c.batches[f.w.dest]
+	if b == nil {
+		b = &batch{}
+		c.batches[f.w.dest] = b
+	}
+	r := Record{Time: now, Container: f.w.Container, Path: f.path, Tag: f.w.Tag, Line: string(line)}
+	if partial {
+		r.Partial, r.PartIndex, r.PartLast = true, f.cur.Part, last
+		f.cur.Part++
+	}
+	b.recs = append(b.recs, r)
+	b.bytes += len(line) + 128
+	c.touched[f] = true
+}
+
+func (c *Collector) batchFull(f *tailFile) bool {
+	b := c.batches[f.w.dest]
+	return b != nil && b.bytes >= c.cfg.MaxBatchBytes
+}
