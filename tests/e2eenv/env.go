@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -46,6 +45,18 @@ const (
 	// that holds the path of the cci shim's node config.
 	NodeConfigEnv = "CCI_SHIM_CONFIG"
 )
+
+// TB is the part of testing.TB an env uses. Programs (the demo behind
+// `make run`, ccibench) run an env through their own implementation.
+type TB interface {
+	Helper()
+	Logf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Cleanup(func())
+	Failed() bool
+}
 
 // Options says what environment a test needs. The zero value is a plain containerd without CRI.
 type Options struct {
@@ -83,7 +94,7 @@ type Env struct {
 	BinDir         string // where containerd-shim-cci-v2 is expected
 	BridgeName     string // the CNI bridge (CRI only)
 
-	t     testing.TB
+	t     TB
 	tools toolPaths
 	cri   bool
 
@@ -109,7 +120,7 @@ type Env struct {
 
 // Start brings up a fresh containerd in a temp dir and registers its teardown with t.Cleanup.
 // It skips the test when the host lacks what the env needs (fails instead when CI=true).
-func Start(t testing.TB, opts Options) *Env {
+func Start(t TB, opts Options) *Env {
 	t.Helper()
 	tools := checkPreconditions(t, opts)
 	if opts.ScratchSize == 0 {

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 )
 
 const (
@@ -37,7 +36,7 @@ type toolPaths struct {
 
 // checkPreconditions finds everything Start needs, or skips the test naming what is missing
 // (fails it when CI=true).
-func checkPreconditions(t testing.TB, opts Options) toolPaths {
+func checkPreconditions(t TB, opts Options) toolPaths {
 	t.Helper()
 	var missing []string
 	miss := func(format string, args ...any) { missing = append(missing, fmt.Sprintf(format, args...)) }

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -67,7 +66,7 @@ func ownerAlive(dir string) bool {
 
 // reapStale tears down the envs of test processes that died without cleaning up: their
 // processes, mounts, loop devices, CNI bridges and dirs.
-func reapStale(t testing.TB, tools toolPaths) {
+func reapStale(t TB, tools toolPaths) {
 	t.Helper()
 	dirs, _ := filepath.Glob("/tmp/cci-e2e-*")
 	for _, dir := range dirs {
