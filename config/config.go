@@ -45,7 +45,25 @@ type Config struct {
 	Rootfs   Rootfs     `toml:"rootfs"`
 	Policy   Policy     `toml:"policy"`
 	Throttle Throttle   `toml:"throttle"`
+	Logs     Logs       `toml:"logs"`
 	GPU      gpu.Config `toml:"gpu"`
+}
+
+// Logs configures the pod file-log collector (R15-R19). Destinations are
+// node settings: a pod picks "file" or "forward", never an address.
+type Logs struct {
+	// FileDir receives the "file" destination: one JSON-lines file per pod,
+	// <namespace>_<pod>_<uid>.jsonl. Default /var/log/cci-shim.
+	FileDir string `toml:"file_dir"`
+	// ForwardAddress is the Fluent Bit / Fluentd Forward endpoint,
+	// "tcp://host:port" or "unix:///path". Empty: "forward" is refused.
+	ForwardAddress string `toml:"forward_address"`
+	// ForwardRequireAck asks the endpoint to acknowledge every chunk
+	// (require_ack_response): at-least-once delivery. Default true.
+	ForwardRequireAck bool `toml:"forward_require_ack"`
+	// PollIntervalMS is the discovery poll (R16), the safety net under
+	// inotify. Default 5000.
+	PollIntervalMS int `toml:"poll_interval_ms"`
 }
 
 // Throttle holds the node's I/O limits. MB means 10^6 bytes: 6 MB/s is
@@ -125,6 +143,7 @@ func Default() Config {
 			RootfsReadIOPS: iothrottle.DefaultRootfsIOPS, RootfsWriteIOPS: iothrottle.DefaultRootfsIOPS,
 			StdioBps: iothrottle.DefaultStdioBytesPerSec,
 		},
+		Logs: Logs{FileDir: "/var/log/cci-shim", ForwardRequireAck: true, PollIntervalMS: 5000},
 		Policy: Policy{
 			VolumeDir:       "/var/lib/cci-shim/pods",
 			KubeletRoot:     "/var/lib/kubelet",
@@ -211,6 +230,12 @@ func (c *Config) finish() error {
 		if !filepath.IsAbs(dir) {
 			return fmt.Errorf("%s %q: must be an absolute path", key, dir)
 		}
+	}
+	if !filepath.IsAbs(c.Logs.FileDir) {
+		return fmt.Errorf("logs.file_dir %q: must be an absolute path", c.Logs.FileDir)
+	}
+	if c.Logs.PollIntervalMS <= 0 {
+		return fmt.Errorf("logs.poll_interval_ms %d: must be positive", c.Logs.PollIntervalMS)
 	}
 	if c.Throttle.StdioBps < 0 {
 		return fmt.Errorf("throttle.stdio_bps %d: must be 0 (off) or positive", c.Throttle.StdioBps)

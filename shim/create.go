@@ -66,6 +66,9 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 			log.G(ctx).WithError(err).Warn("undoing pod volumes")
 		}
 	})
+	if err := s.setupLogs(ctx, spec, pod); err != nil {
+		return nil, err
+	}
 	hasGPU, err := s.gpus.apply(ctx, spec, podID(spec, r.ID))
 	if err != nil {
 		return nil, err

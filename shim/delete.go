@@ -63,6 +63,7 @@ func (s *service) Shutdown(ctx context.Context, r *taskv3.ShutdownRequest) (*emp
 		return &emptypb.Empty{}, nil
 	}
 	s.stopBackend(ctx, r.ID)
+	s.drainLogs(ctx)
 	if s.podHasGPU.Load() {
 		s.gpus.release(ctx, filepath.Base(s.podDir))
 	}

@@ -205,6 +205,7 @@ func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) 
 		if addr, err := os.ReadFile(filepath.Join(podDir, shimAddressFile)); err == nil && !shim.CanConnect(string(addr)) {
 			removeSocket(string(addr))
 		}
+		drainLogsAfterCrash(ctx, podDir)
 		if _, err := os.Stat(cfg.GPU.LedgerPath()); err == nil {
 			if err := gpu.NewLedger(cfg.GPU, nil).Release(podID(spec, id)); err != nil {
 				log.G(ctx).WithError(err).Warn("releasing gpus")

@@ -45,6 +45,7 @@ type service struct {
 	shutdown  shutdown.Service
 	relay     *eventRelay
 	gpus      *gpus
+	logs      *podLogs    // guarded by createMu; nil without a log policy
 	podHasGPU atomic.Bool // some container got GPUs: release them at Shutdown
 	launch    launch      // template for the pod's backend; id and bundle set at first Create
 	podDir    string      // <state_dir>/<namespace>/<pod id>

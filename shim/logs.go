@@ -1,0 +1,181 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cci-shim/cci-shim/config"
+	"github.com/cci-shim/cci-shim/logfwd"
+	"github.com/cci-shim/cci-shim/sandbox"
+)
+
+// logsConfigFile, in the pod state dir, holds the collector's config, so the
+// delete subcommand can drain the log volume after this shim died.
+const (
+	logsConfigFile = "logs.json"
+	logsDrainLimit = 30 * time.Second
+)
+
+// podLogs is the pod's file-log collector (R15-R20). The pod's log volume
+// lives under the shim's state dir; each declared container log directory
+// is a bind mount of one of its sub-directories, so the host reads what the
+// container writes, with runc and with Kata (shared into the VM) alike.
+type podLogs struct {
+	cfg       logfwd.Config
+	collector *logfwd.Collector
+	done      chan struct{}
+}
+
+// collectorConfig builds the collector's config for a pod's policies.
+func collectorConfig(cfg config.Config, podDir string, pod *sandbox.Pod, policies []logfwd.Policy) (logfwd.Config, error) {
+	id := logfwd.PodIdentity{Namespace: pod.Namespace, Name: pod.SandboxName, UID: pod.UID}
+	if id.Name == "" {
+		id.Name = filepath.Base(podDir)
+	}
+	c := logfwd.Config{
+		Root:           filepath.Join(podDir, "logs"),
+		Watches:        logfwd.Watches(policies),
+		Pod:            id,
+		CheckpointPath: filepath.Join(podDir, "logs.checkpoint"),
+		PollInterval:   time.Duration(cfg.Logs.PollIntervalMS) * time.Millisecond,
+	}
+	for _, w := range c.Watches {
+		switch w.Destination {
+		case logfwd.DestinationForward:
+			if cfg.Logs.ForwardAddress == "" {
+				return c, fmt.Errorf("annotation %s: destination %q is not offered on this node; allowed: %q: %w",
+					logfwd.AnnotationPolicies, w.Destination, logfwd.DestinationFile, errdefs.ErrInvalidArgument)
+			}
+			c.Forward = &logfwd.ForwardConfig{Address: cfg.Logs.ForwardAddress, RequireAck: cfg.Logs.ForwardRequireAck}
+		default:
+			name := strings.Join([]string{id.Namespace, id.Name, id.UID}, "_")
+			c.FileSink = &logfwd.FileSinkConfig{Path: filepath.Join(cfg.Logs.FileDir, name+".jsonl")}
+		}
+	}
+	return c, nil
+}
+
+// setupLogs starts the pod's collector at the first container that carries
+// the policy annotation, and bind-mounts this container's log directories.
+func (s *service) setupLogs(ctx context.Context, spec *specs.Spec, pod *sandbox.Pod) error {
+	value, ok := spec.Annotations[logfwd.AnnotationPolicies]
+	if !ok {
+		return nil
+	}
+	policies, err := logfwd.ParsePolicies(value)
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	if s.logs == nil {
+		cfg, err := collectorConfig(s.cfg, s.podDir, pod, policies)
+		if err != nil {
+			return err
+		}
+		if err := s.startLogs(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	uid, gid := 0, 0
+	if spec.Process != nil {
+		uid, gid = int(spec.Process.User.UID), int(spec.Process.User.GID)
+	}
+	for _, w := range s.logs.cfg.Watches {
+		if w.Container != pod.Name() {
+			continue
+		}
+		host := logfwd.HostDir(s.logs.cfg.Root, w.Container, w.Dir)
+		if err := os.Lchown(host, uid, gid); err != nil {
+			return fmt.Errorf("preparing log volume: %w", err)
+		}
+		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: w.Dir, Type: "bind", Source: host,
+			Options: []string{"rbind", "rw", "nosuid", "nodev", "noexec"}})
+	}
+	return nil
+}
+
+// startLogs creates every declared log directory on the host, persists the
+// collector's config and runs the collector for the pod's life.
+func (s *service) startLogs(ctx context.Context, cfg logfwd.Config) error {
+	for _, w := range cfg.Watches {
+		if err := os.MkdirAll(logfwd.HostDir(cfg.Root, w.Container, w.Dir), 0o755); err != nil {
+			return fmt.Errorf("creating log volume: %w", err)
+		}
+	}
+	if cfg.FileSink != nil {
+		if err := os.MkdirAll(filepath.Dir(cfg.FileSink.Path), 0o755); err != nil {
+			return fmt.Errorf("creating log sink dir: %w", err)
+		}
+	}
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(s.podDir, logsConfigFile), data); err != nil {
+		return err
+	}
+	c, err := logfwd.New(cfg, collectorLogger())
+	if err != nil {
+		return fmt.Errorf("starting log collector: %w", err)
+	}
+	s.logs = &podLogs{cfg: cfg, collector: c, done: make(chan struct{})}
+	go func() {
+		defer close(s.logs.done)
+		if err := c.Run(s.ctx); err != nil {
+			log.G(s.ctx).WithError(err).Error("log collector stopped")
+		}
+	}()
+	log.G(ctx).WithField("watches", len(cfg.Watches)).Info("log collector started")
+	return nil
+}
+
+// drainLogs reads the pod's log volume to its end and delivers it, before
+// the volume is removed with the pod.
+func (s *service) drainLogs(ctx context.Context) {
+	if s.logs == nil {
+		return
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), logsDrainLimit)
+	defer cancel()
+	if err := s.logs.collector.Drain(dctx); err != nil {
+		log.G(ctx).WithError(err).Warn("draining pod logs")
+	}
+	<-s.logs.done
+}
+
+// drainLogsAfterCrash is drainLogs for the delete subcommand: the collector
+// died with the shim; a new one picks up from the checkpoint.
+func drainLogsAfterCrash(ctx context.Context, podDir string) {
+	data, err := os.ReadFile(filepath.Join(podDir, logsConfigFile))
+	if err != nil {
+		return
+	}
+	var cfg logfwd.Config
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		log.G(ctx).WithError(err).Warn("reading log collector config")
+		return
+	}
+	c, err := logfwd.New(cfg, collectorLogger())
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("restarting log collector")
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, logsDrainLimit)
+	defer cancel()
+	if err := c.Drain(dctx); err != nil {
+		log.G(ctx).WithError(err).Warn("draining pod logs")
+	}
+}
+
+func collectorLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "logfwd")
+}
