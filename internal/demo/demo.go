@@ -1,0 +1,168 @@
+// Package demo is the main job of `make run`: it starts a local containerd
+// v2 with the cci runtime (runc backend, blockfile rootfs), runs demo pods
+// through ctr and the CRI API, and shows each platform rule of SPEC.md as
+// the pod sees it. It is a showcase, not a test: the end-to-end tests under
+// tests/ assert what it shows.
+package demo
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cci-shim/cci-shim/tests/e2eenv"
+)
+
+const runtime = "io.containerd.cci.v2"
+
+// nodeConfig is the demo node's cci config: runc backend, the node's
+// default limits, a fake GPU inventory (no GPU here) with a driver dir.
+const nodeConfig = `state_dir = "{{StateDir}}"
+[backend]
+kind = "runc"
+[policy]
+volume_dir = "{{Dir}}/volumes"
+containerd_root = "{{Dir}}/root"
+containerd_state = "{{Dir}}/state"
+[logs]
+file_dir = "{{Dir}}/podlogs"
+[gpu]
+inventory = "fake"
+fake_fixture = "{{Dir}}/gpus.json"
+state_dir = "{{Dir}}/gpu"
+root = "{{Dir}}/gpuroot"
+[gpu.drivers."470.82.01"]
+lib_dir = "{{Dir}}/driver/lib"
+bin_dir = "{{Dir}}/driver/bin"
+`
+
+const gpuFixture = `{"driverVersion": "470.82.01", "cudaVersion": "11.4", "devices": [
+ {"index": 0, "minor": 0, "uuid": "GPU-db9de900-04b3-41c1-1ece-f110c6b9f453", "model": "Tesla T4", "memoryMiB": 15360, "pciBusId": "00000000:00:1B.0"},
+ {"index": 1, "minor": 1, "uuid": "GPU-c0999c5e-6d00-84f3-82f2-233595f5664e", "model": "Tesla T4", "memoryMiB": 15360, "pciBusId": "00000000:00:1C.0"}]}`
+
+type demo struct {
+	p   *e2eenv.Program
+	env *e2eenv.Env
+	n   int
+}
+
+// Run runs the demo; p's cleanups tear everything down.
+func Run(p *e2eenv.Program) {
+	d := &demo{p: p}
+	p.Logf("== cci-shim demo: containerd v2 + containerd-shim-cci-v2 (runc backend, blockfile rootfs)")
+	d.env = e2eenv.Start(p, e2eenv.Options{NodeConfig: nodeConfig, CRI: true, LogLevel: "info"})
+	d.prepareGPUNode()
+
+	d.section("R1 R2 R22", "one pod = one cci shim in front of one backend shim (CRI, two containers)")
+	sb, podCfg := d.criPod()
+	d.shims()
+
+	d.section("R7", "the pod's root filesystem is its own 20 GiB block device")
+	d.exec(sb, "app", "grep ' / ' /proc/mounts; df -h / | tail -1")
+
+	d.section("R5", "pod size normalised: app asks 300m CPU / 1Gi, gets a valid size (0.5 core, 1 GiB)")
+	d.exec(sb, "app", "echo cfs_quota_us=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) cfs_period_us=$(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us) memory.limit_in_bytes=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)")
+
+	d.section("R9", "allowed pod sysctl applied; a sysctl outside the allow-list refuses the pod")
+	d.exec(sb, "app", "sysctl net.core.somaxconn")
+	d.refusedPod("kernel.panic", map[string]string{"kernel.panic": "10"})
+
+	d.section("R10", "/dev/shm is a tmpfs of the requested size (annotation shm.cci.io/size=128Mi)")
+	d.exec(sb, "app", "df -h /dev/shm | tail -1")
+
+	d.section("R3", "privileged and host-network containers are refused; SYS_ADMIN is allowed")
+	d.ctrRun("privileged", "--privileged")
+	d.ctrRun("host-network", "--net-host")
+	d.ctrRun("sys-admin", "--cap-add", "CAP_SYS_ADMIN", "--", "sh", "-c", "mount -o remount,size=32m /dev/shm && df -h /dev/shm | tail -1")
+
+	d.section("R4", "hostPath: refused unless coordinator.cci.io/hostpath-replacement replaces it")
+	host := filepath.Join(d.env.Dir, "host-data")
+	os.MkdirAll(host, 0o755)
+	mount := "type=bind,src=" + host + ",dst=/data,options=rbind:rw"
+	d.ctrRun("hostpath", "--mount", mount)
+	d.ctrRun("hostpath-replaced", "--mount", mount, "--annotation",
+		`coordinator.cci.io/hostpath-replacement=[{"name":"*","policyType":"replaceByEmptyDir","emptyDir":{"sizeLimit":"256Mi","medium":"Memory"}}]`,
+		"--", "sh", "-c", "ls -A /data | wc -l; df -h /data | tail -1")
+
+	d.section("R8", "rootfs throttled to 6 MB/s (direct I/O, dd inside the container)")
+	d.ctrRun("rootfs-io", "--", "sh", "-c", `s=$(cut -d' ' -f1 /proc/uptime); dd if=/dev/zero of=/probe bs=1M count=18 oflag=direct 2>/dev/null || exit 1
+e=$(cut -d' ' -f1 /proc/uptime); awk -v s=$s -v e=$e 'BEGIN { printf "wrote 18874368 bytes with O_DIRECT in %.2f s: %.2f MB/s (MB = 10^6 bytes)\n", e-s, 18.874368/(e-s) }'`)
+
+	d.section("R14", "stdout forwarded losslessly at 1 MB/s: 3 MB take about 3 s")
+	start := time.Now()
+	out, _, err := d.env.CtrRun("--rm", "--runtime", runtime, d.env.Image, d.id("stdout"), "sh", "-c", "head -c 3000000 /dev/zero")
+	d.p.Logf("   received %d bytes in %.2f s (%v)", len(out), time.Since(start).Seconds(), errText(err))
+
+	d.section("R12", "GPU pod (fake T4 inventory): driver libraries and env in the process and in exec")
+	d.gpuPod()
+
+	d.section("R15-R17", "log files declared by the pod are collected, across rotation, exactly once")
+	d.logs(sb)
+
+	d.section("end", "stop and remove everything")
+	rs, _ := d.env.CRI()
+	ctx := context.Background()
+	rs.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb})
+	rs.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb})
+	d.sinkSummary(podCfg)
+	if leaks := d.env.WaitNoLeaks(10 * time.Second); len(leaks) > 0 {
+		d.p.Errorf("left behind: %v", leaks)
+	} else {
+		d.p.Logf("   no shim, container, mount, loop device or socket left behind")
+	}
+}
+
+func (d *demo) section(rule, title string) { d.p.Logf("\n-- %s: %s", rule, title) }
+
+func (d *demo) id(name string) string {
+	d.n++
+	return fmt.Sprintf("demo-%s-%d", name, d.n)
+}
+
+// ctrRun runs a throwaway container through ctr and prints its output or
+// the refusal.
+func (d *demo) ctrRun(name string, args ...string) {
+	cmd := []string{"sh", "-c", "echo started"}
+	for i, a := range args {
+		if a == "--" {
+			cmd, args = args[i+1:], args[:i]
+			break
+		}
+	}
+	full := append(append([]string{"--rm", "--runtime", runtime}, args...), d.env.Image, d.id(name))
+	out, errOut, err := d.env.CtrRun(append(full, cmd...)...)
+	d.p.Logf("   $ ctr run %s ...", strings.Join(args, " "))
+	if err != nil {
+		d.p.Logf("   refused: %s", lastErrLine(errOut))
+		d.env.Ctr("container", "rm", d.id(name))
+		return
+	}
+	d.p.Logf("%s", indent(out))
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}
+
+func lastErrLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if !strings.Contains(lines[i], "level=warning") {
+			return strings.TrimPrefix(lines[i], "ctr: ")
+		}
+	}
+	return s
+}
+
+func indent(s string) string {
+	s = strings.TrimRight(s, "\n")
+	return "   | " + strings.ReplaceAll(s, "\n", "\n   | ")
+}

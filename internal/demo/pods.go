@@ -1,0 +1,202 @@
+package demo
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cci-shim/cci-shim/tests/e2eenv"
+)
+
+var podAnnotations = map[string]string{
+	"resources.cci.io/containers": `[{"name":"app","limits":{"cpu":"300m","memory":"1Gi"}},{"name":"sidecar"}]`,
+	"shm.cci.io/size":             "128Mi",
+	"logs.cci.io/policies":        `[{"container":"app","paths":["/var/log/app/*.log"]}]`,
+}
+
+func (d *demo) podConfig(name string, sysctls map[string]string) *runtimeapi.PodSandboxConfig {
+	return &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "demo", Uid: "uid-" + name},
+		LogDirectory: filepath.Join(d.env.Dir, "pod-logs", name),
+		Linux:        &runtimeapi.LinuxPodSandboxConfig{Sysctls: sysctls},
+		Annotations:  podAnnotations,
+	}
+}
+
+// criPod starts the demo pod: app and sidecar in one sandbox.
+func (d *demo) criPod() (string, *runtimeapi.PodSandboxConfig) {
+	rs, _ := d.env.CRI()
+	ctx := context.Background()
+	cfg := d.podConfig("web", map[string]string{"net.core.somaxconn": "1024"})
+	sb, err := rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: "cci"})
+	if err != nil {
+		d.p.Fatalf("RunPodSandbox: %v", err)
+	}
+	for _, name := range []string{"app", "sidecar"} {
+		cr, err := rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sb.PodSandboxId, SandboxConfig: cfg,
+			Config: &runtimeapi.ContainerConfig{
+				Metadata:    &runtimeapi.ContainerMetadata{Name: name},
+				Image:       &runtimeapi.ImageSpec{Image: d.env.Image},
+				Command:     []string{"sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"},
+				Annotations: podAnnotations,
+			}})
+		if err != nil {
+			d.p.Fatalf("CreateContainer %s: %v", name, err)
+		}
+		if _, err := rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
+			d.p.Fatalf("StartContainer %s: %v", name, err)
+		}
+	}
+	d.p.Logf("   pod %s: containers app and sidecar running (RuntimeClass handler cci)", sb.PodSandboxId[:12])
+	return sb.PodSandboxId, cfg
+}
+
+// shims prints the shim processes serving the pod.
+func (d *demo) shims() {
+	for _, bin := range []string{e2eenv.CCIShimBinary, e2eenv.RuncShimBinary} {
+		for _, pid := range d.env.ShimPIDs(bin) {
+			d.p.Logf("   %-24s pid %-7d RSS %5d KiB  parent %d", bin, pid, e2eenv.RSS(pid)>>10, ppid(pid))
+		}
+	}
+}
+
+func ppid(pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	var p int
+	var comm, state string
+	fmt.Sscanf(string(data), "%d %s %s %d", &p, &comm, &state, &p)
+	return p
+}
+
+// exec runs a shell line in a container of the pod (CRI ExecSync).
+func (d *demo) exec(sb, container, line string) {
+	rs, _ := d.env.CRI()
+	ctx := context.Background()
+	list, err := rs.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: sb}})
+	if err != nil {
+		d.p.Fatalf("ListContainers: %v", err)
+	}
+	for _, c := range list.Containers {
+		if c.Metadata.Name != container {
+			continue
+		}
+		r, err := rs.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: c.Id, Cmd: []string{"sh", "-c", line}, Timeout: 30})
+		if err != nil {
+			d.p.Fatalf("ExecSync: %v", err)
+		}
+		d.p.Logf("   $ %s\n%s", line, indent(string(r.Stdout)+string(r.Stderr)))
+		return
+	}
+	d.p.Fatalf("no container %s in pod %s", container, sb)
+}
+
+// refusedPod tries a pod with the given sysctls and prints the refusal.
+func (d *demo) refusedPod(name string, sysctls map[string]string) {
+	rs, _ := d.env.CRI()
+	_, err := rs.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{
+		Config: d.podConfig("refused", sysctls), RuntimeHandler: "cci"})
+	if err == nil {
+		d.p.Errorf("pod with %s was not refused", name)
+		return
+	}
+	d.p.Logf("   pod with sysctl %s refused: %v", name, err)
+}
+
+// prepareGPUNode writes the fake GPU node: inventory, /proc/devices and a
+// driver directory.
+func (d *demo) prepareGPUNode() {
+	dir := d.env.Dir
+	files := map[string]string{
+		"gpus.json":                    gpuFixture,
+		"gpuroot/proc/devices":         "Character devices:\n195 nvidia\n508 nvidia-uvm\n",
+		"driver/lib/libcuda.so.1":      "not a real driver: the demo host has no GPU\n",
+		"driver/lib/libnvidia-ml.so.1": "not a real driver\n",
+		"driver/bin/nvidia-smi":        "#!/bin/sh\necho 'nvidia-smi (demo stand-in)'\n",
+	}
+	for name, content := range files {
+		path := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, []byte(content), 0o755); err != nil {
+			d.p.Fatalf("preparing GPU node: %v", err)
+		}
+	}
+}
+
+func (d *demo) gpuPod() {
+	id := d.id("gpu")
+	if _, errOut, err := d.env.CtrRun("-d", "--runtime", runtime, "--annotation", "gpu.cci.io/count=1",
+		"--env", "LD_LIBRARY_PATH=/opt/mine", d.env.Image, id, "sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"); err != nil {
+		d.p.Errorf("GPU pod: %v: %s", err, lastErrLine(errOut))
+		return
+	}
+	defer func() {
+		d.env.Ctr("task", "kill", id)
+		waitStopped(d, id)
+		d.env.Ctr("task", "rm", id)
+		d.env.Ctr("container", "rm", id)
+	}()
+	out, _, _ := d.env.Ctr("task", "exec", "--exec-id", "show", id, "sh", "-c",
+		"ls /usr/local/nvidia/lib64 /dev/nvidia0; echo LD_LIBRARY_PATH=$LD_LIBRARY_PATH; nvidia-smi")
+	d.p.Logf("   $ ctr task exec (no export needed)\n%s", indent(out))
+}
+
+func waitStopped(d *demo, id string) {
+	for i := 0; i < 50; i++ {
+		out, _, _ := d.env.Ctr("task", "ls")
+		if !containsLine(out, id, "RUNNING") {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func containsLine(out, id, state string) bool {
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == id && f[2] == state {
+			return true
+		}
+	}
+	return false
+}
+
+// logs makes the app container write and rotate its log.
+func (d *demo) logs(sb string) {
+	d.exec(sb, "app", `cd /var/log/app && i=0; while [ $i -lt 150 ]; do echo "request $i served" >> access.log; i=$((i+1)); [ $((i % 50)) -eq 0 ] && mv access.log access.$i.log; done; ls`)
+}
+
+func (d *demo) sinkSummary(cfg *runtimeapi.PodSandboxConfig) {
+	m := cfg.Metadata
+	path := filepath.Join(d.env.Dir, "podlogs", m.Namespace+"_"+m.Name+"_"+m.Uid+".jsonl")
+	f, err := os.Open(path)
+	if err != nil {
+		d.p.Errorf("log sink: %v", err)
+		return
+	}
+	defer f.Close()
+	seen, total := map[string]int{}, 0
+	var first string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r struct{ Log string }
+		if json.Unmarshal(sc.Bytes(), &r) == nil {
+			seen[r.Log]++
+			total++
+			if first == "" {
+				first = sc.Text()
+			}
+		}
+	}
+	d.p.Logf("   log sink %s: %d records, %d distinct lines (150 written, rotated every 50)\n   first record: %s",
+		filepath.Base(path), total, len(seen), first)
+}
