@@ -69,7 +69,7 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err := s.setupLogs(ctx, spec, pod); err != nil {
 		return nil, err
 	}
-	hasGPU, err := s.gpus.apply(ctx, spec, podID(spec, r.ID))
+	hasGPU, err := s.gpus.apply(ctx, spec, s.gpuKey)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +77,7 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		s.podHasGPU.Store(true)
 	}
 	if hasGPU && s.noContainers() {
-		undo = append(undo, func() { s.gpus.release(ctx, podID(spec, r.ID)) })
+		undo = append(undo, func() { s.gpus.release(ctx, s.gpuKey) })
 	}
 	limits, err := iothrottle.LimitsFromConfig(s.cfg.Throttle.NodeLimits(), spec.Annotations)
 	if err != nil {

@@ -65,7 +65,7 @@ func (s *service) Shutdown(ctx context.Context, r *taskv3.ShutdownRequest) (*emp
 	s.stopBackend(ctx, r.ID)
 	s.drainLogs(ctx)
 	if s.podHasGPU.Load() {
-		s.gpus.release(ctx, filepath.Base(s.podDir))
+		s.gpus.release(ctx, s.gpuKey)
 	}
 	if err := sandbox.Cleanup(s.volumeDir); err != nil {
 		log.G(ctx).WithError(err).Warn("removing pod volumes")

@@ -3,6 +3,7 @@ package shim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -34,10 +35,34 @@ func newGPUs(cfg config.Config) (*gpus, error) {
 	return &gpus{cfg: cfg.GPU, kind: cfg.Backend.Kind, inv: inv, ledger: gpu.NewLedger(cfg.GPU, logger)}, nil
 }
 
+// ledgerKey names a pod in the node's GPU ledger. Container and sandbox ids
+// are unique only within a containerd namespace, so the namespace is part
+// of the key.
+func ledgerKey(namespace, podID string) string { return namespace + "/" + podID }
+
 // apply allocates the GPUs a container's spec asks for to the pod (once per
 // pod: the ledger is idempotent per pod) and rewrites the spec. It reports
 // whether the container got GPUs, so that its execs get the environment too.
-func (g *gpus) apply(ctx context.Context, spec *specs.Spec, podID string) (bool, error) {
+func (g *gpus) apply(ctx context.Context, spec *specs.Spec, podKey string) (bool, error) {
+	got, err := g.applyRequest(ctx, spec, podKey)
+	return got, gpuErrorKind(err)
+}
+
+// gpuErrorKind gives the gpu package's errors their errdefs category, so
+// containerd and CRI report the right gRPC code.
+func gpuErrorKind(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, gpu.ErrInvalidRequest):
+		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+	case errors.Is(err, gpu.ErrUnavailable):
+		return fmt.Errorf("%w: %w", err, errdefs.ErrResourceExhausted)
+	}
+	return err
+}
+
+func (g *gpus) applyRequest(ctx context.Context, spec *specs.Spec, podKey string) (bool, error) {
 	req, err := gpu.ParseRequest(spec)
 	if err != nil || req == nil {
 		return false, err
@@ -54,7 +79,7 @@ func (g *gpus) apply(ctx context.Context, spec *specs.Spec, podID string) (bool,
 	if err != nil {
 		return false, err
 	}
-	alloc, err := g.ledger.Allocate(podID, *req, devices)
+	alloc, err := g.ledger.Allocate(podKey, *req, devices)
 	if err != nil {
 		return false, err
 	}
@@ -75,8 +100,8 @@ func (g *gpus) apply(ctx context.Context, spec *specs.Spec, podID string) (bool,
 }
 
 // release gives the pod's GPUs back to the node.
-func (g *gpus) release(ctx context.Context, podID string) {
-	if err := g.ledger.Release(podID); err != nil {
+func (g *gpus) release(ctx context.Context, podKey string) {
+	if err := g.ledger.Release(podKey); err != nil {
 		log.G(ctx).WithError(err).Warn("releasing gpus")
 	}
 }

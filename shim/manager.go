@@ -207,7 +207,7 @@ func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) 
 		}
 		drainLogsAfterCrash(ctx, podDir)
 		if _, err := os.Stat(cfg.GPU.LedgerPath()); err == nil {
-			if err := gpu.NewLedger(cfg.GPU, nil).Release(podID(spec, id)); err != nil {
+			if err := gpu.NewLedger(cfg.GPU, nil).Release(ledgerKey(ns, podID(spec, id))); err != nil {
 				log.G(ctx).WithError(err).Warn("releasing gpus")
 			}
 		}

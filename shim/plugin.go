@@ -71,6 +71,7 @@ func newService(ic *plugin.InitContext) (any, error) {
 		shutdown:   ss.(shutdown.Service),
 		podDir:     filepath.Join(cfg.StateDir, ns, pod),
 		volumeDir:  filepath.Join(cfg.Policy.VolumeDir, ns, pod),
+		gpuKey:     ledgerKey(ns, pod),
 		address:    address,
 		containers: map[string]*container{},
 		launch: launch{

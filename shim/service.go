@@ -47,6 +47,7 @@ type service struct {
 	gpus      *gpus
 	logs      *podLogs    // guarded by createMu; nil without a log policy
 	podHasGPU atomic.Bool // some container got GPUs: release them at Shutdown
+	gpuKey    string      // the pod in the node's GPU ledger
 	launch    launch      // template for the pod's backend; id and bundle set at first Create
 	podDir    string      // <state_dir>/<namespace>/<pod id>
 	volumeDir string      // <policy.volume_dir>/<namespace>/<pod id>: the pod's host volumes

@@ -15,14 +15,11 @@ import (
 
 	"github.com/cci-shim/cci-shim/config"
 	"github.com/cci-shim/cci-shim/iothrottle"
+	"github.com/cci-shim/cci-shim/shim/podstats"
 )
 
-// statsFile, in the pod's state dir, holds the pod's throttle statistics for
-// the node agent and the bench harness; rewritten every statsInterval.
-const (
-	statsFile     = "stats.json"
-	statsInterval = time.Second
-)
+// statsInterval is how often the pod's stats file is rewritten.
+const statsInterval = time.Second
 
 // rootfsThrottle is a container's throttled rootfs device (R8).
 type rootfsThrottle struct {
@@ -79,18 +76,6 @@ func (t *rootfsThrottle) close() {
 	}
 }
 
-// containerStats is one container's entry in the stats file.
-type containerStats struct {
-	Stdio  iothrottle.Stats `json:"stdio"`
-	Rootfs *rootfsStats     `json:"rootfs,omitempty"`
-}
-
-type rootfsStats struct {
-	Device string                    `json:"device"`
-	Limits iothrottle.DeviceLimits   `json:"limits"`
-	IO     *iothrottle.DeviceIOStats `json:"io,omitempty"`
-}
-
 // writeStatsLoop keeps the stats file current until ctx ends.
 func (s *service) writeStatsLoop(ctx context.Context) {
 	tick := time.NewTicker(statsInterval)
@@ -107,11 +92,11 @@ func (s *service) writeStatsLoop(ctx context.Context) {
 
 func (s *service) writeStats() {
 	s.mu.Lock()
-	out := make(map[string]containerStats, len(s.containers))
+	out := make(map[string]podstats.Container, len(s.containers))
 	for id, c := range s.containers {
-		cs := containerStats{Stdio: c.stdio.Stats()}
+		cs := podstats.Container{Stdio: c.stdio.Stats()}
 		if t := c.rootfs; t != nil {
-			cs.Rootfs = &rootfsStats{Device: fmt.Sprintf("%d:%d", t.dev.Major, t.dev.Minor), Limits: t.limits}
+			cs.Rootfs = &podstats.Rootfs{Device: fmt.Sprintf("%d:%d", t.dev.Major, t.dev.Minor), Limits: t.limits}
 			if io, err := iothrottle.DeviceStats(t.cgroupPath, t.dev.Major, t.dev.Minor); err == nil {
 				cs.Rootfs.IO = &io
 			}
@@ -122,8 +107,12 @@ func (s *service) writeStats() {
 	if len(out) == 0 {
 		return
 	}
-	data, err := json.Marshal(map[string]any{"time": time.Now(), "containers": out})
-	if err == nil {
-		writeFileAtomic(filepath.Join(s.podDir, statsFile), data)
+	doc := podstats.Pod{Time: time.Now(), Containers: out}
+	if l := s.logs; l != nil {
+		st := l.collector.Stats()
+		doc.Logs = &st
+	}
+	if data, err := json.Marshal(doc); err == nil {
+		writeFileAtomic(filepath.Join(s.podDir, podstats.File), data)
 	}
 }
