@@ -12,13 +12,8 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/pelletier/go-toml/v2"
-
-	"github.com/cci-shim/cci-shim/gpu"
+	"github.com/cci-shim/cci-shim/config"
 )
-
-// DefaultConfigPath is the node configuration file.
-const DefaultConfigPath = "/etc/cci-shim/config.toml"
 
 const usage = `cci-agent — the cci-shim node agent.
 
@@ -26,6 +21,13 @@ Usage:
   cci-agent [--config FILE] <command> [flags]
 
 Commands:
+  check     run the node checks (KVM, backend, Kata config, thin pool, cgroups,
+            GPUs, state dir); exit status 1 when one fails
+            flags: --json          machine-readable output
+  serve     the systemd service: /healthz (the node checks) and /metrics
+            (Prometheus: pods, stdout and rootfs throttles, log collection,
+            GPUs) on --listen (default 127.0.0.1:9477); reconciles the GPU
+            ledger against the pods that still exist
   gpus      print the node's GPU inventory and which pod holds each GPU
             flags: --json          machine-readable output
                    --nvml          read the real driver through NVML (libnvidia-ml.so.1),
@@ -33,20 +35,16 @@ Commands:
                    --fake FILE     read a JSON fixture instead (development hosts)
 
 Global flags:
-  --config FILE   node configuration (default /etc/cci-shim/config.toml); its [gpu]
-                  section chooses the inventory ("nvml", "fake" with fake_fixture,
-                  or "none"), the ledger's state_dir and the per-version driver
-                  directories ([gpu.drivers."<version>"] lib_dir, bin_dir).
+  --config FILE   node configuration, the same file every pod's shim reads
+                  (default $CCI_SHIM_CONFIG, else /etc/cci-shim/config.toml; see
+                  packaging/cci-shim/config.toml). Its [gpu] section chooses the
+                  inventory ("nvml", "fake" with fake_fixture, or "none"), the
+                  ledger's state_dir and the driver directories per version.
   -h, --help      this help
 
 The GPU inventory is never chosen silently: a configured NVML that does not load
 is an error, not a fallback to the fake.
 `
-
-// nodeConfig is the part of the node configuration the agent reads so far.
-type nodeConfig struct {
-	GPU gpu.Config `toml:"gpu"`
-}
 
 // Run executes cci-agent with args (without the program name) and returns the
 // exit status: 0 ok, 1 failure, 2 usage error.
@@ -54,7 +52,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("cci-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	configPath := fs.String("config", DefaultConfigPath, "node configuration file")
+	configPath := fs.String("config", "", "node configuration file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -71,6 +69,10 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	switch rest[0] {
 	case "gpus":
 		return runGPUs(rest[1:], *configPath, stdout, stderr, log)
+	case "check":
+		return runCheck(rest[1:], *configPath, stdout, stderr)
+	case "serve":
+		return runServe(rest[1:], *configPath, stderr, log)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -80,18 +82,13 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// loadConfig reads path; a missing file is tolerated only when optional.
-func loadConfig(path string, optional bool) (nodeConfig, error) {
-	var c nodeConfig
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) && optional {
-		return c, nil
+// loadConfig reads the node configuration. optional: a missing file yields
+// the defaults even when named (the gpus command's --nvml and --fake make
+// the file unnecessary).
+func loadConfig(path string, optional bool) (config.Config, error) {
+	c, err := config.Load(path)
+	if err != nil && optional && errors.Is(err, fs.ErrNotExist) {
+		return config.Load(os.DevNull)
 	}
-	if err != nil {
-		return c, fmt.Errorf("reading config: %w", err)
-	}
-	if err := toml.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("parsing config %s: %w", path, err)
-	}
-	return c, nil
+	return c, err
 }

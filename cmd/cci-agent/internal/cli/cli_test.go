@@ -19,8 +19,9 @@ func TestRun(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	cfgPath := filepath.Join(dir, "config.toml")
-	cfgText := "[gpu]\ninventory = \"fake\"\nfake_fixture = \"" + fixture + "\"\nstate_dir = \"" + state + "\"\n" +
-		"[other]\nowned_by = \"someone else\"\n"
+	// The agent reads the same node config as the shim: other sections too.
+	cfgText := "state_dir = \"" + filepath.Join(dir, "run") + "\"\n[policy]\nvolume_dir = \"" + filepath.Join(dir, "vol") + "\"\n" +
+		"[gpu]\ninventory = \"fake\"\nfake_fixture = \"" + fixture + "\"\nstate_dir = \"" + state + "\"\n"
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func TestRun(t *testing.T) {
 			[]string{"inventory: fake  driver: 535.104.05  cuda: 12.2  gpus: 8  allocated pods: 1", "PCI BUS ID", "Tesla V100-SXM2-16GB", "16160 MiB", "pod-a"}, ""},
 		{"fake flag without config file", []string{"--config", filepath.Join(dir, "none.toml"), "gpus", "--fake", fixture}, 0,
 			[]string{"gpus: 8", "0000:15:00.0"}, ""},
-		{"missing config is an error", []string{"--config", filepath.Join(dir, "none.toml"), "gpus"}, 1, nil, "reading config"},
+		{"missing config is an error", []string{"--config", filepath.Join(dir, "none.toml"), "gpus"}, 1, nil, "reading node config"},
 		{"nvml never falls back", []string{"--config", cfgPath, "gpus", "--nvml"}, 1, nil, "loading nvml"},
 		{"flags exclude each other", []string{"gpus", "--nvml", "--fake", fixture}, 2, nil, "exclude each other"},
 	}
