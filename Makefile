@@ -26,13 +26,16 @@ build:
 vet:
 	$(GO) vet ./...
 
+UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests')
+
 ## unit: tests of every package except the end-to-end suite
 unit: build
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v /tests)
+	$(GO) test -count=1 -timeout 10m $(UNIT_PKGS)
 
-## e2e: end-to-end tests against a real containerd (root, loop devices)
+## e2e: end-to-end tests against a real containerd (root, loop devices),
+## one package at a time: the throttle tests measure rates.
 e2e: deps build
-	$(GO) test -count=1 -timeout 20m -v ./tests/... 2>&1 | tee $(BIN)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -p 1 -timeout 20m ./tests/...
 
 ## fuzz: each fuzz target of tenant input for FUZZTIME
 fuzz:
@@ -40,7 +43,8 @@ fuzz:
 
 test: deps build
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 25m ./...
+	$(GO) test -count=1 -timeout 10m $(UNIT_PKGS)
+	$(GO) test -count=1 -p 1 -timeout 20m ./tests/...
 	@scripts/fuzz.sh $(FUZZTIME)
 
 run: deps build
