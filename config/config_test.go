@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/cci-shim/cci-shim/iothrottle"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,5 +87,20 @@ func TestPackagedConfig(t *testing.T) {
 	}
 	if c.Backend.Kind != BackendKata || c.Rootfs.SizeBytes != 20<<30 {
 		t.Errorf("packaged config = %+v", c)
+	}
+}
+
+// The Kata snippet the packaging ships carries the disk limiter the default
+// node limits render to.
+func TestPackagedKataSnippet(t *testing.T) {
+	data, err := os.ReadFile("../packaging/kata/configuration-cci.toml.snippet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := iothrottle.KataDiskRateLimiterConfig(Default().Throttle.NodeLimits().Rootfs)
+	for _, line := range strings.Split(strings.TrimSpace(want), "\n") {
+		if !strings.Contains(string(data), line) {
+			t.Errorf("packaging/kata snippet lacks %q", line)
+		}
 	}
 }
