@@ -144,6 +144,17 @@ func WriteContainerResources(spec *specs.Spec, r Resources) {
 			res.Memory = &specs.LinuxMemory{}
 		}
 		limit := r.Memory
+		// memory+swap may not be below memory (cgroup v1 memsw refuses the
+		// write): a raised limit raises swap by as much, keeping the swap
+		// the container had. -1 (unlimited) and unset stay as they are.
+		if sw := res.Memory.Swap; sw != nil && *sw != -1 {
+			extra := int64(0)
+			if old := res.Memory.Limit; old != nil && *old > 0 && *sw > *old {
+				extra = *sw - *old
+			}
+			swap := limit + extra
+			res.Memory.Swap = &swap
+		}
 		res.Memory.Limit = &limit
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
@@ -52,6 +51,9 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	pod, err := sandbox.PodFromSpec(spec)
 	if err != nil {
 		return nil, err
+	}
+	if pod.ContainerName == "" && pod.Type == sandbox.TypeStandalone {
+		pod.ContainerName = r.ID // ctr: errors and log policies name the container by its id
 	}
 	plan, err := sandbox.Apply(spec, pod, s.policyConfig())
 	if err != nil {
@@ -229,15 +231,18 @@ func (s *service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.St
 	if err != nil {
 		return nil, err
 	}
+	if r.ExecID == "" {
+		// R6: runc execs the entrypoint after Start has returned, so an
+		// image built for another architecture would only show "exec
+		// format error" on the container's stderr. Check the entrypoint's
+		// ELF header first while the rootfs is on the host (runc); inside a
+		// VM the rootfs is not, and the check passes.
+		if err := sandbox.CheckArch(filepath.Join(c.bundle, "rootfs"), c.spec, c.name, runtime.GOARCH); err != nil {
+			return nil, err
+		}
+	}
 	resp, err := t.Start(ctx, r)
 	if err != nil {
-		if r.ExecID == "" && strings.Contains(err.Error(), "exec format error") {
-			// R6: say which architectures disagree, when the rootfs is on
-			// the host (runc); inside a VM the backend's error stands.
-			if archErr := sandbox.CheckArch(filepath.Join(c.bundle, "rootfs"), c.spec, c.name, runtime.GOARCH); archErr != nil {
-				return nil, archErr
-			}
-		}
 		return nil, err
 	}
 	if r.ExecID == "" {

@@ -103,6 +103,42 @@ func (s *service) setupLogs(ctx context.Context, spec *specs.Spec, pod *sandbox.
 	return nil
 }
 
+// updateLogs applies a changed log policy to the running collector. New
+// directories must already be mounted in the container (they are for any
+// container the policy named at Create); the collector follows the new
+// globs from now on.
+func (s *service) updateLogs(ctx context.Context, annotations map[string]string) error {
+	value, ok := annotations[logfwd.AnnotationPolicies]
+	if !ok {
+		return nil
+	}
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
+	if s.logs == nil {
+		return fmt.Errorf("annotation %s: the pod was created without a log policy; set it at creation: %w",
+			logfwd.AnnotationPolicies, errdefs.ErrFailedPrecondition)
+	}
+	policies, err := logfwd.ParsePolicies(value)
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	watches := logfwd.Watches(policies)
+	for _, w := range watches {
+		if err := os.MkdirAll(logfwd.HostDir(s.logs.cfg.Root, w.Container, w.Dir), 0o755); err != nil {
+			return fmt.Errorf("creating log volume: %w", err)
+		}
+	}
+	if err := s.logs.collector.UpdateWatches(ctx, watches); err != nil {
+		return fmt.Errorf("updating log policy: %w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	s.logs.cfg.Watches = watches
+	if data, err := json.Marshal(s.logs.cfg); err == nil {
+		writeFileAtomic(filepath.Join(s.podDir, logsConfigFile), data)
+	}
+	log.G(ctx).WithField("watches", len(watches)).Info("log policy updated")
+	return nil
+}
+
 // startLogs creates every declared log directory on the host, persists the
 // collector's config and runs the collector for the pod's life.
 func (s *service) startLogs(ctx context.Context, cfg logfwd.Config) error {

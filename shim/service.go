@@ -231,9 +231,14 @@ func (s *service) CloseIO(ctx context.Context, r *taskv3.CloseIORequest) (*empty
 	return t.CloseIO(ctx, r)
 }
 
+// Update forwards a resource update; a changed log policy in its annotations
+// applies to the running pod (R19 beyond: no redeploy).
 func (s *service) Update(ctx context.Context, r *taskv3.UpdateTaskRequest) (*emptypb.Empty, error) {
 	_, t, err := s.get(r.ID)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.updateLogs(ctx, r.Annotations); err != nil {
 		return nil, err
 	}
 	return t.Update(ctx, r)
