@@ -2,6 +2,7 @@ package iothrottle
 
 import (
 	"fmt"
+	"github.com/cci-shim/cci-shim/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,7 +93,7 @@ func TestIOMaxEntries(t *testing.T) {
 // a fresh blkio cgroup (cgroup v1 hosts), writes through it with direct I/O
 // and reads the statistics back.
 func TestApplyToCgroupLoopDevice(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "loop devices, cgroups")
 	c := hostCgroups()
 	if c.unified {
 		t.Skip("cgroup v2 host: the blkio test needs a v1 blkio hierarchy (io.max is covered by the fixture test)")

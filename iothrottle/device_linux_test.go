@@ -2,6 +2,7 @@ package iothrottle
 
 import (
 	"errors"
+	"github.com/cci-shim/cci-shim/internal/testutil"
 	"os"
 	"path/filepath"
 	"slices"
@@ -41,7 +42,7 @@ func TestRootfsDeviceNoBlockDevice(t *testing.T) {
 func loopSysfs(dev string) string { return "/sys/block/" + filepath.Base(dev) + "/loop/" }
 
 func TestRootfsDeviceLoop(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "loop devices, cgroups")
 	file := sparseFile(t, 64<<20)
 	in := []*types.Mount{{Type: "ext4", Source: file, Options: []string{"loop", "rw"}}}
 	d, err := RootfsDevice(in)

@@ -1,6 +1,7 @@
 package logfwd
 
 import (
+	"github.com/cci-shim/cci-shim/internal/testutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,16 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this test needs root and CI=true: run the CI job as root")
-		}
-		t.Skip("needs root (mknod); CI runs it as root")
-	}
-}
 
 // TestConfinement (R20): planted symlinks, FIFOs, device nodes, long names
 // and a log directory swapped for a symlink yield nothing and are counted;
@@ -73,7 +64,7 @@ func TestConfinement(t *testing.T) {
 // TestDeviceNodeNotOpened: a device node planted by the container is never
 // opened for reading (only an O_PATH descriptor is taken).
 func TestDeviceNodeNotOpened(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "mknod")
 	e := newEnv(t, "*.log", func(c *Config) { c.PollInterval = 100 * time.Millisecond })
 	// /dev/zero's numbers: reading it would never end.
 	if err := unix.Mknod(filepath.Join(e.dir, "zero.log"), syscall.S_IFCHR|0o644, int(unix.Mkdev(1, 5))); err != nil {

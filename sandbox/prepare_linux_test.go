@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"github.com/cci-shim/cci-shim/internal/testutil"
 	"os"
 	"path/filepath"
 	"testing"
@@ -8,16 +9,6 @@ import (
 	"github.com/cci-shim/cci-shim/shm"
 	"github.com/moby/sys/mountinfo"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("root required in CI")
-		}
-		t.Skip("needs root (mounts tmpfs and loop ext4); runs as root in CI")
-	}
-}
 
 func mountsUnder(t *testing.T, dir string) int {
 	t.Helper()
@@ -29,7 +20,7 @@ func mountsUnder(t *testing.T, dir string) int {
 }
 
 func TestPrepareAndCleanup(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "mounts tmpfs and loop ext4")
 	podDir := filepath.Join(t.TempDir(), "pod")
 	t.Cleanup(func() { _ = Cleanup(podDir) })
 	plan := &Plan{
@@ -102,7 +93,7 @@ func TestPrepareAndCleanup(t *testing.T) {
 }
 
 func TestPrepareUndoesOnError(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "mounts tmpfs and loop ext4")
 	podDir := filepath.Join(t.TempDir(), "pod")
 	t.Cleanup(func() { _ = Cleanup(podDir) })
 	plan := &Plan{

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/cci-shim/cci-shim/internal/testutil"
 	"net"
 	"os"
 	"os/exec"
@@ -68,12 +69,7 @@ func buildBinaries(t *testing.T, dir string) {
 // the backend: how it was started, the bundle and spec it got, the runtime
 // options, the interposed stdio, and that its events come back to containerd.
 func TestKataAdapterContract(t *testing.T) {
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the Kata contract test needs root (it mounts the pod's /dev/shm tmpfs); CI=true makes this a failure")
-		}
-		t.Skip("needs root: the shim mounts the pod's /dev/shm tmpfs (set CI=true to make this a failure)")
-	}
+	testutil.RequireRoot(t, "the shim mounts the pod's /dev/shm tmpfs")
 	tmp, err := os.MkdirTemp("/tmp", "cci-kata-") // short: unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)

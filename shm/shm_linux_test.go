@@ -1,6 +1,7 @@
 package shm
 
 import (
+	"github.com/cci-shim/cci-shim/internal/testutil"
 	"os"
 	"path/filepath"
 	"testing"
@@ -8,18 +9,8 @@ import (
 	"github.com/moby/sys/mountinfo"
 )
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("root required in CI")
-		}
-		t.Skip("needs root (mounts a tmpfs); runs as root in CI")
-	}
-}
-
 func TestMountResizeUnmount(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "mounts a tmpfs")
 	p := filepath.Join(t.TempDir(), "shm")
 	t.Cleanup(func() { _ = Unmount(p) })
 	mounted, err := Mount(p, 8<<20)

@@ -1,0 +1,21 @@
+// Package testutil holds helpers shared by the tests of several packages.
+// It is imported from _test.go files only.
+package testutil
+
+import (
+	"os"
+	"testing"
+)
+
+// RequireRoot skips t when not running as root, saying why (what), except
+// under CI=true, where a test that cannot run is a failure.
+func RequireRoot(t testing.TB, what string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("needs root (%s), and CI=true makes a test that cannot run a failure", what)
+	}
+	t.Skipf("needs root (%s); CI runs it as root", what)
+}
