@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/cci-shim/cci-shim/internal/demo"
@@ -11,7 +12,8 @@ import (
 
 func main() {
 	p := e2eenv.NewProgram(os.Stdout)
-	if err := p.Run(func() { demo.Run(p) }); err != nil {
+	if err := p.Run(func() error { demo.Run(p); return nil }); err != nil {
+		fmt.Fprintln(os.Stderr, "ccidemo:", err)
 		os.Exit(1)
 	}
 }

@@ -4,73 +4,122 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
+	"sync"
 )
 
-// Program runs an env outside go test (the demo behind `make run`, the bench
-// harness): it implements TB for a command. Fatalf and Skipf end the run;
-// cleanups run in reverse order whatever happens, also on SIGINT/SIGTERM.
+// Program is the TB of a program that runs an env outside go test (the
+// demo behind make run, ccibench): the env reports through it, and Run turns
+// its failures into an error. Fatalf and Skipf panic with a sentinel that
+// Run recovers after running the cleanups; in a test use testing.T instead.
 type Program struct {
-	out      io.Writer
+	w io.Writer
+
+	mu       sync.Mutex // guards the fields below and writes to w
 	cleanups []func()
 	failed   bool
 }
 
-// errFatal unwinds Run after Fatalf or Skipf.
-var errFatal = errors.New("fatal")
+// fatal is the sentinel Fatalf and Skipf panic with.
+type fatal struct{ msg string }
 
-// NewProgram returns a Program that logs to out.
-func NewProgram(out io.Writer) *Program { return &Program{out: out} }
+func (f fatal) Error() string { return f.msg }
 
-func (p *Program) Helper()                      {}
-func (p *Program) Logf(format string, a ...any) { fmt.Fprintf(p.out, format+"\n", a...) }
-func (p *Program) Cleanup(f func())             { p.cleanups = append(p.cleanups, f) }
-func (p *Program) Failed() bool                 { return p.failed }
+// NewProgram returns a Program that logs to w.
+func NewProgram(w io.Writer) *Program { return &Program{w: w} }
 
-func (p *Program) Errorf(format string, a ...any) {
+// Helper does nothing: a program has no test line numbers to skip.
+func (p *Program) Helper() {}
+
+// Logf writes a line to the program's log.
+func (p *Program) Logf(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, format+"\n", args...)
+}
+
+// Errorf logs an error and marks the run failed; it does not stop it.
+func (p *Program) Errorf(format string, args ...any) {
+	p.mu.Lock()
 	p.failed = true
-	p.Logf("ERROR: "+format, a...)
+	p.mu.Unlock()
+	p.Logf("error: "+format, args...)
 }
 
-func (p *Program) Fatalf(format string, a ...any) {
-	p.Errorf(format, a...)
-	panic(errFatal)
+// Fatalf marks the run failed and stops it: it panics with a sentinel that
+// Run recovers. Call it only from the goroutine Run called fn on.
+func (p *Program) Fatalf(format string, args ...any) {
+	p.mu.Lock()
+	p.failed = true
+	p.mu.Unlock()
+	panic(fatal{msg: fmt.Sprintf(format, args...)})
 }
 
-// Skipf is fatal in a program: there is nobody to skip to.
-func (p *Program) Skipf(format string, a ...any) { p.Fatalf(format, a...) }
+// Skipf is fatal in a program: a bench that cannot run has no result.
+func (p *Program) Skipf(format string, args ...any) {
+	p.Fatalf("cannot run: "+format, args...)
+}
 
-// Run calls f, then the cleanups. It returns an error when f failed.
-func (p *Program) Run(f func()) (err error) {
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		if _, ok := <-sigs; ok {
-			p.Logf("interrupted: cleaning up")
-			p.runCleanups()
-			os.Exit(130)
-		}
-	}()
+// Cleanup registers f to run when Run returns; the last registered runs
+// first.
+func (p *Program) Cleanup(f func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cleanups = append(p.cleanups, f)
+}
+
+// Failed reports whether Errorf, Fatalf or Skipf was called.
+func (p *Program) Failed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed
+}
+
+// Run calls fn, then runs the cleanups (last registered first), each
+// even if an earlier one failed. It returns fn's error, or the message of a
+// Fatalf or Skipf, or an error when Errorf was called (during fn or a
+// cleanup). Panics other than the sentinel are re-raised after cleanup.
+func (p *Program) Run(fn func() error) (err error) {
 	defer func() {
 		r := recover()
 		p.runCleanups()
-		if r != nil && r != errFatal {
+		switch f, ok := r.(fatal); {
+		case ok:
+			err = f
+		case r != nil:
 			panic(r)
-		}
-		if p.failed {
-			err = errors.New("failed")
+		case err == nil && p.Failed():
+			err = errors.New("errors were reported (see the log)")
 		}
 	}()
-	f()
-	return nil
+	return fn()
 }
 
 func (p *Program) runCleanups() {
-	for i := len(p.cleanups) - 1; i >= 0; i-- {
-		p.cleanups[i]()
+	for {
+		p.mu.Lock()
+		n := len(p.cleanups)
+		if n == 0 {
+			p.mu.Unlock()
+			return
+		}
+		f := p.cleanups[n-1]
+		p.cleanups = p.cleanups[:n-1]
+		p.mu.Unlock()
+		p.runCleanup(f)
 	}
-	p.cleanups = nil
+}
+
+// runCleanup runs f, turning a Fatalf or a panic inside it into a logged
+// failure so that the remaining cleanups (containerd's teardown among them)
+// still run.
+func (p *Program) runCleanup(f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.mu.Lock()
+			p.failed = true
+			p.mu.Unlock()
+			p.Logf("error: cleanup: %v", r)
+		}
+	}()
+	f()
 }
