@@ -16,8 +16,10 @@ import (
 // read from blkio.throttle.io_service_bytes / io_serviced (v1) or io.stat
 // (v2).
 type DeviceIOStats struct {
-	ReadBytes, WriteBytes uint64
-	ReadIOs, WriteIOs     uint64
+	ReadBytes  uint64 `json:"read_bytes"`
+	WriteBytes uint64 `json:"write_bytes"`
+	ReadIOs    uint64 `json:"read_ios"`
+	WriteIOs   uint64 `json:"write_ios"`
 }
 
 // ApplyToCgroup sets l on device major:minor in the existing cgroup at

@@ -36,18 +36,18 @@ var (
 // Stats is a snapshot of a Limiter's counters.
 type Stats struct {
 	// RateBytesPerSec is the configured rate; 0 means unlimited.
-	RateBytesPerSec int64
+	RateBytesPerSec int64 `json:"rate_bytes_per_sec"`
 	// Burst is the token bucket depth in bytes (0 when unlimited).
-	Burst int
+	Burst int `json:"burst"`
 	// BytesForwarded counts bytes written to destinations.
-	BytesForwarded int64
+	BytesForwarded int64 `json:"bytes_forwarded"`
 	// Waits counts chunks that had to wait for tokens.
-	Waits int64
+	Waits int64 `json:"waits"`
 	// WaitTime is the total time copy loops spent waiting for tokens.
-	WaitTime time.Duration
+	WaitTime time.Duration `json:"wait_time_ns"`
 	// CanceledFlushes counts chunks written without waiting because the
 	// context ended while they waited (see Limiter.Copy).
-	CanceledFlushes int64
+	CanceledFlushes int64 `json:"canceled_flushes"`
 }
 
 // Limiter is a lossless byte-rate limiter shared by all copy loops of one

@@ -35,8 +35,10 @@ const (
 
 // DeviceLimits are per-device throttles; 0 in a field means unlimited.
 type DeviceLimits struct {
-	ReadBps, WriteBps   uint64 // bytes per second
-	ReadIOPS, WriteIOPS uint64 // operations per second
+	ReadBps   uint64 `json:"read_bps"` // bytes per second
+	WriteBps  uint64 `json:"write_bps"`
+	ReadIOPS  uint64 `json:"read_iops"` // operations per second
+	WriteIOPS uint64 `json:"write_iops"`
 }
 
 // IsZero reports whether no limit is set.

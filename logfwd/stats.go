@@ -8,18 +8,18 @@ import (
 
 // Stats is a snapshot of one collector's counters for the node agent.
 type Stats struct {
-	Files          int               // files followed now
-	FilesTotal     uint64            // files ever started
-	Lines          uint64            // records delivered (parts count once each)
-	Bytes          uint64            // line bytes delivered
-	SplitLines     uint64            // lines over the limit, split (R19)
-	DroppedLines   uint64            // lines over the limit, dropped (R19)
-	FlushedPartial uint64            // last lines flushed without newline
-	Truncations    uint64            // truncations / content replacements seen
-	Skipped        map[string]uint64 // files skipped, by reason (Skip*)
-	SinkErrors     uint64            // failed delivery attempts
-	LagBytes       int64             // bytes written but not yet delivered, at last look
-	LastDelivery   time.Time         // when a sink last accepted records
+	Files          int               `json:"files"`           // files followed now
+	FilesTotal     uint64            `json:"files_total"`     // files ever started
+	Lines          uint64            `json:"lines"`           // records delivered (parts count once each)
+	Bytes          uint64            `json:"bytes"`           // line bytes delivered
+	SplitLines     uint64            `json:"split_lines"`     // lines over the limit, split (R19)
+	DroppedLines   uint64            `json:"dropped_lines"`   // lines over the limit, dropped (R19)
+	FlushedPartial uint64            `json:"flushed_partial"` // last lines flushed without newline
+	Truncations    uint64            `json:"truncations"`     // truncations / content replacements seen
+	Skipped        map[string]uint64 `json:"skipped"`         // files skipped, by reason (Skip*)
+	SinkErrors     uint64            `json:"sink_errors"`     // failed delivery attempts
+	LagBytes       int64             `json:"lag_bytes"`       // bytes written but not yet delivered, at last look
+	LastDelivery   time.Time         `json:"last_delivery"`   // when a sink last accepted records
 }
 
 // statsBox guards a Stats; safe for concurrent use.

@@ -112,7 +112,10 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		return nil, fmt.Errorf("creating stdio dir: %w", err)
 	}
 	undo = append(undo, func() { os.RemoveAll(ioDir) })
-	stdioLimiter := iothrottle.NewLimiter(limits.StdioBytesPerSec)
+	var stdioLimiter *iothrottle.Limiter // nil: pass containerd's FIFOs through
+	if limits.StdioBytesPerSec > 0 {
+		stdioLimiter = iothrottle.NewLimiter(limits.StdioBytesPerSec)
+	}
 	pio, err := newProcessIO(s.ctx, ioDir, "init", stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, terminal: r.Terminal}, stdioLimiter)
 	if err != nil {
 		return nil, err
@@ -271,6 +274,8 @@ func (s *service) Exec(ctx context.Context, r *taskv3.ExecProcessRequest) (_ *em
 			return nil, err
 		}
 	}
+	// An exec's output goes to its caller, not to the container's log
+	// stream: it is not throttled, so its FIFOs pass straight through.
 	pio, err := newProcessIO(s.ctx, filepath.Join(s.ioDir(), r.ID), "exec-"+r.ExecID,
 		stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, terminal: r.Terminal}, nil)
 	if err != nil {

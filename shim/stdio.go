@@ -57,9 +57,16 @@ func interposable(p string) bool {
 //
 // Preconditions: dir exists and belongs to this shim.
 //
-// lim throttles stdout and stderr together (R14); nil leaves them unthrottled.
+// lim throttles stdout and stderr together (R14).
+//
+// Without a limiter there is nothing for the shim to do on the path: the
+// backend gets containerd's own FIFOs and no copy costs CPU (an extra copy
+// of a saturated stream costs about a fifth of its throughput on 2 cores).
 func newProcessIO(ctx context.Context, dir, name string, front stdio, lim *iothrottle.Limiter) (_ *processIO, retErr error) {
 	p := &processIO{front: front, backend: front, dir: dir}
+	if lim == nil {
+		return p, nil
+	}
 	defer func() {
 		if retErr != nil {
 			p.close()
