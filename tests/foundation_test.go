@@ -125,27 +125,6 @@ func TestCtrTaskVerbs(t *testing.T) {
 	assertNoLeaks(t, env)
 }
 
-// TestCtrRunTiming is a first look at the cost of the front shim: the median
-// `ctr run --rm` wall time through cci and through runc directly, same run.
-// Logged, not asserted; ccibench measures properly.
-func TestCtrRunTiming(t *testing.T) {
-	env := startEnv(t, false)
-	const n = 5
-	times := map[string][]time.Duration{}
-	for i := 0; i < n; i++ {
-		for _, rt := range []string{cciRuntime, e2eenv.RuncRuntime} {
-			start := time.Now()
-			if _, errOut, err := env.CtrRun("--rm", "--runtime", rt, env.Image, fmt.Sprintf("t%d", i), "true"); err != nil {
-				t.Fatalf("%s: %v: %s", rt, err, errOut)
-			}
-			times[rt] = append(times[rt], time.Since(start))
-		}
-	}
-	c, r := median(times[cciRuntime]), median(times[e2eenv.RuncRuntime])
-	t.Logf("median ctr run --rm: cci %v, runc %v (ratio %.2f, n=%d)", c, r, float64(c)/float64(r), n)
-	assertNoLeaks(t, env)
-}
-
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return lines[len(lines)-1]

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"os/exec"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -83,10 +82,4 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 		}
 	}
 	return cond()
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
 }
