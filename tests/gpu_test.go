@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/cci-shim/cci-shim/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,7 +97,7 @@ const (
 // whose cudacheck dlopens it by name.
 func TestGPU(t *testing.T) {
 	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc is needed to build libcuda.so.1 and cudacheck")
+		testutil.Unavailable(t, "gcc is needed to build libcuda.so.1 and cudacheck")
 	}
 	host := t.TempDir()
 	libDir, binDir := filepath.Join(host, "driver/lib64"), filepath.Join(host, "driver/bin")

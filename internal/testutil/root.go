@@ -19,3 +19,13 @@ func RequireRoot(t testing.TB, what string) {
 	}
 	t.Skipf("needs root (%s); CI runs it as root", what)
 }
+
+// Unavailable skips t because something it needs is missing, except under
+// CI=true, where a test that cannot run is a failure.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format+" (CI=true makes a test that cannot run a failure)", args...)
+	}
+	t.Skipf(format+" (set CI=true to make this a failure)", args...)
+}

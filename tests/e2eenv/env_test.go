@@ -5,6 +5,7 @@ package e2eenv
 import (
 	"context"
 	"errors"
+	"github.com/cci-shim/cci-shim/internal/testutil"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -254,7 +255,7 @@ func TestReapStale(t *testing.T) {
 	}
 	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
 		os.RemoveAll(dir)
-		t.Skipf("cannot mount tmpfs: %v", err)
+		testutil.Unavailable(t, "cannot mount tmpfs: %v", err)
 	}
 	env := Start(t, Options{})
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
@@ -270,15 +271,22 @@ func TestReapStale(t *testing.T) {
 // TestCheckReflinkRefusesPlainExt4 proves the storage check fails, rather than letting every
 // snapshot copy the whole scratch file, on a filesystem without reflink.
 func TestCheckReflinkRefusesPlainExt4(t *testing.T) {
-	dir := t.TempDir()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
+	testutil.RequireRoot(t, "loop-mounts a small ext4 image")
+	img := filepath.Join(t.TempDir(), "ext4.img")
+	dir := filepath.Join(t.TempDir(), "mnt")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	const ext4Magic = 0xef53
-	if st.Type != ext4Magic {
-		t.Skipf("%s is not on ext4 (statfs type %#x); this check needs a filesystem without reflink", dir, st.Type)
+	if err := createSparse(img, 64<<20); err != nil {
+		t.Fatal(err)
 	}
+	if out, err := run("mkfs.ext4", "-q", "-F", img); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	if out, err := run("mount", "-o", "loop", img, dir); err != nil {
+		t.Fatalf("mount: %v: %s", err, out)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
 	err := checkReflink(dir)
 	if err == nil {
 		t.Fatalf("checkReflink on ext4 %s succeeded, want an error", dir)
