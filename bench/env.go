@@ -54,20 +54,10 @@ func Start(tb e2eenv.TB) *Bench {
 	return &Bench{Env: env, tb: tb}
 }
 
-// nodeConfig is the cci node config of a bench: the runc backend, state
-// and volumes in the env's dir, kubelet's root emulated there too, and th.
+// nodeConfig is what a bench adds to the env's cci node config (runc
+// backend, every path in the env, kubelet's root emulated there): th.
 func nodeConfig(th config.Throttle) string {
-	return fmt.Sprintf(`state_dir = "{{StateDir}}"
-[policy]
-volume_dir = "{{Dir}}/volumes"
-kubelet_root = "{{Dir}}/kubelet"
-containerd_root = "{{Dir}}/root"
-containerd_state = "{{Dir}}/state"
-[gpu]
-state_dir = "{{Dir}}/gpu"
-[backend]
-kind = "runc"
-[throttle]
+	return fmt.Sprintf(`[throttle]
 rootfs_read_bps = %d
 rootfs_write_bps = %d
 rootfs_read_iops = %d

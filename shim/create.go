@@ -59,6 +59,10 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err != nil {
 		return nil, err
 	}
+	limits, err := iothrottle.LimitsFromConfig(s.cfg.Throttle.NodeLimits(), spec.Annotations)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+	}
 	undoPrepare, err := sandbox.Prepare(plan)
 	if err != nil {
 		return nil, fmt.Errorf("preparing pod volumes: %w", err)
@@ -80,10 +84,6 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	}
 	if hasGPU && s.noContainers() {
 		undo = append(undo, func() { s.gpus.release(ctx, s.gpuKey) })
-	}
-	limits, err := iothrottle.LimitsFromConfig(s.cfg.Throttle.NodeLimits(), spec.Annotations)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
 	rootfs, throttle, err := s.throttleRootfs(ctx, spec, r.Rootfs, limits.Rootfs)
 	if err != nil {
@@ -116,7 +116,7 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if limits.StdioBytesPerSec > 0 {
 		stdioLimiter = iothrottle.NewLimiter(limits.StdioBytesPerSec)
 	}
-	pio, err := newProcessIO(s.ctx, ioDir, "init", stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, terminal: r.Terminal}, stdioLimiter)
+	pio, err := newProcessIO(s.ctx, ioDir, "init", stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr}, stdioLimiter)
 	if err != nil {
 		return nil, err
 	}
@@ -130,10 +130,6 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		undo = append(undo, func() { s.stopBackend(ctx, r.ID) })
 	}
 
-	opts, err := s.adapter.Options()
-	if err != nil {
-		return nil, err
-	}
 	resp, err := b.task.Create(ctx, &taskv3.CreateTaskRequest{
 		ID:               r.ID,
 		Bundle:           bundle,
@@ -144,7 +140,7 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		Stderr:           pio.backend.stderr,
 		Checkpoint:       r.Checkpoint,
 		ParentCheckpoint: r.ParentCheckpoint,
-		Options:          opts,
+		Options:          s.launch.options,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("backend create: %w", err)
@@ -193,13 +189,9 @@ func (s *service) ensureBackend(ctx context.Context, id, bundle string) (*backen
 	if b != nil {
 		return b, false, nil
 	}
-	opts, err := s.adapter.Options()
-	if err != nil {
-		return nil, false, err
-	}
 	l := s.launch
-	l.id, l.bundle, l.options = id, bundle, opts
-	b, err = startBackend(ctx, &l, s.backendClosed)
+	l.id, l.bundle = id, bundle
+	b, err := startBackend(ctx, &l, s.backendClosed)
 	if err != nil {
 		return nil, false, err
 	}
@@ -277,7 +269,7 @@ func (s *service) Exec(ctx context.Context, r *taskv3.ExecProcessRequest) (_ *em
 	// An exec's output goes to its caller, not to the container's log
 	// stream: it is not throttled, so its FIFOs pass straight through.
 	pio, err := newProcessIO(s.ctx, filepath.Join(s.ioDir(), r.ID), "exec-"+r.ExecID,
-		stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, terminal: r.Terminal}, nil)
+		stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr}, nil)
 	if err != nil {
 		return nil, err
 	}

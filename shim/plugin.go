@@ -58,6 +58,12 @@ func newService(ic *plugin.InitContext) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The backend's runtime options are the node's: marshalled once, sent
+	// on the backend's start and on every Create.
+	options, err := adapter.Options()
+	if err != nil {
+		return nil, err
+	}
 	address := os.Getenv(envAddress)
 	if address == "" {
 		return nil, fmt.Errorf("%s is not set: the shim must be started through its start subcommand", envAddress)
@@ -82,6 +88,7 @@ func newService(ic *plugin.InitContext) (any, error) {
 			containerdBinary: os.Getenv(envContainerdBinary),
 			socketDir:        os.Getenv(envSocketDir),
 			debug:            cfg.Backend.Debug,
+			options:          options,
 		},
 	}
 	if err := os.MkdirAll(filepath.Join(s.podDir, "bundles"), 0o700); err != nil {

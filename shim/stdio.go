@@ -18,10 +18,10 @@ import (
 	"github.com/cci-shim/cci-shim/iothrottle"
 )
 
-// stdio is the set of stdio paths of one process.
+// stdio is the set of stdio paths of one process. With a terminal, stdout
+// carries the pty and stderr is empty: nothing differs here.
 type stdio struct {
 	stdin, stdout, stderr string
-	terminal              bool
 }
 
 // processIO sits between the backend and containerd for one process. The

@@ -18,10 +18,10 @@ func TestFailurePaths(t *testing.T) {
 	env := startEnv(t, false)
 
 	t.Run("missing backend binary", func(t *testing.T) {
-		if err := env.SetNodeConfig(strings.ReplaceAll(nodeConfig, "[backend]\n", "[backend]\nbinary = \"containerd-shim-missing-v2\"\n")); err != nil {
+		if err := env.SetNodeConfig("backend.binary = \"containerd-shim-missing-v2\"\n"); err != nil {
 			t.Fatal(err)
 		}
-		defer env.SetNodeConfig(nodeConfig)
+		defer env.SetNodeConfig("")
 		_, errOut, err := env.CtrRun("--rm", "--runtime", cciRuntime, env.Image, "nobackend", "true")
 		if err == nil {
 			t.Fatal("ctr run succeeded without a backend")

@@ -26,21 +26,12 @@ const gpuImage = "localhost/cci/glibc-cuda:test"
 // [gpu.drivers] entry.
 const gpuDriver = "535.104.05"
 
-// gpuNodeConfig is nodeConfig with a fake two-T4 node whose driver directories
+// gpuNodeConfig makes the node a fake two-T4 node whose driver directories
 // hold a real libcuda.so.1 (placeholders filled by fmt: fixture, root, lib_dir,
 // bin_dir).
-const gpuNodeConfig = `state_dir = "{{StateDir}}"
-[policy]
-volume_dir = "{{Dir}}/volumes"
-containerd_root = "{{Dir}}/root"
-containerd_state = "{{Dir}}/state"
-[backend]
-kind = "runc"
-[gpu]
-state_dir = "{{Dir}}/gpu"
-inventory = "fake"
-fake_fixture = %q
-root = %q
+const gpuNodeConfig = `gpu.inventory = "fake"
+gpu.fake_fixture = %q
+gpu.root = %q
 [gpu.drivers."` + gpuDriver + `"]
 lib_dir = %q
 bin_dir = %q

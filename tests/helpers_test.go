@@ -18,26 +18,15 @@ import (
 // cciRuntime is the runtime type containerd maps to containerd-shim-cci-v2.
 const cciRuntime = "io.containerd.cci.v2"
 
-// nodeConfig is the cci node config of most tests: the runc backend, state,
-// volumes and the GPU ledger in the env's dir, the node's default limits.
-const nodeConfig = `state_dir = "{{StateDir}}"
-[policy]
-volume_dir = "{{Dir}}/volumes"
-containerd_root = "{{Dir}}/root"
-containerd_state = "{{Dir}}/state"
-[gpu]
-state_dir = "{{Dir}}/gpu"
-[backend]
-kind = "runc"
-`
-
 // unthrottledStdio turns the stdout throttle off, for tests of other rules
 // that move a lot of output.
 const unthrottledStdio = "[throttle]\nstdio_bps = 0\n"
 
+// startEnv starts an env whose cci shims run the runc backend with the node's
+// default limits (e2eenv pins their paths into the env), plus extraConfig.
 func startEnv(t *testing.T, cri bool, extraConfig ...string) *e2eenv.Env {
 	t.Helper()
-	return e2eenv.Start(t, e2eenv.Options{NodeConfig: nodeConfig + strings.Join(extraConfig, ""), CRI: cri})
+	return e2eenv.Start(t, e2eenv.Options{NodeConfig: strings.Join(extraConfig, ""), CRI: cri})
 }
 
 // exitCode returns the exit status ctr reported through err (0 for nil).

@@ -21,7 +21,7 @@ import (
 // side by side, one without a log policy; the difference of their shims'
 // RSS is what the collector adds.
 func TestLogCollectorMemory(t *testing.T) {
-	env := startEnv(t, true, "[logs]\nfile_dir = \"{{Dir}}/podlogs\"\n")
+	env := startEnv(t, true) // the file sink is {{Dir}}/podlogs
 	rs, _ := env.CRI()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -26,7 +26,7 @@ type logRecord struct {
 // reaches the sink exactly once, tagged with the pod's identity; the host
 // file is never read (R15-R20).
 func TestLogCollection(t *testing.T) {
-	env := startEnv(t, true, "[logs]\nfile_dir = \"{{Dir}}/podlogs\"\n")
+	env := startEnv(t, true) // the file sink is {{Dir}}/podlogs
 	rs, _ := env.CRI()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -17,12 +17,11 @@ import (
 
 // Helpers of the policy tests (policy_test.go, policy_arch_test.go).
 
-// startPolicyEnv starts a CRI env whose kubelet root dir is inside the env,
-// so that tests can lay out kubelet's volume dirs.
+// startPolicyEnv starts a CRI env; its kubelet root dir is inside the env
+// ({{Dir}}/kubelet), so that tests can lay out kubelet's volume dirs.
 func startPolicyEnv(t *testing.T) *e2eenv.Env {
 	t.Helper()
-	cfg := strings.Replace(nodeConfig, "[policy]\n", "[policy]\nkubelet_root = \"{{Dir}}/kubelet\"\n", 1)
-	return e2eenv.Start(t, e2eenv.Options{NodeConfig: cfg, CRI: true})
+	return startEnv(t, true)
 }
 
 // criPod is a pod sandbox run through CRI.

@@ -20,22 +20,12 @@ import (
 
 const runtime = "io.containerd.cci.v2"
 
-// nodeConfig is the demo node's cci config: runc backend, the node's
-// default limits, a fake GPU inventory (no GPU here) with a driver dir.
-const nodeConfig = `state_dir = "{{StateDir}}"
-[backend]
-kind = "runc"
-[policy]
-volume_dir = "{{Dir}}/volumes"
-containerd_root = "{{Dir}}/root"
-containerd_state = "{{Dir}}/state"
-[logs]
-file_dir = "{{Dir}}/podlogs"
-[gpu]
-inventory = "fake"
-fake_fixture = "{{Dir}}/gpus.json"
-state_dir = "{{Dir}}/gpu"
-root = "{{Dir}}/gpuroot"
+// nodeConfig is what the demo node's cci config adds to the env's (runc
+// backend, paths in the env): a fake GPU inventory (no GPU here) with a
+// driver dir. The limits are the node defaults.
+const nodeConfig = `gpu.inventory = "fake"
+gpu.fake_fixture = "{{Dir}}/gpus.json"
+gpu.root = "{{Dir}}/gpuroot"
 [gpu.drivers."470.82.01"]
 lib_dir = "{{Dir}}/driver/lib"
 bin_dir = "{{Dir}}/driver/bin"

@@ -49,7 +49,7 @@ func (e *Env) extraConfig() string { return filepath.Join(e.Dir, "containerd-ext
 // writeConfigs writes the containerd config, the optional extra config it imports, the cci shim
 // node config and (with CRI) the CNI conflist.
 func (e *Env) writeConfigs(opts Options) error {
-	if err := writeFileAtomic(e.NodeConfigPath, []byte(e.expand(opts.NodeConfig))); err != nil {
+	if err := e.SetNodeConfig(opts.NodeConfig); err != nil {
 		return fmt.Errorf("node config: %w", err)
 	}
 	var imports []string

@@ -60,8 +60,13 @@ type TB interface {
 
 // Options says what environment a test needs. The zero value is a plain containerd without CRI.
 type Options struct {
-	// NodeConfig is the cci shim's node config (TOML). "{{StateDir}}" and "{{Dir}}" are replaced
-	// by Env.StateDir and Env.Dir. It is written to Env.NodeConfigPath, exported as CCI_SHIM_CONFIG.
+	// NodeConfig is added to the cci shim's node config after the env's own settings
+	// (nodeConfigBase: the runc backend, and every path the shims use pinned inside Dir).
+	// Those are root-level dotted keys, so NodeConfig may start with more of them
+	// (`gpu.inventory = "fake"`, `backend.binary = "..."`) and then add tables with headers
+	// ([throttle], [gpu.drivers."v"]). "{{StateDir}}" and "{{Dir}}" are replaced by
+	// Env.StateDir and Env.Dir. The whole is written to Env.NodeConfigPath, exported as
+	// CCI_SHIM_CONFIG.
 	NodeConfig string
 	// ExtraContainerdConfig is containerd TOML loaded through `imports` after the generated
 	// config, so it can override any key of it (tables are merged, not replaced).
@@ -142,32 +147,8 @@ func Start(t TB, opts Options) *Env {
 		_ = os.Remove(dir)
 		t.Fatalf("e2eenv: %v", err)
 	}
-	suffix := strings.TrimPrefix(filepath.Base(dir), "cci-e2e-")
-	e := &Env{
-		Dir:             dir,
-		StateDir:        filepath.Join(dir, "cci"),
-		Address:         filepath.Join(dir, "c.sock"),
-		TTRPCAddress:    filepath.Join(dir, "c.sock.ttrpc"),
-		Namespace:       "e2e-" + suffix,
-		Image:           ImageName,
-		PauseImage:      PauseImageName,
-		ConfigPath:      filepath.Join(dir, "containerd.toml"),
-		NodeConfigPath:  filepath.Join(dir, "cci-shim.toml"),
-		ImageArchive:    filepath.Join(dir, "images.tar"),
-		ToolsDir:        tools.toolsDir,
-		BinDir:          tools.binDir,
-		BridgeName:      bridgeName(suffix),
-		t:               t,
-		tools:           tools,
-		cri:             opts.CRI,
-		containerdRoot:  filepath.Join(dir, "root"),
-		containerdState: filepath.Join(dir, "state"),
-		shimSocketDir:   filepath.Join(dir, "s"),
-		logPath:         filepath.Join(dir, "containerd.log"),
-		xfsImage:        filepath.Join(dir, "xfs.img"),
-		xfsMount:        filepath.Join(dir, "xfs"),
-		exited:          make(chan struct{}),
-	}
+	e := layout(t, dir)
+	e.ToolsDir, e.BinDir, e.tools, e.cri = tools.toolsDir, tools.binDir, tools, opts.CRI
 	close(e.exited) // nothing to wait for until containerd starts
 	e.ctx, e.cancel = context.WithCancel(namespaces.WithNamespace(context.Background(), e.Namespace))
 	t.Cleanup(func() {
@@ -250,9 +231,54 @@ func (e *Env) ContainerdLog() string {
 
 // SetNodeConfig rewrites the cci shim node config (placeholders as in Options.NodeConfig).
 // Shims started afterwards read the new file.
+//
+// Like Options.NodeConfig, toml comes after the env's own settings.
 func (e *Env) SetNodeConfig(toml string) error {
-	return writeFileAtomic(e.NodeConfigPath, []byte(e.expand(toml)))
+	return writeFileAtomic(e.NodeConfigPath, []byte(e.expand(nodeConfigBase+toml)))
 }
+
+// layout is the env living in dir: where everything of it is. Start and the
+// reaper of dead test processes' envs share it.
+func layout(t TB, dir string) *Env {
+	suffix := strings.TrimPrefix(filepath.Base(dir), "cci-e2e-")
+	return &Env{
+		Dir:             dir,
+		StateDir:        filepath.Join(dir, "cci"),
+		Address:         filepath.Join(dir, "c.sock"),
+		TTRPCAddress:    filepath.Join(dir, "c.sock.ttrpc"),
+		Namespace:       "e2e-" + suffix,
+		Image:           ImageName,
+		PauseImage:      PauseImageName,
+		ConfigPath:      filepath.Join(dir, "containerd.toml"),
+		NodeConfigPath:  filepath.Join(dir, "cci-shim.toml"),
+		ImageArchive:    filepath.Join(dir, "images.tar"),
+		BridgeName:      bridgeName(suffix),
+		t:               t,
+		containerdRoot:  filepath.Join(dir, "root"),
+		containerdState: filepath.Join(dir, "state"),
+		shimSocketDir:   filepath.Join(dir, "s"),
+		logPath:         filepath.Join(dir, "containerd.log"),
+		xfsImage:        filepath.Join(dir, "xfs.img"),
+		xfsMount:        filepath.Join(dir, "xfs"),
+		exited:          make(chan struct{}),
+	}
+}
+
+// nodeConfigBase is the start of every env's cci node config: the runc
+// backend, and every path a shim writes kept inside the env, so that tests,
+// the demo and the bench never touch the host's /run/cci-shim, /var/lib or
+// /var/log. Root-level dotted keys, so that what follows may add keys to the
+// same tables.
+const nodeConfigBase = `# Written by tests/e2eenv.
+state_dir = "{{StateDir}}"
+backend.kind = "runc"
+policy.volume_dir = "{{Dir}}/volumes"
+policy.kubelet_root = "{{Dir}}/kubelet"
+policy.containerd_root = "{{Dir}}/root"
+policy.containerd_state = "{{Dir}}/state"
+logs.file_dir = "{{Dir}}/podlogs"
+gpu.state_dir = "{{Dir}}/gpu"
+`
 
 func (e *Env) expand(s string) string {
 	return strings.NewReplacer("{{StateDir}}", e.StateDir, "{{Dir}}", e.Dir).Replace(s)

@@ -74,14 +74,7 @@ func reapStale(t TB, tools toolPaths) {
 			continue
 		}
 		t.Logf("e2eenv: cleaning up the env of a test process that died: %s", dir)
-		suffix := strings.TrimPrefix(filepath.Base(dir), "cci-e2e-")
-		stale := &Env{
-			Dir:            dir,
-			Address:        filepath.Join(dir, "c.sock"),
-			NodeConfigPath: filepath.Join(dir, "cci-shim.toml"),
-			BridgeName:     bridgeName(suffix),
-			t:              t,
-		}
+		stale := layout(t, dir)
 		var errs []error
 		if err := stale.killLeftovers(); err != nil {
 			errs = append(errs, err)

@@ -82,6 +82,18 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// parseFlags parses a subcommand's flags. When it reports !ok, the command
+// returns code: 0 after --help, 2 after a usage error (already printed).
+func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	return 0, true
+}
+
 // loadConfig reads the node configuration. optional: a missing file yields
 // the defaults even when named (the gpus command's --nvml and --fake make
 // the file unnecessary).

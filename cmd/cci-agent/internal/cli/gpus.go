@@ -2,7 +2,6 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,11 +33,8 @@ func runGPUs(args []string, configPath string, stdout, stderr io.Writer, log *sl
 	asJSON := fs.Bool("json", false, "JSON output")
 	useNVML := fs.Bool("nvml", false, "use NVML whatever the config says")
 	fake := fs.String("fake", "", "use this JSON fixture")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if *useNVML && *fake != "" {
 		fmt.Fprintln(stderr, "cci-agent gpus: --nvml and --fake exclude each other")

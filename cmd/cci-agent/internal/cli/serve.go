@@ -34,11 +34,8 @@ func runServe(args []string, configPath string, stderr io.Writer, log *slog.Logg
 	fs := flag.NewFlagSet("cci-agent serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:9477", "address of /healthz and /metrics")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	cfg, err := loadConfig(configPath, false)
 	if err != nil {
