@@ -8,7 +8,18 @@ CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tools="${CCI_TOOLS_DIR:-$root/.tools/bin}"
 
-packages=(runc xfsprogs e2fsprogs busybox-static fio containernetworking-plugins iproute2 util-linux gcc)
+# One package a line, so that additions merge cleanly.
+packages=(
+	runc
+	xfsprogs
+	e2fsprogs
+	busybox-static
+	fio
+	containernetworking-plugins
+	iproute2
+	util-linux
+	gcc
+)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,8 +13,8 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/cci-shim/cci-shim/config"
 	"github.com/cci-shim/cci-shim/iothrottle"
+	"github.com/cci-shim/cci-shim/sandbox/backend"
 	"github.com/cci-shim/cci-shim/shim/podstats"
 )
 
@@ -50,7 +50,7 @@ func (s *service) throttleRootfs(ctx context.Context, spec *specs.Spec, rootfs [
 	if spec.Linux != nil {
 		t.cgroupPath = spec.Linux.CgroupsPath
 	}
-	if s.adapter.Kind() != config.BackendKata {
+	if s.adapter.Traits().RootfsThrottle == backend.ThrottleContainer {
 		iothrottle.ApplyToSpec(spec, dev.Major, dev.Minor, limits)
 	}
 	log.G(ctx).WithField("device", fmt.Sprintf("%s (%d:%d)", dev.Path, dev.Major, dev.Minor)).
@@ -61,7 +61,7 @@ func (s *service) throttleRootfs(ctx context.Context, spec *specs.Spec, rootfs [
 // applyHostThrottle limits the VMM's I/O on the sandbox cgroup (Kata): the
 // hypervisor-independent enforcement of R8.
 func (s *service) applyHostThrottle(t *rootfsThrottle) error {
-	if t == nil || s.adapter.Kind() != config.BackendKata || t.cgroupPath == "" {
+	if t == nil || s.adapter.Traits().RootfsThrottle != backend.ThrottleSandbox || t.cgroupPath == "" {
 		return nil
 	}
 	if err := iothrottle.ApplyToCgroup(t.cgroupPath, t.dev.Major, t.dev.Minor, t.limits); err != nil {

@@ -32,6 +32,8 @@ type Adapter interface {
 	// AdjustSpec makes backend-specific changes to a container's spec after
 	// the platform policy has run.
 	AdjustSpec(spec *specs.Spec, size PodSize) error
+	// Traits are the backend-specific facts the shim acts on.
+	Traits() Traits
 }
 
 // PodSize is the normalised size of the pod that the sandbox must provide.

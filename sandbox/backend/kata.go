@@ -52,3 +52,10 @@ func (k *kata) AdjustSpec(spec *specs.Spec, size PodSize) error {
 	}
 	return nil
 }
+
+// Traits: a guest kernel per pod; the VMM does every container's rootfs I/O
+// from the sandbox's host cgroup; GPUs are passed through by VFIO; the guest
+// owns the pod's network interface.
+func (k *kata) Traits() Traits {
+	return Traits{Isolation: IsolationVM, RootfsThrottle: ThrottleSandbox, GPU: GPUVFIO, PodMetrics: MetricsInSandbox}
+}

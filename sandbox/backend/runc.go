@@ -26,3 +26,10 @@ func (r *runc) Options() (*anypb.Any, error) {
 // AdjustSpec has nothing runc-specific to do: the pod's limits are already in
 // each container's linux.resources.
 func (r *runc) AdjustSpec(*specs.Spec, PodSize) error { return nil }
+
+// Traits: runc shares the host kernel; each container's own processes do its
+// rootfs I/O; GPUs are the host's device nodes; the shim serves the pod's
+// metrics from inside the pod's network namespace.
+func (r *runc) Traits() Traits {
+	return Traits{Isolation: IsolationNone, RootfsThrottle: ThrottleContainer, GPU: GPUDeviceNodes, PodMetrics: MetricsHostNetns}
+}

@@ -12,8 +12,10 @@ import (
 )
 
 const (
-	// CNISubnet is the pod network: link-local, no gateway, no masquerade.
-	CNISubnet = "169.254.123.0/24"
+	// CNISubnetPrefix starts every env's pod network: link-local, no gateway, no masquerade.
+	// Each env gets its own /24 under it (Env.PodSubnet), so that CRI envs of test binaries
+	// running at the same time never route the same addresses to two bridges.
+	CNISubnetPrefix = "169.254."
 	// CRIHandlerCCI and CRIHandlerRunc are the CRI runtime handlers (RuntimeClass handlers).
 	CRIHandlerCCI  = "cci"
 	CRIHandlerRunc = "runc"
@@ -171,7 +173,7 @@ func (e *Env) cniConflist() ([]byte, error) {
 				"ipam": map[string]any{
 					"type":    "host-local",
 					"dataDir": e.cniDataDir(),
-					"ranges":  []any{[]any{map[string]any{"subnet": CNISubnet}}},
+					"ranges":  []any{[]any{map[string]any{"subnet": e.PodSubnet}}},
 				},
 			},
 			map[string]any{"type": "loopback"},

@@ -13,6 +13,7 @@ package e2eenv
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,6 +99,7 @@ type Env struct {
 	ToolsDir       string // where containerd, ctr and containerd-shim-runc-v2 are
 	BinDir         string // where containerd-shim-cci-v2 is expected
 	BridgeName     string // the CNI bridge (CRI only)
+	PodSubnet      string // the CNI bridge's /24 (CRI only), e.g. 169.254.77.0/24
 
 	t     TB
 	tools toolPaths
@@ -253,6 +255,7 @@ func layout(t TB, dir string) *Env {
 		NodeConfigPath:  filepath.Join(dir, "cci-shim.toml"),
 		ImageArchive:    filepath.Join(dir, "images.tar"),
 		BridgeName:      bridgeName(suffix),
+		PodSubnet:       podSubnet(suffix),
 		t:               t,
 		containerdRoot:  filepath.Join(dir, "root"),
 		containerdState: filepath.Join(dir, "state"),
@@ -318,4 +321,12 @@ func bridgeName(suffix string) string {
 		suffix = suffix[len(suffix)-8:]
 	}
 	return "cci-e2e" + suffix
+}
+
+// podSubnet derives a per-env /24 of the link-local range from the env's suffix (10–249 as the
+// third octet, avoiding the ends of the range that hosts may use).
+func podSubnet(suffix string) string {
+	h := fnv.New32a()
+	h.Write([]byte(suffix))
+	return fmt.Sprintf("%s%d.0/24", CNISubnetPrefix, 10+h.Sum32()%240)
 }

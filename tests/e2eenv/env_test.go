@@ -188,8 +188,8 @@ func TestSmokeCRI(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^/dev/loop\d+ / ext4 rw`).Match(ex.Stdout) {
 		t.Errorf("pod container / is not an ext4 on a loop device:\n%s", ex.Stdout)
 	}
-	if !strings.Contains(string(ex.Stdout), "inet 169.254.123.") {
-		t.Errorf("pod has no address in %s:\n%s", CNISubnet, ex.Stdout)
+	if !strings.Contains(string(ex.Stdout), "inet "+strings.TrimSuffix(env.PodSubnet, "0/24")) {
+		t.Errorf("pod has no address in %s:\n%s", env.PodSubnet, ex.Stdout)
 	}
 
 	t.Logf("StopPodSandbox + RemovePodSandbox")
