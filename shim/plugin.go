@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -73,6 +72,7 @@ func newService(ic *plugin.InitContext) (any, error) {
 		ctx:        ic.Context,
 		cfg:        cfg,
 		adapter:    adapter,
+		traits:     adapter.Traits(),
 		publisher:  pp.(shim.Publisher),
 		shutdown:   ss.(shutdown.Service),
 		podDir:     filepath.Join(cfg.StateDir, ns, pod),
@@ -80,6 +80,7 @@ func newService(ic *plugin.InitContext) (any, error) {
 		gpuKey:     ledgerKey(ns, pod),
 		address:    address,
 		containers: map[string]*container{},
+		failpoints: loadFailpoints(),
 		launch: launch{
 			binary:           adapter.Binary(),
 			namespace:        ns,
@@ -91,17 +92,33 @@ func newService(ic *plugin.InitContext) (any, error) {
 			options:          options,
 		},
 	}
-	if err := os.MkdirAll(filepath.Join(s.podDir, "bundles"), 0o700); err != nil {
-		return nil, fmt.Errorf("creating pod state dir: %w", err)
+	if err := os.MkdirAll(s.podDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state_dir %q: creating pod state dir: %w", cfg.StateDir, err)
 	}
-	if err := writeFileAtomic(filepath.Join(s.podDir, shimPidFile), []byte(strconv.Itoa(os.Getpid()))); err != nil {
+	l := s.launch
+	env := releaseEnv{stateDir: cfg.StateDir, volumeDir: cfg.Policy.VolumeDir, gpu: cfg.GPU,
+		deleteTask: func(ctx context.Context, r resource) error {
+			dl := l
+			dl.id, dl.bundle = r.Container, r.Path
+			_, err := deleteBackend(ctx, &dl)
+			return err
+		}}
+	if s.owner, err = loadOwner(s.podDir, releaseRecord(env)); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(s.podDir, shimAddressFile), []byte(address)); err != nil {
+	self, err := identify(os.Getpid())
+	if err != nil {
 		return nil, err
 	}
 	// However the shim ends (Shutdown, the backend dying, a signal), its
-	// socket goes with it.
+	// socket goes with it; after a crash the delete subcommand removes it
+	// from this record.
+	if err := s.owner.add(resource{Kind: resShim, Proc: self, Address: address}, func(context.Context) error {
+		removeSocket(address)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 	s.shutdown.RegisterCallback(func(context.Context) error {
 		removeSocket(address)
 		return nil
@@ -109,7 +126,7 @@ func newService(ic *plugin.InitContext) (any, error) {
 	if s.oomFloor, err = sandbox.ReadOOMScoreAdjFloor(); err != nil {
 		return nil, err
 	}
-	if s.gpus, err = newGPUs(cfg); err != nil {
+	if s.gpus, err = newGPUs(cfg, s.traits.GPU); err != nil {
 		return nil, err
 	}
 	s.relay = newEventRelay(ic.Context, s.publisher, s.drain)
