@@ -281,7 +281,7 @@ func (s *service) ensureBackend(ctx context.Context, id string, spec *specs.Spec
 	}
 	l := s.launch
 	l.id, l.bundle = id, dir
-	b, err := startBackend(ctx, &l, func(address string) error {
+	b, err := s.startBackend(ctx, &l, func(address string) error {
 		rec.Address = address
 		return s.owner.update(rec, nil)
 	}, s.backendClosed)

@@ -70,6 +70,7 @@ type service struct {
 	// container's), where a sandboxing backend's rootfs limits go.
 	sandboxCgroupPath string // guarded by mu
 	failpoints        failpoints
+	startBackend      backendStarter
 }
 
 var (
