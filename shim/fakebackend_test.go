@@ -316,10 +316,15 @@ func newTestPod(t *testing.T, stdioBps int64) *testPod {
 	fb.relay = svc.relay
 	p.svc = svc
 	t.Cleanup(func() {
+		// Whatever the test left running goes the way a pod's does.
+		if err := svc.owner.releaseAll(context.WithoutCancel(ctx)); err != nil {
+			t.Errorf("releasing the pod's resources: %v", err)
+		}
 		cancel()
 		if fb.server != nil {
 			fb.server.Close()
 		}
+		assertNoMountsUnder(t, dir)
 		os.RemoveAll(dir)
 	})
 	return p
