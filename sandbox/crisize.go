@@ -239,7 +239,7 @@ func describedPod(pod *Pod, agg CRIResources) ([]ContainerResources, bool, error
 		req := aggregate(cs, requestCPU)
 		mem := aggregate(cs, func(c ContainerResources) int64 { return c.Limits.Memory })
 		if field, said, got := mismatch(lim, req, mem, agg); field != "" {
-			return nil, false, describedError(pod.Name(), "pod "+field, said, got, "the pod's")
+			return nil, false, describedError(pod.Name(), "pod "+field, said, got, "the")
 		}
 	}
 	return cs, true, nil
