@@ -331,7 +331,9 @@ func TestExecAttacks(t *testing.T) {
 		{"ambient capability the container lacks", func(p *specs.Process) { p.Capabilities.Ambient = []string{"CAP_CHOWN"} }, "capabilities.ambient"},
 		{"root in a non-root container", func(p *specs.Process) { p.User = specs.User{} }, `exec process.user "0:0" is not allowed`},
 		{"extra group", func(p *specs.Process) { p.User.AdditionalGids = []uint32{0} }, "additionalGids"},
-		{"rlimit raised", func(p *specs.Process) { p.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 65536, Soft: 65536}} }, "process.rlimits"},
+		{"rlimit raised", func(p *specs.Process) {
+			p.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 65536, Soft: 65536}}
+		}, "process.rlimits"},
 		{"new rlimit type", func(p *specs.Process) { p.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_MEMLOCK", Hard: 1 << 30}} }, "process.rlimits"},
 		{"privileges regained", func(p *specs.Process) { p.NoNewPrivileges = false }, "noNewPrivileges"},
 		{"apparmor dropped", func(p *specs.Process) { p.ApparmorProfile = "unconfined" }, "apparmorProfile"},

@@ -61,16 +61,16 @@ func ReadNamespaces(pid int) ([]NSRef, error) {
 	return readNamespaces(strconv.Itoa(pid))
 }
 
-// ReadHostNamespaces reads the host's namespaces, those of init (pid 1) and
-// of the shim itself, for Config.HostNamespaces.
+// ReadHostNamespaces reads the host's namespaces for
+// Config.HostNamespaces: the shim's own (containerd starts shims in the
+// host's namespaces), and init's (pid 1) where this process may read them.
 func ReadHostNamespaces() ([]NSRef, error) {
-	var out []NSRef
-	for _, p := range []string{"1", "self"} {
-		refs, err := readNamespaces(p)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, refs...)
+	out, err := readNamespaces("self")
+	if err != nil {
+		return nil, err
+	}
+	if init, err := readNamespaces("1"); err == nil {
+		out = append(out, init...)
 	}
 	return out, nil
 }

@@ -56,9 +56,12 @@ func UnpinSources(targets []string) error {
 			errs = append(errs, fmt.Errorf("unmounting %s: %w", t, err))
 			continue
 		}
-		for p := t; strings.Contains(p, "/pins/"); p = filepath.Dir(p) {
-			if err := os.Remove(p); err != nil {
-				break // not empty, or gone
+		if !strings.Contains(t, "/pins/") {
+			continue
+		}
+		for p := t; ; p = filepath.Dir(p) {
+			if err := os.Remove(p); err != nil || filepath.Base(p) == "pins" {
+				break // not empty or gone, or the pins dir itself
 			}
 		}
 	}
