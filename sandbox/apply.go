@@ -87,6 +87,9 @@ func Apply(spec *specs.Spec, pod *Pod, cfg Config) (*Plan, error) {
 	if err := checkRoot(name, spec); err != nil {
 		return nil, err
 	}
+	if spec.Process == nil {
+		return nil, &PolicyError{Container: name, Field: "process", Value: "(none)", Allowed: "a process to run"}
+	}
 	plan := &Plan{PodDir: cfg.PodDir}
 	warning, err := checkCapabilities(name, spec.Process, &cfg)
 	if err != nil {

@@ -29,7 +29,11 @@ func checkSeccomp(container string, spec *specs.Spec, cfg *Config) (bool, error)
 		if cfg.Isolation.IsolatesKernel() || spec.Linux == nil {
 			return false, nil
 		}
-		spec.Linux.Seccomp = seccomp.DefaultProfile(spec)
+		caps := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}}}
+		if spec.Process != nil && spec.Process.Capabilities != nil {
+			caps.Process.Capabilities = spec.Process.Capabilities
+		}
+		spec.Linux.Seccomp = seccomp.DefaultProfile(caps) // it reads only the bounding capabilities
 		return true, nil
 	}
 	sc := spec.Linux.Seccomp
