@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -204,6 +206,16 @@ func TestR5StateRoundTrip(t *testing.T) {
 	}
 	if !back.ForgetContainer(tContainerID) || back.IncrementHolder != "" || len(back.Namespaces) != 4 {
 		t.Fatalf("forget: %+v", back)
+	}
+	dir := filepath.Join(t.TempDir(), "k8s.io", tSandboxID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, PodStateFile), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := LoadPodStates(filepath.Dir(filepath.Dir(dir))); len(got) != 1 || got[0].Identity != st.Identity {
+		t.Fatalf("LoadPodStates: %+v", got)
 	}
 	if _, err := UnmarshalPodState([]byte(`{"version":99}`)); err == nil {
 		t.Fatal("unknown version accepted")

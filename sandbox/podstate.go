@@ -3,6 +3,8 @@ package sandbox
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/containerd/errdefs"
@@ -50,6 +52,29 @@ type PodIdentity struct {
 }
 
 const podStateVersion = 1
+
+// PodStateFile is the name the shim gives the persisted state in its pod
+// directory (<state_dir>/<namespace>/<pod id>/), where LoadPodStates finds
+// it.
+const PodStateFile = "pod-state.json"
+
+// LoadPodStates reads the persisted state of every pod on the node from the
+// shim's state dir, for cci-agent (RootMismatches). Unreadable or
+// malformed files are skipped: a pod being created or torn down.
+func LoadPodStates(stateDir string) []*PodState {
+	paths, _ := filepath.Glob(filepath.Join(stateDir, "*", "*", PodStateFile))
+	var out []*PodState
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if st, err := UnmarshalPodState(data); err == nil {
+			out = append(out, st)
+		}
+	}
+	return out
+}
 
 // Marshal encodes the state for the shim to persist.
 func (s *PodState) Marshal() ([]byte, error) { return json.Marshal(s) }
