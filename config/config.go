@@ -109,6 +109,11 @@ type Policy struct {
 	ContainerdState string `toml:"containerd_state"`
 	// ShmSizeBytes is the default /dev/shm size (R10). Default 64 MiB.
 	ShmSizeBytes int64 `toml:"shm_size_bytes"`
+	// InsecureAllowHostRootCapabilities lets capabilities that are host root
+	// (CAP_SYS_ADMIN, CAP_SYS_MODULE, ... see sandbox.HostRootCapabilities)
+	// through on a backend that shares the host kernel (runc): development
+	// only; every container that uses it is logged. Default false (R25).
+	InsecureAllowHostRootCapabilities bool `toml:"insecure_allow_host_root_capabilities"`
 }
 
 // Backend selects the sandbox runtime the shim fronts.

@@ -122,11 +122,10 @@ func releaseRecord(cfg releaseEnv) releaser {
 		case resTask:
 			return cfg.deleteTask(ctx, r)
 		case resMounts:
-			if !within(cfg.stateDir, r.Path) {
-				return fmt.Errorf("refusing to release %s outside %s", r.Path, cfg.stateDir)
+			if !within(cfg.stateDir, r.Path) && !within(cfg.volumeDir, r.Path) {
+				return fmt.Errorf("refusing to release %s outside %s and %s", r.Path, cfg.stateDir, cfg.volumeDir)
 			}
-			removeBundle(ctx, r.Path)
-			return nil
+			return unmountAll(r.Path)
 		case resDir:
 			return removeUnder(cfg.stateDir, r.Path)
 		case resVolumes:
@@ -183,15 +182,13 @@ func removeUnder(dir, p string) error {
 	return os.RemoveAll(p)
 }
 
-// removeBundle unmounts whatever is left on the backend bundle's rootfs and
-// removes the bundle.
-func removeBundle(ctx context.Context, bundle string) {
-	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), unix.MNT_DETACH); err != nil {
-		log.G(ctx).WithError(err).Warn("unmounting backend rootfs")
+// unmountAll detaches every mount at or under dir (a bundle's rootfs, a
+// container's pinned sources) and removes dir.
+func unmountAll(dir string) error {
+	if err := mount.UnmountRecursive(dir, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("unmounting %s: %w", dir, err)
 	}
-	if err := os.RemoveAll(bundle); err != nil {
-		log.G(ctx).WithError(err).Warn("removing backend bundle")
-	}
+	return os.RemoveAll(dir)
 }
 
 // taskGone treats a task the backend no longer knows as deleted.

@@ -21,6 +21,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/cci-shim/cci-shim/config"
+	"github.com/cci-shim/cci-shim/sandbox"
 	"github.com/cci-shim/cci-shim/sandbox/backend"
 )
 
@@ -65,11 +66,13 @@ func (m *manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_
 	if _, err := backend.New(cfg); err != nil {
 		return nil, err // R2: never fall back to another runtime
 	}
-	spec, err := readSpec("config.json")
-	if err != nil {
+	pod := podID(readAnnotations("config.json"), params.GetInstanceID())
+	if err := sandbox.ValidateIdentifier("containerd namespace", params.GetNamespace()); err != nil {
 		return nil, err
 	}
-	pod := podID(spec, params.GetInstanceID())
+	if err := sandbox.ValidateIdentifier("pod id (annotation "+annotationSandboxID+")", pod); err != nil {
+		return nil, err
+	}
 	// The spawned shim keeps the pod's state here; a state dir it cannot
 	// write would only show as a closed connection, so say it now.
 	podDir := filepath.Join(cfg.StateDir, params.GetNamespace(), pod)
@@ -184,8 +187,11 @@ func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) 
 	if err != nil {
 		return status, err
 	}
-	spec, _ := readSpec("config.json")
-	podDir := filepath.Join(cfg.StateDir, ns, podID(spec, id))
+	pod := podID(readAnnotations("config.json"), id)
+	if sandbox.ValidateIdentifier("containerd namespace", ns) != nil || sandbox.ValidateIdentifier("pod id", pod) != nil {
+		return status, nil // the start subcommand refused it: nothing of it exists
+	}
+	podDir := filepath.Join(cfg.StateDir, ns, pod)
 	if _, err := os.Stat(podDir); errors.Is(err, os.ErrNotExist) {
 		return status, nil
 	}

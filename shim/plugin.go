@@ -135,6 +135,14 @@ func newTaskService(ctx context.Context, d serviceDeps) (*service, error) {
 	if s.startBackend == nil {
 		s.startBackend = startBackend
 	}
+	// Both become host paths: containerd validates them, and so do we.
+	if err := sandbox.ValidateIdentifier("containerd namespace", d.namespace); err != nil {
+		return nil, err
+	}
+	if err := sandbox.ValidateIdentifier("pod id", d.pod); err != nil {
+		return nil, err
+	}
+	s.pod = newPodPolicy(s.podDir)
 	if err := os.MkdirAll(s.podDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state_dir %q: creating pod state dir: %w", cfg.StateDir, err)
 	}
@@ -170,10 +178,13 @@ func newTaskService(ctx context.Context, d serviceDeps) (*service, error) {
 	if s.oomFloor, err = sandbox.ReadOOMScoreAdjFloor(); err != nil {
 		return nil, err
 	}
+	if s.hostNamespaces, err = sandbox.ReadHostNamespaces(); err != nil {
+		return nil, err
+	}
 	if s.gpus, err = newGPUs(cfg, s.traits.GPU); err != nil {
 		return nil, err
 	}
-	s.relay = newEventRelay(ctx, s.publisher, s.drain)
+	s.relay = newEventRelay(ctx, s.publisher, s.drain, s.exited)
 	go s.writeStatsLoop(ctx)
 	return s, nil
 }

@@ -27,16 +27,14 @@ type rootfsThrottle struct {
 // container's cgroup, through its spec (runc), or in the sandbox's host
 // cgroup once the task exists (applyHostThrottle; gVisor and Kata, whose
 // sandbox processes do every container's I/O). A rootfs that is not a block
-// device (overlayfs on a development host) cannot be throttled by device:
-// that is logged.
+// device (overlayfs) cannot be throttled by device and is refused.
 func (s *service) throttleRootfs(ctx context.Context, c *container, rootfs []*types.Mount, limits iothrottle.DeviceLimits) ([]*types.Mount, error) {
-	if len(rootfs) == 0 {
-		return rootfs, nil
-	}
 	dev, err := iothrottle.RootfsDevice(rootfs)
 	if errors.Is(err, iothrottle.ErrNoBlockDevice) {
-		log.G(ctx).WithError(err).Warn("rootfs is not a block device: the rootfs throttle does not apply")
-		return rootfs, nil
+		// R7/R8 fail closed: a rootfs the throttle cannot hold is refused,
+		// not run unthrottled.
+		return nil, fmt.Errorf("container %q: rootfs is not a block device (%v); allowed: a block-device rootfs from the devmapper or blockfile snapshotter (R7, R8): %w",
+			c.name, err, errdefs.ErrFailedPrecondition)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("finding rootfs block device: %w", err)
