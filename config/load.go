@@ -69,7 +69,7 @@ func LoadSource(explicit string) (Config, Source, error) {
 	cfg := Default()
 	cfg.Backend.Kind = ""
 	if err := decode(data, &cfg); err != nil {
-		return Config{}, src, fmt.Errorf("node config %s:%w", src.Path, err)
+		return Config{}, src, fmt.Errorf("node config %s%w", src.Path, err)
 	}
 	if cfg.Backend.Kind == "" {
 		return Config{}, src, fmt.Errorf("node config %s: backend.kind is not set: the sandbox every pod runs in is the operator's choice "+

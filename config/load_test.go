@@ -26,7 +26,7 @@ func writeConfig(t *testing.T, text string) string {
 func TestLoadErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, toml string
-		want       []string // substrings of the error, after the path
+		want       []string // substrings of the error; ":" ones follow the path directly
 	}{
 		{"kind not set", "state_dir = \"/run/x\"\n", []string{`: backend.kind is not set`, `"kata", "runc"`}},
 		{"type mismatch", "backend.kind = \"runc\"\n[throttle]\nstdio_bps = \"1MB\"\n",
@@ -47,6 +47,9 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("source = %+v", src)
 			}
 			for _, w := range tc.want {
+				if strings.HasPrefix(w, ":") {
+					w = p + w
+				}
 				if !strings.Contains(err.Error(), "node config "+p) || !strings.Contains(err.Error(), w) {
 					t.Errorf("err = %q\nwant the path and %q", err, w)
 				}

@@ -119,17 +119,23 @@ func ParseContainerdDump(text string) (Containerd, error) {
 	return c, nil
 }
 
-// loadContainerd asks containerd for its effective configuration.
 func (r Runner) loadContainerd() Containerd {
-	c := Containerd{ConfigPath: r.ContainerdConfig}
-	bin, err := r.Host.LookPath("containerd")
+	return LoadContainerd(r.Host, r.Root, r.ContainerdConfig)
+}
+
+// LoadContainerd asks containerd (the binary in PATH) for its effective
+// configuration from the config file at configPath (under root). The
+// result's Err says why it could not.
+func LoadContainerd(h Host, root, configPath string) Containerd {
+	c := Containerd{ConfigPath: configPath}
+	bin, err := h.LookPath("containerd")
 	if err != nil {
 		c.Err = fmt.Errorf("containerd is not in PATH (%v): its configuration cannot be read", err)
 		return c
 	}
-	out, err := r.Host.Output(bin, "--config", r.ContainerdConfig, "config", "dump")
+	out, err := h.Output(bin, "--config", configPath, "config", "dump")
 	if err != nil {
-		c.Err = fmt.Errorf("containerd --config %s config dump: %v: %s", r.ContainerdConfig, err, lastLine(out))
+		c.Err = fmt.Errorf("containerd --config %s config dump: %v: %s", configPath, err, lastLine(out))
 		return c
 	}
 	parsed, err := ParseContainerdDump(out)
@@ -137,8 +143,8 @@ func (r Runner) loadContainerd() Containerd {
 		c.Err = err
 		return c
 	}
-	parsed.ConfigPath = r.ContainerdConfig
-	if _, err := os.Stat(r.path(r.ContainerdConfig)); err != nil {
+	parsed.ConfigPath = configPath
+	if _, err := os.Stat(filepath.Join(root, configPath)); err != nil {
 		parsed.ConfigPath += " (missing: containerd's defaults)"
 	}
 	return parsed
