@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"strings"
 	"time"
@@ -21,7 +22,8 @@ type Host interface {
 	ThinPoolStatus(name string) (string, error)
 	// LookPath finds a program as exec.LookPath does.
 	LookPath(file string) (string, error)
-	// Output runs a program briefly and returns its combined output.
+	// Output runs a program briefly and returns its standard output; a
+	// failure's error carries the end of its standard error.
 	Output(name string, args ...string) (string, error)
 }
 
@@ -37,7 +39,13 @@ func (RealHost) LookPath(file string) (string, error) { return exec.LookPath(fil
 func (RealHost) Output(name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, name, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		err = fmt.Errorf("%w: %s", err, lastLine(stderr.String()))
+	}
 	return strings.TrimSpace(string(out)), err
 }
 
