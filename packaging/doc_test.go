@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/cci-shim/cci-shim/internal/testutil"
 )
 
 // tool finds a program the tests need: in PATH, or in the project's tools
@@ -28,20 +30,9 @@ func tool(t *testing.T, name string) string {
 	}
 	p, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing under CI: %v", name, err)
-		}
-		t.Skipf("%s is not installed (CI=true makes this a failure): %v", name, err)
+		testutil.Unavailable(t, "%s is not installed: %v", name, err)
 	}
 	return p
 }
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root under CI")
-		}
-		t.Skip("needs root (CI=true makes this a failure)")
-	}
-}
+func needRoot(t *testing.T) { testutil.RequireRoot(t, "starting a containerd") }

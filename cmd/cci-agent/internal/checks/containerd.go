@@ -190,7 +190,8 @@ func (c Containerd) snapshotterOf(handler string) string {
 	return "overlayfs"
 }
 
-const dropInFix = "install packaging/containerd/cci-runtime.toml as /etc/containerd/conf.d/cci-runtime.toml (containerd 2 imports conf.d/*.toml) and restart containerd"
+const dropInFix = "install packaging/containerd/cci-runtime.toml as /etc/containerd/conf.d/cci-runtime.toml, make sure /etc/containerd/config.toml " +
+	`exists with imports = ["/etc/containerd/conf.d/*.toml"] (without the file containerd imports nothing), and restart containerd`
 
 func (r Runner) containerdRuntime(c Containerd) Result {
 	res := Result{Name: "containerd-runtime"}
