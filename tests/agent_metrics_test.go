@@ -45,7 +45,7 @@ func TestAgentMetricsInPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	pod := crictl.Pod{Metadata: crictl.Metadata{Name: "web-prom", Namespace: "shop", UID: "uid-prom"},
+	pod := crictl.Pod{Metadata: crictl.Metadata{Name: "web-prom", Namespace: "shop", UID: podUID("web-prom")},
 		LogDirectory: filepath.Join(env.Dir, "pod-logs")}
 	podID, err := cri.RunPod(pod, e2eenv.CRIHandlerCCI)
 	if err != nil {
@@ -82,12 +82,12 @@ scrape_configs:
 
 	// The pod, by name.
 	info := waitQuery(t, promAddr, `cci_pod_info{namespace="shop",pod="web-prom"}`, 1)
-	if l := info[0].Metric; l["uid"] != "uid-prom" || l["sandbox_id"] != podID || l["containerd_namespace"] != e2eenv.CRINamespace || l["job"] != "cci-agent" {
+	if l := info[0].Metric; l["uid"] != podUID("web-prom") || l["sandbox_id"] != podID || l["containerd_namespace"] != e2eenv.CRINamespace || l["job"] != "cci-agent" {
 		t.Errorf("cci_pod_info labels %v", l)
 	}
 	// Its one container (the pause container is the pod, not a container), with stdout flowing.
 	stdio := waitQuery(t, promAddr, `cci_container_stdio_forwarded_bytes_total{namespace="shop",pod="web-prom"} > 0`, 1)
-	if l := stdio[0].Metric; l["container"] != "app" || l["id"] != ctrID || l["uid"] != "uid-prom" {
+	if l := stdio[0].Metric; l["container"] != "app" || l["id"] != ctrID || l["uid"] != podUID("web-prom") {
 		t.Errorf("stdio series labels %v", l)
 	}
 	limit := waitQuery(t, promAddr, `cci_container_stdio_limit_bytes_per_second{pod="web-prom",container="app"}`, 1)

@@ -21,7 +21,7 @@ var podAnnotations = map[string]string{
 
 func (d *demo) podConfig(name string, sysctls map[string]string) crictl.Pod {
 	return crictl.Pod{
-		Metadata:     crictl.Metadata{Name: name, Namespace: "demo", UID: "uid-" + name},
+		Metadata:     crictl.Metadata{Name: name, Namespace: "demo", UID: e2eenv.PodUID(name)},
 		LogDirectory: filepath.Join(d.env.Dir, "pod-logs", name),
 		Linux:        &crictl.PodLinux{Sysctls: sysctls},
 		Annotations:  podAnnotations,
