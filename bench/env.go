@@ -11,10 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cci-shim/cci-shim/config"
+	"github.com/cci-shim/cci-shim/iothrottle"
 	"github.com/cci-shim/cci-shim/tests/e2eenv"
 )
 
@@ -32,11 +34,32 @@ const podUID = "ccibench"
 // volumeDst is where a bench volume appears in a container.
 const volumeDst = "/vol"
 
-// Off turns every throttle off.
-var Off = config.Throttle{}
+// Throttle is the [throttle] table the bench gives the cci shims it starts.
+type Throttle struct {
+	config.Throttle
+	// Burst is the rootfs start burst (throttle.rootfs_burst_bytes, _ops,
+	// _seconds). nil writes no burst keys, so the node's default applies
+	// and a shim built without the burst accepts the config; a zero value
+	// turns the burst off. See BurstConfigSupported.
+	Burst *iothrottle.StartBurst `json:"burst,omitempty"`
+}
 
-// Defaults are the node's default throttles (R8, R14).
-func Defaults() config.Throttle { return config.Default().Throttle }
+// Off turns every throttle off.
+var Off = Throttle{}
+
+// Defaults are the node's default throttles (R8, R14), with the node's
+// default start burst, whatever that is in this build.
+func Defaults() Throttle { return Throttle{Throttle: config.Default().Throttle} }
+
+// NoBurst is th with the start burst off: what the accuracy benches need,
+// so that R8 holds from the first byte. Without burst support in the node
+// config it is th (there is no burst then).
+func NoBurst(th Throttle) Throttle {
+	if BurstConfigSupported() == nil {
+		th.Burst = &iothrottle.StartBurst{}
+	}
+	return th
+}
 
 // Bench is a running containerd the benches drive. Its fields are
 // read-only.
@@ -44,31 +67,79 @@ type Bench struct {
 	Env *e2eenv.Env
 	tb  e2eenv.TB
 	seq atomic.Int64
+
+	began       time.Time
+	progressOut func(string)
+	progressMu  sync.Mutex // serialises progress lines
+}
+
+// Options says what a bench's containerd needs.
+type Options struct {
+	// CRI enables the CRI plugin and its CNI bridge (density).
+	CRI bool
+	// Progress, if not nil, receives the progress lines (else tb.Logf).
+	Progress func(line string)
 }
 
 // Start brings up containerd with e2eenv (teardown registered with
-// tb.Cleanup) and the node's default throttles.
+// tb.Cleanup) and the node's default throttles; no CRI.
 func Start(tb e2eenv.TB) *Bench {
 	tb.Helper()
-	env := e2eenv.Start(tb, e2eenv.Options{NodeConfig: nodeConfig(Defaults()), LogLevel: "info"})
-	return &Bench{Env: env, tb: tb}
+	return StartWith(tb, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(tb e2eenv.TB, o Options) *Bench {
+	tb.Helper()
+	b := &Bench{tb: tb, began: time.Now(), progressOut: o.Progress}
+	// Registered before the env's teardown, so it runs after it: the OCI
+	// runtime leaves each containerd namespace's parent cgroup behind.
+	tb.Cleanup(b.removeCgroups)
+	b.Env = e2eenv.Start(tb, e2eenv.Options{NodeConfig: nodeConfig("", Defaults()), LogLevel: "info", CRI: o.CRI})
+	return b
 }
 
 // nodeConfig is what a bench adds to the env's cci node config (runc
-// backend, every path in the env, kubelet's root emulated there): th.
-func nodeConfig(th config.Throttle) string {
-	return fmt.Sprintf(`[throttle]
+// backend, every path in the env, kubelet's root emulated there): prefix
+// (root-level keys such as backend.kind), then th.
+func nodeConfig(prefix string, th Throttle) string {
+	s := prefix
+	if s != "" && !strings.HasSuffix(s, "\n") {
+		s += "\n"
+	}
+	s += fmt.Sprintf(`[throttle]
 rootfs_read_bps = %d
 rootfs_write_bps = %d
 rootfs_read_iops = %d
 rootfs_write_iops = %d
 stdio_bps = %d
 `, th.RootfsReadBps, th.RootfsWriteBps, th.RootfsReadIOPS, th.RootfsWriteIOPS, th.StdioBps)
+	if b := th.Burst; b != nil {
+		s += fmt.Sprintf("rootfs_burst_bytes = %d\nrootfs_burst_ops = %d\nrootfs_burst_seconds = %d\n",
+			b.Bytes, b.Ops, uint64(b.Window/time.Second))
+	}
+	return s
+}
+
+// BurstConfigSupported returns nil when this build's node config has the
+// start burst keys, else the parse error saying it does not.
+func BurstConfigSupported() error {
+	cfg := config.Default()
+	if err := config.Parse([]byte(nodeConfig("", Throttle{Burst: &iothrottle.StartBurst{}})), &cfg); err != nil {
+		return fmt.Errorf("this build's node config has no start burst keys: %w", err)
+	}
+	return nil
 }
 
 // SetThrottle makes the cci shims started from now on use th.
-func (b *Bench) SetThrottle(th config.Throttle) error {
-	return b.Env.SetNodeConfig(nodeConfig(th))
+func (b *Bench) SetThrottle(th Throttle) error {
+	return b.setNodeConfig("", th)
+}
+
+// setNodeConfig makes the cci shims started from now on use prefix (root
+// keys) and th.
+func (b *Bench) setNodeConfig(prefix string, th Throttle) error {
+	return b.Env.SetNodeConfig(nodeConfig(prefix, th))
 }
 
 // logf logs through the harness (or test) the bench was started with.

@@ -98,7 +98,7 @@ const (
 // throttles, one `ctr task exec` per phase.
 func (b *Bench) Rootfs(ctx context.Context, o RootfsOptions) (*RootfsResult, error) {
 	o = o.withDefaults()
-	limits := Defaults()
+	limits := NoBurst(Defaults()) // R8 from the first byte: no start burst
 	if err := b.SetThrottle(limits); err != nil {
 		return nil, err
 	}
