@@ -112,7 +112,7 @@ func RunBurst(ctx context.Context, o BurstOptions, say func(string)) (res *Burst
 	}
 	defer os.RemoveAll(dir)
 	img := filepath.Join(dir, "rootfs.img")
-	size := int64(o.MiB)<<20*2 + int64(o.Ops+o.Ops)*4096 + 8*(6_000_000*int64(o.Sustain/time.Second)+(1<<20))
+	size := int64(5*o.MiB+64)<<20 + int64(5*o.Ops+1000)*4096 + 2*6_000_000*int64(o.Sustain/time.Second+1)
 	f, err := os.Create(img)
 	if err == nil {
 		err = f.Truncate(size)
@@ -128,8 +128,10 @@ func RunBurst(ctx context.Context, o BurstOptions, say func(string)) (res *Burst
 	defer dev.Close()
 	limits := iothrottle.DefaultNodeLimits().Rootfs
 	res = &BurstResult{Device: fmt.Sprintf("%d:%d (%s over a sparse file)", dev.Major, dev.Minor, dev.Path), Limits: limits}
-	sustainBytes := int(float64(limits.WriteBps) * o.Sustain.Seconds() / (1 << 20))
-	sustainOps := int(float64(limits.WriteIOPS) * o.Sustain.Seconds())
+	// dd is stopped o.Sustain after the switch; its count only has to
+	// outlast the budget, the polling's overshoot and the sustained part.
+	sustainBytes := 4*o.MiB + int(float64(limits.WriteBps)*o.Sustain.Seconds()/(1<<20)) + 16
+	sustainOps := 4*o.Ops + int(float64(limits.WriteIOPS)*o.Sustain.Seconds()) + 1000
 	window := 10 * time.Minute // the budgets end these phases
 	phases := []BurstPhase{
 		{Name: BurstWrite1M, Op: "write", Block: 1 << 20, Count: o.MiB + sustainBytes,
@@ -143,7 +145,7 @@ func RunBurst(ctx context.Context, o BurstOptions, say func(string)) (res *Burst
 		p := &phases[i]
 		prog := &progressLine{say: say, name: "burst"}
 		prog.done("%s: %d x %d B through a budget of %s, then ~%v at R8", p.Name, p.Count, p.Block, budgetText(p.Budget), o.Sustain)
-		if err := burstPhase(ctx, dev, limits, p, i); err != nil {
+		if err := burstPhase(ctx, dev, limits, p, i, o.Sustain); err != nil {
 			return res, fmt.Errorf("burst: %s: %w", p.Name, err)
 		}
 		prog.done("%s: burst ended by %s after %.2f s, %s over; then %.0f %s for %.1f s (%+.2f%% of %.0f)", p.Name, p.End.Reason,
@@ -168,7 +170,7 @@ func overshootText(p BurstPhase) string {
 }
 
 // burstPhase runs one phase in a fresh blkio cgroup.
-func burstPhase(ctx context.Context, dev *iothrottle.BlockDevice, limits iothrottle.DeviceLimits, p *BurstPhase, n int) error {
+func burstPhase(ctx context.Context, dev *iothrottle.BlockDevice, limits iothrottle.DeviceLimits, p *BurstPhase, n int, sustain time.Duration) error {
 	path := fmt.Sprintf("/ccibench-burst-%d-%d", os.Getpid(), n)
 	blkioOnly := func() ([]cgroup1.Subsystem, error) {
 		return []cgroup1.Subsystem{cgroup1.NewBlkio("/sys/fs/cgroup")}, nil
@@ -224,42 +226,55 @@ func burstPhase(ctx context.Context, dev *iothrottle.BlockDevice, limits iothrot
 	}
 	dir := "/sys/fs/cgroup/blkio" + path
 	cmd := exec.CommandContext(ctx, "sh", "-c", `echo $$ > "$1/cgroup.procs" && exec `+dd, "sh", dir)
-	timeout := time.Duration(float64(p.Count)/p.Limit*float64(time.Second)) * 3
-	if p.Unit == "B/s" {
-		timeout = time.Duration(float64(p.Count)*float64(p.Block)/p.Limit*float64(time.Second)) * 3
-	}
 	cmd.WaitDelay = time.Second
 	ddStart := time.Since(began).Seconds()
 	done := make(chan error, 1)
 	go func() { out, err := cmd.CombinedOutput(); done <- wrapOut(err, out) }()
 	var runErr error
+	finished := false
+	// The budget first (at full speed: a minute is plenty), then sustain
+	// under the limits; dd is stopped then, so the overshoot of the
+	// polling does not shorten the measured time.
 	select {
 	case runErr = <-done:
-	case <-time.After(timeout + time.Minute):
-		cmd.Process.Kill()
-		runErr = fmt.Errorf("dd did not finish in %v", timeout+time.Minute)
-		<-done
+		finished = true
+	case <-ended:
+		select {
+		case runErr = <-done:
+			finished = true
+		case <-time.After(sustain):
+		case <-ctx.Done():
+		}
+	case <-time.After(time.Minute):
+	case <-ctx.Done():
 	}
-	ddEnd := time.Since(began).Seconds()
 	close(stop)
 	wg.Wait()
 	sample()
-	if runErr != nil {
+	if !finished {
+		cmd.Process.Kill()
+		<-done
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if finished && runErr != nil {
 		return fmt.Errorf("dd: %w", runErr)
 	}
 	select {
 	case <-ended:
 	default:
-		return fmt.Errorf("the burst did not end before dd did (budget larger than the phase?): %+v", w.Status())
+		return fmt.Errorf("the burst did not end within a minute or before dd did: %+v", w.Status())
 	}
 	st := w.Status()
 	p.End, p.Overshoot, p.Timeline = *st.End, st.End.Overshoot(p.Budget), tl
-	return p.rates(ddStart, ddEnd)
+	return p.rates(ddStart)
 }
 
 // rates computes the burst and sustained rates from the timeline: the
-// first sample at or after the switch splits the two.
-func (p *BurstPhase) rates(ddStart, ddEnd float64) error {
+// first sample at or after the switch splits the two; the last sample,
+// taken while dd still ran, ends the sustained part.
+func (p *BurstPhase) rates(ddStart float64) error {
 	sw := p.End.After.Seconds()
 	var at *TimePoint
 	for i := range p.Timeline {
@@ -282,7 +297,7 @@ func (p *BurstPhase) rates(ddStart, ddEnd float64) error {
 	if sw > ddStart {
 		p.BurstRate = (value(*at) - value(first)) / (at.T - ddStart)
 	}
-	p.SustainedSeconds = ddEnd - at.T
+	p.SustainedSeconds = last.T - at.T
 	p.Sustained = (value(last) - value(*at)) / p.SustainedSeconds
 	return nil
 }

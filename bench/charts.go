@@ -152,8 +152,11 @@ func (c lineChart) render() ([]byte, error) {
 	return write(p, vg.Points(760), vg.Points(420))
 }
 
+// chartFormat is the format charts are drawn in (gonum/plot's names).
+var chartFormat = "svg"
+
 func write(p *plot.Plot, w, h vg.Length) ([]byte, error) {
-	wt, err := p.WriterTo(w, h, "svg")
+	wt, err := p.WriterTo(w, h, chartFormat)
 	if err != nil {
 		return nil, fmt.Errorf("chart %q: %w", p.Title.Text, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -256,7 +257,7 @@ func logsLatency(ctx context.Context, dir string, inotify bool, o LogsOptions, p
 		prog.update("latency (%s): %d/%d lines arrived", res.Mode, got, o.LatencyLines)
 	}
 	cancel()
-	if err := <-writeDone; err != nil && ctx.Err() == nil {
+	if err := <-writeDone; err != nil && !errors.Is(err, context.Canceled) {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -295,6 +296,9 @@ func writeLatencyLines(ctx context.Context, logDir string, o LogsOptions) error 
 		}
 		if _, err := fmt.Fprintf(f, "lat %d %d\n", i, time.Now().UnixNano()); err != nil {
 			return fmt.Errorf("logs: %w", err)
+		}
+		if i == o.LatencyLines-1 {
+			break
 		}
 		select {
 		case <-ctx.Done():

@@ -103,7 +103,7 @@ func TestBurstPhaseRates(t *testing.T) {
 		}
 		p.Timeline = append(p.Timeline, TimePoint{T: ts, Bytes: uint64(b)})
 	}
-	if err := p.rates(0, 11); err != nil {
+	if err := p.rates(0); err != nil {
 		t.Fatal(err)
 	}
 	if p.BurstRate != 64e6 || !Within(p.Sustained, 6e6, 1e-9) || p.SustainedSeconds != 10 {
@@ -117,7 +117,7 @@ func TestBurstPhaseRates(t *testing.T) {
 		t.Errorf("burst charts: %d, %v", len(charts), err)
 	}
 	p.End.After = 20 * time.Second
-	if err := p.rates(0, 11); err == nil {
+	if err := p.rates(0); err == nil {
 		t.Error("a switch after the last sample: want an error")
 	}
 }
