@@ -126,7 +126,8 @@ stdio_bps = %d
 func BurstConfigSupported() error {
 	cfg := config.Default()
 	if err := config.Parse([]byte(nodeConfig("", Throttle{Burst: &iothrottle.StartBurst{}})), &cfg); err != nil {
-		return fmt.Errorf("this build's node config has no start burst keys: %w", err)
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		return fmt.Errorf("this build's node config has no throttle.rootfs_burst_* keys (%s)", strings.TrimSpace(first))
 	}
 	return nil
 }
