@@ -106,6 +106,9 @@ type DensityResult struct {
 	Parallel int             `json:"parallel"`
 	Workload string          `json:"workload"`
 	Series   []DensitySeries `json:"series"`
+	// RuncClamp: the runc handler ran runc through a wrapper that clamps
+	// oomScoreAdj (this host refuses negative values; see clampOOMRunc).
+	RuncClamp bool `json:"runcClamp,omitempty"`
 }
 
 // Density series names.
@@ -127,7 +130,7 @@ func (b *Bench) Density(ctx context.Context, o DensityOptions) (*DensityResult, 
 		return nil, fmt.Errorf("workload %q: want %s, %s or %s", o.Workload, WorkloadIdle, WorkloadStdout, WorkloadLogs)
 	}
 	defer b.SetThrottle(Defaults())
-	res := &DensityResult{Pods: o.Pods, Parallel: o.Parallel, Workload: o.Workload}
+	res := &DensityResult{Pods: o.Pods, Parallel: o.Parallel, Workload: o.Workload, RuncClamp: b.RuncClamp}
 	type spec struct {
 		name, handler, toml string
 	}

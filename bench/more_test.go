@@ -176,8 +176,8 @@ func TestClassify(t *testing.T) {
 		p    proc
 		want string
 	}{
-		{proc{comm: "containerd-shim-cci-v2"}, KindCCIShim},
-		{proc{comm: "containerd-shim-runc-v2"}, KindRuncShim},
+		{proc{comm: "containerd-shim", exe: "/repo/bin/containerd-shim-cci-v2"}, KindCCIShim},
+		{proc{comm: "containerd-shim", exe: "/repo/.tools/bin/containerd-shim-runc-v2 (deleted)"}, KindRuncShim},
 		{proc{comm: "exe", exe: "/usr/bin/runsc"}, KindSandbox},
 		{proc{comm: "runsc-gofer", exe: "/usr/bin/runsc (deleted)"}, KindSandbox},
 		{proc{comm: "sleep", exe: "/bin/busybox"}, KindWorkload},

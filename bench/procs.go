@@ -72,14 +72,16 @@ func listProcs() map[int]proc {
 }
 
 // classify names the category of p, a process under a shim of the env.
+// It goes by the executable's name: comm is cut at 15 bytes, so every shim
+// is "containerd-shim" there.
 func classify(p proc) string {
-	switch p.comm {
-	case "containerd-shim-cci-v2":
+	exe := filepath.Base(strings.TrimSuffix(p.exe, " (deleted)"))
+	switch {
+	case exe == "containerd-shim-cci-v2":
 		return KindCCIShim
-	case "containerd-shim-runc-v2":
+	case exe == "containerd-shim-runc-v2":
 		return KindRuncShim
-	}
-	if strings.HasPrefix(filepath.Base(strings.TrimSuffix(p.exe, " (deleted)")), "runsc") || strings.HasPrefix(p.comm, "runsc") {
+	case strings.HasPrefix(exe, "runsc") || strings.HasPrefix(p.comm, "runsc"):
 		return KindSandbox
 	}
 	return KindWorkload
