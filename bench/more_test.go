@@ -139,6 +139,9 @@ func TestLogScenarios(t *testing.T) {
 			t.Errorf("%s: %+v", sc.name, r)
 		}
 	}
+	// 4000 lines take at least a second (40 every 10 ms); the first kill
+	// comes within 600 ms.
+	o.Lines = 4000
 	r, err := runScenario(context.Background(), t.TempDir(), logScenarios[0], 3, o)
 	if err != nil {
 		t.Fatal(err)
