@@ -178,6 +178,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ccibench %s: unexpected arguments %q\n", c.name, fs.Args())
 		return 2
 	}
+	for flagName, path := range map[string]string{"json": f.json, "report": f.report} {
+		if path == "" {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+			fmt.Fprintf(stderr, "ccibench %s: --%s %s: the directory %s does not exist (checked before the run, not after it)\n",
+				c.name, flagName, path, filepath.Dir(path))
+			return 2
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// stop runs last: a second signal during cleanup is caught too, so the
 	// teardown finishes.

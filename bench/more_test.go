@@ -37,6 +37,7 @@ func TestHelpHasNoSideEffects(t *testing.T) {
 		{[]string{"help", "nope"}, 2, nil},
 		{[]string{"nope"}, 2, nil},
 		{[]string{"start", "-pods", "3"}, 2, nil}, // a flag of another command
+		{[]string{"burst", "--report", "/nonexistent/dir/r.md"}, 2, nil},
 		{nil, 2, nil},
 	} {
 		var out, errb bytes.Buffer
