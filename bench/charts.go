@@ -42,13 +42,15 @@ type barGroup struct {
 }
 
 // barChart is a horizontal bar chart: one row per label, one bar per group
-// in each row, with an optional reference line and tolerance band.
+// in each row (or the groups stacked into one bar), with an optional
+// reference line and tolerance band.
 type barChart struct {
 	title, unit string
 	labels      []string
 	groups      []barGroup
+	stacked     bool
 	ref, band   float64 // reference value (0: none) and half-width of its band
-	xmax        float64 // right end of the axis (0: automatic)
+	xmax        float64 // right end of the axis (0: automatic, with room for the legend)
 }
 
 func (c barChart) render() ([]byte, error) {
@@ -56,12 +58,29 @@ func (c barChart) render() ([]byte, error) {
 	p.Title.Text = c.title
 	p.X.Label.Text = c.unit
 	p.X.Min = 0
-	if c.xmax > 0 {
-		p.X.Max = c.xmax
+	p.X.Max = c.xmax
+	if c.xmax <= 0 {
+		var top float64
+		for i := range c.labels {
+			var sum float64
+			for _, g := range c.groups {
+				if c.stacked {
+					sum += g.values[i]
+				} else {
+					sum = max(sum, g.values[i])
+				}
+			}
+			top = max(top, sum)
+		}
+		p.X.Max = niceCeil(top * 1.35) // the legend sits in the right part
 	}
 	n := len(c.labels)
-	rowH := vg.Points(22)
-	barW := rowH * 0.8 / vg.Length(max(len(c.groups), 1))
+	perRow := len(c.groups)
+	if c.stacked {
+		perRow = 1
+	}
+	pitch := vg.Points(14*float64(max(perRow, 1)) + 14) // one row of bars and its gap
+	barW := pitch * 0.7 / vg.Length(max(perRow, 1))
 	if c.band > 0 && c.ref > 0 {
 		lo, hi := c.ref-c.band, c.ref+c.band
 		band, err := plotter.NewPolygon(plotter.XYs{{X: lo, Y: -0.5}, {X: hi, Y: -0.5}, {X: hi, Y: float64(n) - 0.5}, {X: lo, Y: float64(n) - 0.5}})
@@ -71,6 +90,7 @@ func (c barChart) render() ([]byte, error) {
 		band.Color, band.LineStyle.Width = bandColor, 0
 		p.Add(band)
 	}
+	var below *plotter.BarChart
 	for i, g := range c.groups {
 		bars, err := plotter.NewBarChart(plotter.Values(g.values), barW)
 		if err != nil {
@@ -79,7 +99,15 @@ func (c barChart) render() ([]byte, error) {
 		bars.Horizontal = true
 		bars.Color = seriesColor(i)
 		bars.LineStyle.Width = 0
-		bars.Offset = barW*vg.Length(i) - barW*vg.Length(len(c.groups)-1)/2
+		if c.stacked {
+			if below != nil {
+				bars.StackOn(below)
+			}
+			below = bars
+		} else {
+			// The first group on top, as the legend lists them.
+			bars.Offset = barW*vg.Length(len(c.groups)-1-i) - barW*vg.Length(len(c.groups)-1)/2
+		}
 		p.Add(bars)
 		if len(c.groups) > 1 {
 			p.Legend.Add(g.name, bars)
@@ -96,7 +124,7 @@ func (c barChart) render() ([]byte, error) {
 	p.NominalY(c.labels...)
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
-	h := rowH*vg.Length(n)*vg.Length(max(1, len(c.groups)/2+1)) + vg.Points(90)
+	h := max(pitch*vg.Length(n), vg.Points(14)*vg.Length(len(c.groups))) + vg.Points(80)
 	return write(p, vg.Points(760), h)
 }
 

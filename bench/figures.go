@@ -45,7 +45,7 @@ func (r *Results) Charts() ([]Chart, error) {
 	if d := r.Density; d != nil {
 		lc := lineChart{title: fmt.Sprintf("Density: per-pod start time, %d pods, %d at a time", d.Pods, d.Parallel),
 			xLabel: "seconds (RunPodSandbox to StartContainer returned)", yLabel: "fraction of pods"}
-		bc := barChart{title: fmt.Sprintf("Host memory per pod (PSS), workload %s", d.Workload), unit: "MiB per pod"}
+		bc := barChart{title: fmt.Sprintf("Host memory per pod (PSS), workload %s", d.Workload), unit: "MiB per pod", stacked: true}
 		kinds := []string{KindCCIShim, KindRuncShim, KindSandbox, KindWorkload}
 		for _, k := range kinds {
 			bc.groups = append(bc.groups, barGroup{name: k})
