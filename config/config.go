@@ -10,6 +10,7 @@ package config
 import (
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/cci-shim/cci-shim/gpu"
 	"github.com/cci-shim/cci-shim/iothrottle"
@@ -69,6 +70,13 @@ type Throttle struct {
 	// StdioBps is each container's stdout+stderr forwarding rate (R14),
 	// lossless: a faster writer is slowed down.
 	StdioBps int64 `toml:"stdio_bps"`
+	// RootfsBurst* are each rootfs device's start burst (R8 beyond): I/O
+	// at full speed until this many bytes or operations (read+write) are
+	// spent or this many seconds have passed, then the limits above.
+	// Defaults 1000000000, 100000, 60; 0 in any turns the burst off.
+	RootfsBurstBytes   uint64 `toml:"rootfs_burst_bytes"`
+	RootfsBurstOps     uint64 `toml:"rootfs_burst_ops"`
+	RootfsBurstSeconds uint64 `toml:"rootfs_burst_seconds"`
 }
 
 // NodeLimits converts the section for the iothrottle package.
@@ -77,6 +85,8 @@ func (t Throttle) NodeLimits() iothrottle.NodeLimits {
 		Rootfs: iothrottle.DeviceLimits{ReadBps: t.RootfsReadBps, WriteBps: t.RootfsWriteBps,
 			ReadIOPS: t.RootfsReadIOPS, WriteIOPS: t.RootfsWriteIOPS},
 		StdioBytesPerSec: t.StdioBps,
+		RootfsBurst: iothrottle.StartBurst{Bytes: t.RootfsBurstBytes, Ops: t.RootfsBurstOps,
+			Window: time.Duration(t.RootfsBurstSeconds) * time.Second},
 	}
 }
 
@@ -140,7 +150,9 @@ func Default() Config {
 		Throttle: Throttle{
 			RootfsReadBps: iothrottle.DefaultRootfsBps, RootfsWriteBps: iothrottle.DefaultRootfsBps,
 			RootfsReadIOPS: iothrottle.DefaultRootfsIOPS, RootfsWriteIOPS: iothrottle.DefaultRootfsIOPS,
-			StdioBps: iothrottle.DefaultStdioBytesPerSec,
+			StdioBps:         iothrottle.DefaultStdioBytesPerSec,
+			RootfsBurstBytes: iothrottle.DefaultRootfsBurstBytes, RootfsBurstOps: iothrottle.DefaultRootfsBurstOps,
+			RootfsBurstSeconds: uint64(iothrottle.DefaultRootfsBurstWindow / time.Second),
 		},
 		Logs: Logs{FileDir: "/var/log/cci-shim", ForwardRequireAck: true, PollIntervalMS: 5000, VolumeSizeBytes: 1 << 30},
 		Policy: Policy{
@@ -192,6 +204,9 @@ func (c *Config) finish() error {
 	}
 	if c.Logs.PollIntervalMS <= 0 {
 		return fmt.Errorf("logs.poll_interval_ms %d: must be positive", c.Logs.PollIntervalMS)
+	}
+	if _, err := iothrottle.StartBurstFromConfig(c.Throttle.RootfsBurstBytes, c.Throttle.RootfsBurstOps, c.Throttle.RootfsBurstSeconds); err != nil {
+		return err
 	}
 	if c.Throttle.StdioBps < 0 {
 		return fmt.Errorf("throttle.stdio_bps %d: must be 0 (off) or positive", c.Throttle.StdioBps)

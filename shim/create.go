@@ -68,7 +68,7 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		return nil, err
 	}
 	s.failpoint("create:gpus", r.ID)
-	rootfs, err := s.throttleRootfs(ctx, c, r.Rootfs, a.limits.Rootfs)
+	rootfs, err := s.throttleRootfs(ctx, c, r.Rootfs, a.limits)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		return nil, err
 	}
 	s.failpoint("create:task", r.ID)
-	if err := s.applyHostThrottle(ctx, c); err != nil {
+	if err := s.watchRootfs(context.WithoutCancel(ctx), c); err != nil {
 		return nil, err
 	}
 	if err := s.pod.commit(a, resp.Pid, s.traits.Isolation); err != nil {

@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/cci-shim/cci-shim/gpu"
-	"github.com/cci-shim/cci-shim/iothrottle"
 	"github.com/cci-shim/cci-shim/sandbox"
 )
 
@@ -146,11 +145,7 @@ func releaseRecord(cfg releaseEnv) releaser {
 			if _, err := fmt.Sscanf(r.Key, "%d:%d", &major, &minor); err != nil {
 				return fmt.Errorf("throttle record %q: %w", r.Key, err)
 			}
-			err := iothrottle.ApplyToCgroup(r.Path, major, minor, iothrottle.DeviceLimits{})
-			if errors.Is(err, os.ErrNotExist) || err != nil && strings.Contains(err.Error(), "no such file") {
-				return nil // the sandbox's cgroup went with it
-			}
-			return err
+			return clearDeviceLimits(r.Path, major, minor)
 		case resRootfs:
 			return nil // the loop device was attached with autoclear by the dead process
 		}
