@@ -71,7 +71,7 @@ func Run(p e2eenv.TB) {
 	d.section("R7", "the pod's root filesystem is its own 20 GiB block device")
 	d.exec(sb, "app", "grep ' / ' /proc/mounts; df -h / | tail -1")
 
-	d.section("R5", "pod size normalised: app asks 300m CPU / 1Gi, gets a valid size (0.5 core, 1 GiB)")
+	d.section("R5", "pod size normalised from what CRI sends: app has limits 300m CPU / 700Mi, gets a valid size (0.5 core, 1 GiB)")
 	d.exec(sb, "app", "echo cfs_quota_us=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) cfs_period_us=$(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us) memory.limit_in_bytes=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)")
 
 	d.section("R9", "allowed pod sysctl applied; a sysctl outside the allow-list refuses the pod")
