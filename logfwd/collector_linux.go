@@ -30,7 +30,7 @@ type Collector struct {
 	rotations []rotation
 	skipped   map[string]bool
 	sinks     map[string]Sink
-	restored  map[fileKey]cpFile // checkpoint entries not yet matched
+	restored  map[fileKey]*restoredFile // checkpoint entries not yet matched
 	batches   map[string]*batch
 	touched   map[*tailFile]bool // files whose cur differs from committed
 	dirtyCP   bool
@@ -153,9 +153,9 @@ func (c *Collector) restore() error {
 	if err != nil {
 		return err
 	}
-	c.restored = map[fileKey]cpFile{}
+	c.restored = map[fileKey]*restoredFile{}
 	for _, f := range cp.Files {
-		c.restored[fileKey{f.Dev, f.Ino}] = f
+		c.restored[fileKey{f.Dev, f.Ino}] = &restoredFile{cpFile: f}
 	}
 	for name, s := range c.sinks {
 		if p, isPos := s.(positioned); isPos && ok {
@@ -186,7 +186,7 @@ func (c *Collector) saveCheckpoint() error {
 		}
 	}
 	for _, e := range c.restored {
-		cp.Files = append(cp.Files, e)
+		cp.Files = append(cp.Files, e.cpFile)
 	}
 	if err := saveCheckpoint(c.cfg.CheckpointPath, cp); err != nil {
 		return err

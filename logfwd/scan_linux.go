@@ -38,8 +38,7 @@ func (c *Collector) cycle(ctx context.Context, wk work) error {
 		for _, f := range c.files {
 			toRead[f] = true
 		}
-		c.restored = map[fileKey]cpFile{} // unmatched after a full scan: gone while we were down
-		c.dirtyCP = true
+		c.forgetRestored()
 	}
 	for _, ev := range wk.events {
 		ws, name := c.watchesFor(ev.Name)
@@ -211,6 +210,30 @@ func (c *Collector) scan(w *watchState, now time.Time, toRead map[*tailFile]bool
 	c.markGone(w, seen, toRead)
 }
 
+// restoredFile is a checkpoint entry no scan has matched yet.
+type restoredFile struct {
+	cpFile
+	missed int // full scans since the restart that did not see it
+}
+
+// restoredKeepScans is how many full scans a checkpoint entry survives
+// unmatched. One is not enough: a file renamed while a scan lists its
+// directory (rotation) is missing from that listing, and forgetting its
+// offset would read it again from its start.
+const restoredKeepScans = 3
+
+// forgetRestored ages the checkpoint entries that the full scan just done
+// did not match, and drops those gone for restoredKeepScans scans (deleted
+// or renamed away while the collector was down).
+func (c *Collector) forgetRestored() {
+	for k, e := range c.restored {
+		if e.missed++; e.missed >= restoredKeepScans {
+			delete(c.restored, k)
+			c.dirtyCP = true
+		}
+	}
+}
+
 func (c *Collector) rename(f *tailFile, w *watchState, name string) {
 	if f.name != "" && f.w.files[f.name] == f {
 		delete(f.w.files, f.name)
@@ -280,6 +303,7 @@ func (c *Collector) startFromCheckpoint(f *tailFile) {
 		return
 	}
 	delete(c.restored, f.key)
+	c.dirtyCP = true
 	if h, ok := hashPrefix(f.fd, e.FPLen); ok && h == e.FP {
 		f.fp, f.fpLen, f.committed, f.cur, f.started = e.FP, e.FPLen, e.lineState, e.lineState, true
 		return
