@@ -79,6 +79,10 @@ func (c *Collector) cycle(ctx context.Context, wk work) error {
 	for _, f := range order {
 		drain := wk.drain || f.gone && containsFile(releasable, f)
 		for {
+			if err := ctx.Err(); err != nil {
+				c.rollback() // preempted or stopped: read again later
+				return err
+			}
 			full := c.readFile(f, now, drain)
 			if !full {
 				break
@@ -91,22 +95,14 @@ func (c *Collector) cycle(ctx context.Context, wk work) error {
 	if err := c.deliver(ctx); err != nil {
 		return err
 	}
+	// Files still present stay in the checkpoint after a drain, so that a
+	// later collector on the same volume repeats nothing.
 	for _, f := range releasable {
 		if f.started && f.cur.Off >= f.seenSize && f.pendingOff < 0 || wk.drain {
 			c.releaseFile(f)
 		}
 	}
-	if wk.drain {
-		for _, f := range c.files {
-			c.releaseFile(f)
-		}
-	}
-	var lag int64
-	for _, f := range c.files {
-		if f.seenSize > f.committed.Off {
-			lag += f.seenSize - f.committed.Off
-		}
-	}
+	lag, _ := c.lag()
 	c.stats.add(func(s *Stats) { s.LagBytes = lag; s.Files = len(c.files) })
 	if c.dirtyCP {
 		if err := c.saveCheckpoint(); err != nil {
@@ -406,6 +402,10 @@ func (c *Collector) releaseFile(f *tailFile) {
 // offsets of the files it came from. On failure the uncommitted reads are
 // rolled back so they are read again.
 func (c *Collector) deliver(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		c.rollback()
+		return err
+	}
 	var backoff time.Duration
 	for name, b := range c.batches {
 		if len(b.recs) == 0 {

@@ -87,8 +87,10 @@ func (c *Collector) readFile(f *tailFile, now time.Time, drain bool) bool {
 	// means truncation (copytruncate) or a rewrite: read from the start.
 	if size < f.cur.Off || f.fpLen > 0 && !f.samePrefix() {
 		c.addRotation(f, now)
-		f.cur, f.fp, f.fpLen, f.pendingOff = lineState{}, 0, 0, -1
-		c.touched[f] = true
+		// The old content is gone: committed positions refer to the new
+		// one from here on (a rollback must not undo this).
+		f.cur, f.committed, f.fp, f.fpLen, f.pendingOff = lineState{}, lineState{}, 0, 0, -1
+		c.dirtyCP = true
 		c.stats.add(func(s *Stats) { s.Truncations++ })
 	}
 	if f.fpLen < fpWindow && size > int64(f.fpLen) {
