@@ -7,7 +7,27 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/containerd/containerd/v2/pkg/identifiers"
 )
+
+// SinkFileName is the file sink's name for a pod: "<containerd
+// namespace>+<sandbox id>.jsonl". Sinks are keyed by what containerd
+// validated, never by a tenant's pod name, namespace or UID (those appear
+// only inside the records). Both parts must be containerd identifiers
+// (letters and digits, single '.', '_' or '-' between them, at most 76
+// bytes), which contain no '+' or '/', so two pods with the same sandbox id
+// in two containerd namespaces get two files and no name leaves the sink
+// directory.
+func SinkFileName(namespace, sandboxID string) (string, error) {
+	if err := identifiers.Validate(namespace); err != nil {
+		return "", fmt.Errorf("containerd namespace %q: a containerd identifier is required: %w", namespace, err)
+	}
+	if err := identifiers.Validate(sandboxID); err != nil {
+		return "", fmt.Errorf("sandbox id %q: a containerd identifier is required: %w", sandboxID, err)
+	}
+	return namespace + "+" + sandboxID + ".jsonl", nil
+}
 
 // Record is one line (or one part of a long line) read from a file.
 type Record struct {
@@ -49,19 +69,6 @@ type fileSink struct {
 }
 
 var _ positioned = (*fileSink)(nil)
-
-func newFileSink(cfg FileSinkConfig, pod PodIdentity) (*fileSink, error) {
-	f, err := os.OpenFile(cfg.Path, os.O_WRONLY|os.O_CREATE, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("open file sink: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("stat file sink: %w", err)
-	}
-	return &fileSink{f: f, pod: pod, pos: st.Size()}, nil
-}
 
 func (s *fileSink) Send(ctx context.Context, recs []Record) error {
 	b := s.buf[:0]
