@@ -2,6 +2,7 @@ package logfwd
 
 import (
 	"bytes"
+	"errors"
 	"hash/crc64"
 	"time"
 
@@ -104,6 +105,7 @@ func (c *Collector) readFile(f *tailFile, now time.Time, drain bool) bool {
 	max := c.cfg.MaxLineBytes
 	mode := f.w.longLines
 	for {
+		c.skipHole(f, size)
 		n, err := unix.Pread(f.fd, c.buf, f.cur.Off)
 		if err != nil || n <= 0 {
 			return false
@@ -161,11 +163,12 @@ func (c *Collector) readFile(f *tailFile, now time.Time, drain bool) bool {
 			return false
 		}
 		if drain || f.pendingOff == f.cur.Off && now.Sub(f.pendingSince) >= c.cfg.FlushTimeout {
-			c.emit(f, rem, true, false, now)
+			if c.emit(f, rem, true, false, now) {
+				c.stats.add(func(s *Stats) { s.FlushedPartial++ })
+			}
 			f.cur.Off += int64(len(rem))
 			f.pendingOff = -1
 			c.touched[f] = true
-			c.stats.add(func(s *Stats) { s.FlushedPartial++ })
 			return c.batchFull(f)
 		}
 		if f.pendingOff != f.cur.Off {
@@ -173,6 +176,27 @@ func (c *Collector) readFile(f *tailFile, now time.Time, drain bool) bool {
 		}
 		return false
 	}
+}
+
+// skipHole moves f's read position past a hole there (see nul.go): a hole
+// reads as NUL bytes, which are never forwarded. Where SEEK_DATA is not
+// supported the hole is read and its NUL bytes removed like any others.
+func (c *Collector) skipHole(f *tailFile, size int64) {
+	off := f.cur.Off
+	if off >= size {
+		return
+	}
+	to, err := unix.Seek(f.fd, off, unix.SEEK_DATA)
+	switch {
+	case errors.Is(err, unix.ENXIO):
+		to = size // a hole up to the end
+	case err != nil || to <= off:
+		return
+	}
+	to = min(to, size)
+	f.cur.Off = to
+	c.touched[f] = true
+	c.stats.add(func(s *Stats) { s.NulBytes += uint64(to - off) })
 }
 
 func (f *tailFile) samePrefix() bool {
@@ -197,7 +221,7 @@ func (c *Collector) completeLine(f *tailFile, line []byte, mode LongLineMode, no
 			line = line[max:]
 		}
 		c.emit(f, line, true, true, now)
-	case f.cur.Part > 0:
+	case f.cur.Part > 0 || f.cur.Long:
 		c.emit(f, line, true, true, now)
 	default:
 		c.emit(f, line, false, false, now)
@@ -205,7 +229,21 @@ func (c *Collector) completeLine(f *tailFile, line []byte, mode LongLineMode, no
 	f.cur.Discard, f.cur.Long, f.cur.Part = false, false, 0
 }
 
-func (c *Collector) emit(f *tailFile, line []byte, partial, last bool, now time.Time) {
+// emit appends one record (a line, or a part of one) to the batch of f's
+// destination, with NUL bytes removed (see nul.go); it reports whether a
+// record was added.
+func (c *Collector) emit(f *tailFile, line []byte, partial, last bool, now time.Time) bool {
+	if bytes.IndexByte(line, 0) >= 0 {
+		var removed int
+		line, removed = stripNUL(line)
+		c.stats.add(func(s *Stats) { s.NulBytes += uint64(removed) })
+		if len(line) == 0 && !(partial && last && f.cur.Part > 0) {
+			if !partial || last {
+				c.stats.add(func(s *Stats) { s.NulLines++ })
+			}
+			return false
+		}
+	}
 	b := c.batches[f.w.dest]
 	if b == nil {
 		b = &batch{}
@@ -219,6 +257,7 @@ func (c *Collector) emit(f *tailFile, line []byte, partial, last bool, now time.
 	b.recs = append(b.recs, r)
 	b.bytes += len(line) + 128
 	c.touched[f] = true
+	return true
 }
 
 func (c *Collector) batchFull(f *tailFile) bool {
