@@ -34,6 +34,7 @@ type Collector struct {
 	batches   map[string]*batch
 	touched   map[*tailFile]bool // files whose cur differs from committed
 	dirtyCP   bool
+	cpExists  bool // the checkpoint file exists durably
 	buf       []byte
 	watcher   *fsnotify.Watcher
 	closed    bool
@@ -61,11 +62,7 @@ type watchState struct {
 	longLines  LongLineMode
 	files      map[string]*tailFile // by current name
 	watchedIno uint64               // directory inode under inotify; 0 if none
-}
-
-type batch struct {
-	recs  []Record
-	bytes int
+	batch      *batch               // of dest; set by batchOf
 }
 
 // rotation remembers the content a truncated file had, so that a copy of
@@ -163,6 +160,7 @@ func (c *Collector) restore() error {
 	if err != nil {
 		return err
 	}
+	c.cpExists = ok
 	c.restored = map[fileKey]*restoredFile{}
 	for _, f := range cp.Files {
 		c.restored[fileKey{f.Dev, f.Ino}] = &restoredFile{cpFile: f}
@@ -198,10 +196,10 @@ func (c *Collector) saveCheckpoint() error {
 	for _, e := range c.restored {
 		cp.Files = append(cp.Files, e.cpFile)
 	}
-	if err := saveCheckpoint(c.cfg.CheckpointPath, cp); err != nil {
+	if err := saveCheckpoint(c.cfg.CheckpointPath, cp, !c.cpExists); err != nil {
 		return err
 	}
-	c.dirtyCP = false
+	c.dirtyCP, c.cpExists = false, true
 	return nil
 }
 

@@ -3,7 +3,6 @@ package logfwd
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path"
 	"sort"
@@ -396,78 +395,4 @@ func (c *Collector) releaseFile(f *tailFile) {
 	}
 	delete(c.touched, f)
 	c.dirtyCP = true
-}
-
-// deliver sends every batch, retrying until ctx is done, and commits the
-// offsets of the files it came from. On failure the uncommitted reads are
-// rolled back so they are read again.
-func (c *Collector) deliver(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		c.rollback()
-		return err
-	}
-	var backoff time.Duration
-	for name, b := range c.batches {
-		if len(b.recs) == 0 {
-			continue
-		}
-		sink := c.sinks[name]
-		for {
-			err := sink.Send(ctx, b.recs)
-			if err == nil {
-				break
-			}
-			c.stats.add(func(s *Stats) { s.SinkErrors++ })
-			if ctx.Err() != nil {
-				c.rollback()
-				return fmt.Errorf("deliver to %s sink: %w", name, err)
-			}
-			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-			c.log.Warn("sink refused records; retrying", "sink", name, "error", err, "backoff", backoff)
-			select {
-			case <-ctx.Done():
-				c.rollback()
-				return fmt.Errorf("deliver to %s sink: %w", name, ctx.Err())
-			case <-time.After(backoff):
-			}
-		}
-		n, bytes := uint64(len(b.recs)), uint64(0)
-		for i := range b.recs {
-			bytes += uint64(len(b.recs[i].Line))
-		}
-		for f := range c.touched {
-			if f.w.dest == name {
-				f.committed = f.cur
-				delete(c.touched, f)
-			}
-		}
-		clear(b.recs)
-		b.recs, b.bytes = b.recs[:0], 0
-		c.dirtyCP = true
-		now := time.Now()
-		c.stats.add(func(s *Stats) { s.Lines += n; s.Bytes += bytes; s.LastDelivery = now })
-		// Checkpoint now: a crash before the next sink's delivery must
-		// not replay what this sink accepted.
-		if err := c.saveCheckpoint(); err != nil {
-			return err
-		}
-	}
-	for f := range c.touched {
-		f.committed = f.cur
-		c.dirtyCP = true
-	}
-	clear(c.touched)
-	return nil
-}
-
-func (c *Collector) rollback() {
-	for f := range c.touched {
-		f.cur = f.committed
-		f.pendingOff = -1
-	}
-	clear(c.touched)
-	for _, b := range c.batches {
-		clear(b.recs)
-		b.recs, b.bytes = b.recs[:0], 0
-	}
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 )
@@ -70,12 +69,47 @@ type fileSink struct {
 
 var _ positioned = (*fileSink)(nil)
 
+// Send encodes recs as JSON lines and writes them.
 func (s *fileSink) Send(ctx context.Context, recs []Record) error {
 	b := s.buf[:0]
+	var head jsonHeadCache
 	for i := range recs {
-		b = appendJSONRecord(b, s.pod, &recs[i])
+		ts := s.AppendTime(nil, recs[i].Time)
+		b = s.AppendRecord(b, ts, &head, &recs[i], nil)
 	}
 	s.buf = b
+	return s.SendEncoded(ctx, b)
+}
+
+// AppendTime formats t as the time field's value.
+func (s *fileSink) AppendTime(b []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(b, time.RFC3339Nano)
+}
+
+// AppendRecord appends one JSON line for r; line (nil: r.Line) is the
+// text and ts the time, formatted by AppendTime. The collector encodes
+// lines into its batch with it as it reads them (no Record, no allocation
+// per line) and hands the batch to SendEncoded.
+func (s *fileSink) AppendRecord(b []byte, ts []byte, head *jsonHeadCache, r *Record, line []byte) []byte {
+	b = append(b, `{"time":"`...)
+	b = append(b, ts...)
+	b = append(b, head.get(s.pod, r.Container, r.Path)...)
+	if line != nil {
+		b = appendJSONString(b, line)
+	} else {
+		b = appendJSONString(b, r.Line)
+	}
+	if r.Partial {
+		b = append(b, `,"partial":true,"partial_index":`...)
+		b = strconv.AppendInt(b, int64(r.PartIndex), 10)
+		b = append(b, `,"partial_last":`...)
+		b = strconv.AppendBool(b, r.PartLast)
+	}
+	return append(b, "}\n"...)
+}
+
+// SendEncoded writes and syncs b, JSON lines encoded by AppendRecord.
+func (s *fileSink) SendEncoded(ctx context.Context, b []byte) error {
 	if _, err := s.f.WriteAt(b, s.pos); err != nil {
 		return fmt.Errorf("write file sink: %w", err)
 	}
@@ -102,70 +136,3 @@ func (s *fileSink) Restore(pos int64) error {
 }
 
 func (s *fileSink) Close() error { return s.f.Close() }
-
-func appendJSONRecord(b []byte, pod PodIdentity, r *Record) []byte {
-	b = append(b, `{"time":"`...)
-	b = r.Time.UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","namespace":`...)
-	b = appendJSONString(b, pod.Namespace)
-	b = append(b, `,"pod":`...)
-	b = appendJSONString(b, pod.Name)
-	b = append(b, `,"pod_uid":`...)
-	b = appendJSONString(b, pod.UID)
-	b = append(b, `,"container":`...)
-	b = appendJSONString(b, r.Container)
-	b = append(b, `,"path":`...)
-	b = appendJSONString(b, r.Path)
-	b = append(b, `,"log":`...)
-	b = appendJSONString(b, r.Line)
-	if r.Partial {
-		b = append(b, `,"partial":true,"partial_index":`...)
-		b = strconv.AppendInt(b, int64(r.PartIndex), 10)
-		b = append(b, `,"partial_last":`...)
-		b = strconv.AppendBool(b, r.PartLast)
-	}
-	return append(b, "}\n"...)
-}
-
-// appendJSONString quotes s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}

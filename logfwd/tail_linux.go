@@ -39,6 +39,8 @@ type tailFile struct {
 	pendingOff   int64 // offset of a last line without newline; -1 if none
 	pendingSince time.Time
 
+	head jsonHeadCache // the JSON record head for this file's path
+
 	gone       bool // no longer in a watched directory
 	quietSize  int64
 	quietSince time.Time
@@ -227,40 +229,4 @@ func (c *Collector) completeLine(f *tailFile, line []byte, mode LongLineMode, no
 		c.emit(f, line, false, false, now)
 	}
 	f.cur.Discard, f.cur.Long, f.cur.Part = false, false, 0
-}
-
-// emit appends one record (a line, or a part of one) to the batch of f's
-// destination, with NUL bytes removed (see nul.go); it reports whether a
-// record was added.
-func (c *Collector) emit(f *tailFile, line []byte, partial, last bool, now time.Time) bool {
-	if bytes.IndexByte(line, 0) >= 0 {
-		var removed int
-		line, removed = stripNUL(line)
-		c.stats.add(func(s *Stats) { s.NulBytes += uint64(removed) })
-		if len(line) == 0 && !(partial && last && f.cur.Part > 0) {
-			if !partial || last {
-				c.stats.add(func(s *Stats) { s.NulLines++ })
-			}
-			return false
-		}
-	}
-	b := c.batches[f.w.dest]
-	if b == nil {
-		b = &batch{}
-		c.batches[f.w.dest] = b
-	}
-	r := Record{Time: now, Container: f.w.Container, Path: f.path, Tag: f.w.Tag, Line: string(line)}
-	if partial {
-		r.Partial, r.PartIndex, r.PartLast = true, f.cur.Part, last
-		f.cur.Part++
-	}
-	b.recs = append(b.recs, r)
-	b.bytes += len(line) + 128
-	c.touched[f] = true
-	return true
-}
-
-func (c *Collector) batchFull(f *tailFile) bool {
-	b := c.batches[f.w.dest]
-	return b != nil && b.bytes >= c.cfg.MaxBatchBytes
 }
