@@ -34,7 +34,8 @@ type Collector struct {
 	batches   map[string]*batch
 	touched   map[*tailFile]bool // files whose cur differs from committed
 	dirtyCP   bool
-	cpExists  bool // the checkpoint file exists durably
+	cpExists  bool      // the checkpoint file exists durably
+	cpAt      time.Time // last checkpoint
 	buf       []byte
 	watcher   *fsnotify.Watcher
 	closed    bool
@@ -199,7 +200,7 @@ func (c *Collector) saveCheckpoint() error {
 	if err := saveCheckpoint(c.cfg.CheckpointPath, cp, !c.cpExists); err != nil {
 		return err
 	}
-	c.dirtyCP, c.cpExists = false, true
+	c.dirtyCP, c.cpExists, c.cpAt = false, true, time.Now()
 	return nil
 }
 

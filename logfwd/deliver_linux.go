@@ -85,6 +85,10 @@ func (c *Collector) emit(f *tailFile, line []byte, partial, last bool, now time.
 	return true
 }
 
+// checkpointEvery bounds how long a delivery to a positioned sink goes
+// without a checkpoint.
+const checkpointEvery = time.Second
+
 // deliver sends every batch, retrying until ctx is done, and commits the
 // offsets of the files it came from. On failure the uncommitted reads are
 // rolled back so they are read again.
@@ -113,11 +117,17 @@ func (c *Collector) deliver(ctx context.Context) error {
 		c.dirtyCP = true
 		n, bytes, now := uint64(b.n), uint64(b.lineBytes), time.Now()
 		c.stats.add(func(s *Stats) { s.Lines += n; s.Bytes += bytes; s.LastDelivery = now })
-		// Checkpoint now: a crash before the next sink's delivery must
-		// not replay what this sink accepted.
-		err := c.saveCheckpoint()
 		b.reset()
-		if err != nil {
+		// Checkpoint now: a crash before the next checkpoint must not
+		// replay what this sink accepted. A positioned sink (the file
+		// sink) is cut back to the checkpoint's position at the next
+		// start, so a later checkpoint (at most checkpointEvery, and at
+		// the end of the cycle) repeats nothing either; it only reads
+		// again what the cut removed.
+		if _, cut := b.sink.(positioned); cut && now.Sub(c.cpAt) < checkpointEvery {
+			continue
+		}
+		if err := c.saveCheckpoint(); err != nil {
 			return err
 		}
 	}

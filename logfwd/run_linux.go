@@ -232,17 +232,22 @@ func (c *Collector) Drain(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the collector without draining; offsets stay at the last
-// checkpoint. It does not wait for a delivery being retried: that is
+// Close stops the collector without draining, checkpointing what was
+// delivered. It does not wait for a delivery being retried: that is
 // abandoned and read again by the next start.
 func (c *Collector) Close() error {
 	c.stopAll()
 	c.acquireFor(context.Background())
 	defer c.release()
-	if !c.closed {
-		c.closeAll()
+	if c.closed {
+		return nil
 	}
-	return nil
+	var err error
+	if c.dirtyCP {
+		err = c.saveCheckpoint() // what was delivered since the last one
+	}
+	c.closeAll()
+	return err
 }
 
 // UpdateWatches replaces the watches of a running pod (a policy change,
