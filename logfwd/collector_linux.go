@@ -185,6 +185,9 @@ func (c *Collector) saveCheckpoint() error {
 	cp := checkpoint{Version: checkpointVersion, Sinks: map[string]int64{}}
 	for name, s := range c.sinks {
 		if p, ok := s.(positioned); ok {
+			if err := p.Sync(); err != nil {
+				return err
+			}
 			cp.Sinks[name] = p.Position()
 		}
 	}

@@ -44,8 +44,9 @@ type Record struct {
 }
 
 // Sink accepts batches of records. Send returns nil only once the records
-// are accepted (written and synced, or acknowledged); it may retry inside
-// until ctx is done.
+// are accepted (acknowledged, or synced; a positioned sink's are written
+// and synced by Sync before the checkpoint); it may retry inside until ctx
+// is done.
 type Sink interface {
 	Send(ctx context.Context, recs []Record) error
 	Close() error
@@ -53,18 +54,23 @@ type Sink interface {
 
 // positioned is implemented by sinks whose accepted state is a byte position
 // that the checkpoint records, so that a restart can drop records written
-// after the last checkpoint (exactly-once for the file sink).
+// after the last checkpoint (exactly-once for the file sink). Their Send
+// only writes; Sync makes what was written durable and runs before every
+// checkpoint, so that no checkpoint survives a power loss that its sink
+// position did not.
 type positioned interface {
 	Position() int64
 	Restore(pos int64) error
+	Sync() error
 }
 
 // fileSink appends JSON lines to a local file.
 type fileSink struct {
-	f   *os.File
-	pod PodIdentity
-	pos int64 // guarded by the collector lock
-	buf []byte
+	f      *os.File
+	pod    PodIdentity
+	pos    int64 // guarded by the collector lock
+	synced int64 // pos at the last Sync
+	buf    []byte
 }
 
 var _ positioned = (*fileSink)(nil)
@@ -108,15 +114,25 @@ func (s *fileSink) AppendRecord(b []byte, ts []byte, head *jsonHeadCache, r *Rec
 	return append(b, "}\n"...)
 }
 
-// SendEncoded writes and syncs b, JSON lines encoded by AppendRecord.
+// SendEncoded writes b, JSON lines encoded by AppendRecord, after what
+// was written before; Sync (before the checkpoint) makes it durable.
 func (s *fileSink) SendEncoded(ctx context.Context, b []byte) error {
 	if _, err := s.f.WriteAt(b, s.pos); err != nil {
 		return fmt.Errorf("write file sink: %w", err)
 	}
+	s.pos += int64(len(b))
+	return nil
+}
+
+// Sync makes everything written durable.
+func (s *fileSink) Sync() error {
+	if s.synced == s.pos {
+		return nil
+	}
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("sync file sink: %w", err)
 	}
-	s.pos += int64(len(b))
+	s.synced = s.pos
 	return nil
 }
 
@@ -131,7 +147,7 @@ func (s *fileSink) Restore(pos int64) error {
 	if err := s.f.Truncate(pos); err != nil {
 		return fmt.Errorf("truncate file sink: %w", err)
 	}
-	s.pos = pos
+	s.pos, s.synced = pos, -1
 	return nil
 }
 
