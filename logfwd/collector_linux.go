@@ -36,6 +36,8 @@ type Collector struct {
 	dirtyCP   bool
 	cpExists  bool      // the checkpoint file exists durably
 	cpAt      time.Time // last checkpoint
+	cpAsync   bool      // in Run's cycle: checkpoints are written by cpw
+	cpw       cpWriter
 	buf       []byte
 	watcher   *fsnotify.Watcher
 	closed    bool
@@ -181,31 +183,6 @@ func (c *Collector) restore() error {
 	return nil
 }
 
-func (c *Collector) saveCheckpoint() error {
-	cp := checkpoint{Version: checkpointVersion, Sinks: map[string]int64{}}
-	for name, s := range c.sinks {
-		if p, ok := s.(positioned); ok {
-			if err := p.Sync(); err != nil {
-				return err
-			}
-			cp.Sinks[name] = p.Position()
-		}
-	}
-	for _, f := range c.files {
-		if f.started {
-			cp.Files = append(cp.Files, cpFile{Dev: f.key.dev, Ino: f.key.ino, FP: f.fp, FPLen: f.fpLen,
-				lineState: f.committed, Path: f.path})
-		}
-	}
-	for _, e := range c.restored {
-		cp.Files = append(cp.Files, e.cpFile)
-	}
-	if err := saveCheckpoint(c.cfg.CheckpointPath, cp, !c.cpExists); err != nil {
-		return err
-	}
-	c.dirtyCP, c.cpExists, c.cpAt = false, true, time.Now()
-	return nil
-}
 
 func (c *Collector) watchesDir(abs string) bool {
 	for _, w := range c.watches {
@@ -219,6 +196,9 @@ func (c *Collector) watchesDir(abs string) bool {
 // closeAll releases every descriptor and sink. Preconditions: lock held.
 func (c *Collector) closeAll() {
 	c.closed = true
+	if err := c.cpw.wait(); err != nil {
+		c.log.Warn("writing checkpoint", "error", err)
+	}
 	for _, f := range c.files {
 		unix.Close(f.fd)
 	}

@@ -74,7 +74,9 @@ func (c *Collector) runCycle(ctx context.Context, wk work) (preempted bool, err 
 	c.pmu.Lock()
 	c.preempt = cancel
 	c.pmu.Unlock()
+	c.cpAsync = true
 	err = c.cycle(cctx, wk)
+	c.cpAsync = false
 	c.pmu.Lock()
 	c.preempt = nil
 	c.pmu.Unlock()

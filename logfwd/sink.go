@@ -66,11 +66,10 @@ type positioned interface {
 
 // fileSink appends JSON lines to a local file.
 type fileSink struct {
-	f      *os.File
-	pod    PodIdentity
-	pos    int64 // guarded by the collector lock
-	synced int64 // pos at the last Sync
-	buf    []byte
+	f   *os.File
+	pod PodIdentity
+	pos int64 // guarded by the collector lock
+	buf []byte
 }
 
 var _ positioned = (*fileSink)(nil)
@@ -124,15 +123,12 @@ func (s *fileSink) SendEncoded(ctx context.Context, b []byte) error {
 	return nil
 }
 
-// Sync makes everything written durable.
+// Sync makes everything written durable. It may run concurrently with
+// Send (from the checkpoint writer).
 func (s *fileSink) Sync() error {
-	if s.synced == s.pos {
-		return nil
-	}
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("sync file sink: %w", err)
 	}
-	s.synced = s.pos
 	return nil
 }
 
@@ -147,7 +143,7 @@ func (s *fileSink) Restore(pos int64) error {
 	if err := s.f.Truncate(pos); err != nil {
 		return fmt.Errorf("truncate file sink: %w", err)
 	}
-	s.pos, s.synced = pos, -1
+	s.pos = pos
 	return nil
 }
 

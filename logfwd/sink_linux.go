@@ -23,7 +23,7 @@ func newFileSink(cfg FileSinkConfig, pod PodIdentity) (*fileSink, error) {
 		f.Close()
 		return nil, fmt.Errorf("stat file sink: %w", err)
 	}
-	return &fileSink{f: f, pod: pod, pos: st.Size(), synced: -1}, nil
+	return &fileSink{f: f, pod: pod, pos: st.Size()}, nil
 }
 
 // openSinkFile opens dir/name for writing, creating it 0640, with
