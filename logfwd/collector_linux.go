@@ -183,7 +183,6 @@ func (c *Collector) restore() error {
 	return nil
 }
 
-
 func (c *Collector) watchesDir(abs string) bool {
 	for _, w := range c.watches {
 		if w.abs == abs {
