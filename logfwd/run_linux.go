@@ -34,11 +34,26 @@ func (c *Collector) acquire(ctx context.Context) bool {
 
 func (c *Collector) release() { <-c.lock }
 
+// preemptGrace is how long a caller other than Run waits for Run's cycle
+// to end by itself before preempting it: a preempted Forward delivery that
+// the endpoint received but had not acknowledged yet is sent again.
+const preemptGrace = 500 * time.Millisecond
+
 // acquireFor takes the lock for a caller other than Run, preempting Run's
-// current cycle, or gives up when ctx is done.
+// current cycle after preemptGrace, or gives up when ctx is done.
 func (c *Collector) acquireFor(ctx context.Context) bool {
-	c.waiting.Add(1)
+	c.waiting.Add(1) // Run starts no new cycle meanwhile
 	defer c.waiting.Add(-1)
+	grace := time.NewTimer(preemptGrace)
+	select {
+	case c.lock <- struct{}{}:
+		grace.Stop()
+		return true
+	case <-ctx.Done():
+		grace.Stop()
+		return false
+	case <-grace.C:
+	}
 	for {
 		select {
 		case c.lock <- struct{}{}:
@@ -203,16 +218,17 @@ func (c *Collector) Run(ctx context.Context) error {
 // delivers, checkpoints and closes the collector; Run returns. Used when the
 // pod is deleted.
 //
-// Drain is bounded by ctx: it first stops Run (whose cycle may be retrying
-// a delivery to a destination that is down), and when ctx is done before
+// Drain is bounded by ctx: it preempts Run's cycle if that does not end
+// within preemptGrace (it may be retrying a delivery to a destination that
+// is down), stops Run, and when ctx is done before
 // everything is delivered it rolls back what was read but not accepted,
 // checkpoints what was, closes the collector and returns an error wrapping
 // ErrNotDrained and ctx's error. It never waits beyond ctx except for a
 // file sink's write or fsync in progress. The collector is closed after
 // Drain in every case.
 func (c *Collector) Drain(ctx context.Context) error {
-	c.stopAll()
 	if !c.acquireFor(ctx) {
+		c.stopAll()
 		go c.Close() // once Run lets go
 		return fmt.Errorf("drain: the collector did not stop in time: %w: %w", ErrNotDrained, ctx.Err())
 	}
@@ -235,10 +251,9 @@ func (c *Collector) Drain(ctx context.Context) error {
 }
 
 // Close stops the collector without draining, checkpointing what was
-// delivered. It does not wait for a delivery being retried: that is
-// abandoned and read again by the next start.
+// delivered. It waits for a delivery in progress at most preemptGrace: a
+// delivery being retried is abandoned and read again by the next start.
 func (c *Collector) Close() error {
-	c.stopAll()
 	c.acquireFor(context.Background())
 	defer c.release()
 	if c.closed {
@@ -255,7 +270,7 @@ func (c *Collector) Close() error {
 // UpdateWatches replaces the watches of a running pod (a policy change,
 // R19 beyond). Files no longer matched are read to their end, then let go.
 // It waits for the lock at most until ctx is done, preempting a delivery
-// being retried.
+// still in progress after preemptGrace.
 func (c *Collector) UpdateWatches(ctx context.Context, ws []Watch) error {
 	for i, w := range ws {
 		if err := c.cfg.checkWatch(w); err != nil {
