@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cci-shim/cci-shim/internal/crictl"
+	"github.com/cci-shim/cci-shim/logfwd"
 	"github.com/cci-shim/cci-shim/tests/e2eenv"
 )
 
@@ -175,9 +176,15 @@ func (d *demo) logs(sb string) {
 	d.exec(sb, "app", `cd /var/log/app && i=0; while [ $i -lt 150 ]; do echo "request $i served" >> access.log; i=$((i+1)); [ $((i % 50)) -eq 0 ] && mv access.log access.$i.log; done; ls`)
 }
 
-func (d *demo) sinkSummary(cfg crictl.Pod) {
-	m := cfg.Metadata
-	path := filepath.Join(d.env.Dir, "podlogs", m.Namespace+"_"+m.Name+"_"+m.UID+".jsonl")
+// sinkSummary reads the pod's file sink, named by containerd namespace and
+// sandbox id (the pod's names are inside the records only).
+func (d *demo) sinkSummary(sb string) {
+	name, err := logfwd.SinkFileName(e2eenv.CRINamespace, sb)
+	if err != nil {
+		d.p.Errorf("log sink: %v", err)
+		return
+	}
+	path := filepath.Join(d.env.Dir, "podlogs", name)
 	f, err := os.Open(path)
 	if err != nil {
 		d.p.Errorf("log sink: %v", err)
