@@ -97,3 +97,20 @@ func checkReplace(t *testing.T, rules []ImageReplacement, image string) {
 		t.Fatalf("ReplaceImage(%q) depends on rule order: %q vs %q", image, out, out2)
 	}
 }
+
+// FuzzValidatePodAnnotations: never panics on any key and value; a key in
+// the platform's domains that is not known is always refused.
+func FuzzValidatePodAnnotations(f *testing.F) {
+	f.Add("shm.cci.io/size", "128Mi")
+	f.Add("coordinator.cci.io/image-replacement", example2)
+	f.Add("resources.cci.io/containers", `[{"name":"a","limits":{"cpu":"1"}}]`)
+	f.Add("throttle.cci.io/stdio-bps", "1")
+	f.Add("monitoring.cci.io/metrics-port", "19100")
+	f.Add("x.cci.io/y", "z")
+	f.Fuzz(func(t *testing.T, key, value string) {
+		err := ValidatePodAnnotations(map[string]string{key: value})
+		if IsPlatformAnnotation(key) && !slices.Contains(KnownAnnotations, key) && err == nil {
+			t.Fatalf("unknown platform annotation %q accepted", key)
+		}
+	})
+}
