@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	corev1 "k8s.io/api/core/v1"
@@ -17,9 +18,10 @@ import (
 // (packaging/kubernetes/runtimeclass.yaml).
 const DefaultRuntimeClass = "cci"
 
-// IsCCIPod reports whether pod runs in the given RuntimeClass.
-func IsCCIPod(pod *corev1.Pod, runtimeClass string) bool {
-	return pod != nil && pod.Spec.RuntimeClassName != nil && *pod.Spec.RuntimeClassName == runtimeClass
+// IsCCIPod reports whether pod runs in one of the given RuntimeClasses
+// (those whose handler is cci).
+func IsCCIPod(pod *corev1.Pod, runtimeClasses ...string) bool {
+	return pod != nil && pod.Spec.RuntimeClassName != nil && slices.Contains(runtimeClasses, *pod.Spec.RuntimeClassName)
 }
 
 // Change is one image Mutate replaced, for logs.

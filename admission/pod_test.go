@@ -289,7 +289,8 @@ const logfwdKey = "logs.cci.io/policies"
 
 func TestIsCCIPod(t *testing.T) {
 	pod := examplePod()
-	if !IsCCIPod(pod, "cci") || IsCCIPod(pod, "kata") || IsCCIPod(&corev1.Pod{}, "cci") || IsCCIPod(nil, "cci") {
+	if !IsCCIPod(pod, "cci") || !IsCCIPod(pod, "cci-gpu", "cci") || IsCCIPod(pod, "kata") || IsCCIPod(pod) ||
+		IsCCIPod(&corev1.Pod{}, "cci") || IsCCIPod(nil, "cci") {
 		t.Error("IsCCIPod")
 	}
 }

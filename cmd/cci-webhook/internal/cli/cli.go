@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/cci-shim/cci-shim/admission"
@@ -20,7 +21,7 @@ import (
 
 const usage = `cci-webhook — the cci platform's admission webhook for pods.
 
-For pods whose spec.runtimeClassName is the cci RuntimeClass it
+For pods whose spec.runtimeClassName is a cci RuntimeClass (--runtime-class) it
   - mutates (` + server.MutatePath + `): replaces images by the pod's
     coordinator.cci.io/image-replacement rules (R26) and writes
     coordinator.cci.io/hostpath-volumes and resources.cci.io/containers,
@@ -40,7 +41,8 @@ Flags:
   --tls-cert-file FILE   PEM certificate (with chain) for the Service's DNS name
   --tls-key-file FILE    its PEM private key; both files are re-read when they
                          change (a renewed Secret needs no restart)
-  --runtime-class NAME   RuntimeClass of cci pods (default cci)
+  --runtime-class NAMES  RuntimeClasses of cci pods, separated by commas: every
+                         RuntimeClass whose handler is cci (default cci)
   --log-level LEVEL      debug, info, warn or error (default info)
   --version              print the version and exit
   -h, --help             this help
@@ -58,7 +60,7 @@ func Run(args []string, version string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.Listen, "listen", ":9443", "")
 	fs.StringVar(&c.CertFile, "tls-cert-file", "", "")
 	fs.StringVar(&c.KeyFile, "tls-key-file", "", "")
-	fs.StringVar(&c.RuntimeClass, "runtime-class", admission.DefaultRuntimeClass, "")
+	classes := fs.String("runtime-class", admission.DefaultRuntimeClass, "")
 	level := fs.String("log-level", "info", "")
 	showVersion := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
@@ -67,6 +69,12 @@ func Run(args []string, version string, stdout, stderr io.Writer) int {
 			return 0
 		}
 		return 2
+	}
+	c.RuntimeClasses = nil
+	for _, rc := range strings.Split(*classes, ",") {
+		if rc = strings.TrimSpace(rc); rc != "" {
+			c.RuntimeClasses = append(c.RuntimeClasses, rc)
+		}
 	}
 	if *showVersion {
 		fmt.Fprintf(stdout, "cci-webhook %s\n", version)

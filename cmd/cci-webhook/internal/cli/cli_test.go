@@ -19,6 +19,8 @@ func TestRunFlags(t *testing.T) {
 		{[]string{"--tls-cert-file", "c", "--tls-key-file", "k", "--listen", "x"}, 2, "", `--listen "x" is not allowed`},
 		{[]string{"--tls-cert-file", "c", "--tls-key-file", "k", "--log-level", "loud"}, 2, "", `--log-level "loud" is not allowed`},
 		{[]string{"--tls-cert-file", "c", "--tls-key-file", "k", "extra"}, 2, "", `unexpected argument "extra"`},
+		{[]string{"--tls-cert-file", "c", "--tls-key-file", "k", "--runtime-class", "cci,Bad_Name"}, 2, "", `--runtime-class "Bad_Name" is not a RuntimeClass name`},
+		{[]string{"--tls-cert-file", "c", "--tls-key-file", "k", "--runtime-class", " , "}, 2, "", `--runtime-class is empty`},
 		{[]string{"--tls-cert-file", "/nonexistent/c", "--tls-key-file", "/nonexistent/k", "--listen", "127.0.0.1:1"}, 1, "",
 			"loading TLS certificate /nonexistent/c and key /nonexistent/k"},
 	} {

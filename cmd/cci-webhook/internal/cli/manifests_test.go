@@ -127,7 +127,7 @@ func TestManifests(t *testing.T) {
 		if w.fail == nil || *w.fail != admissionregistrationv1.Fail {
 			t.Errorf("%s: failurePolicy must be Fail", w.name)
 		}
-		checkMatchCondition(t, w.name, w.conds, arg("runtime-class"))
+		checkMatchCondition(t, w.name, w.conds, strings.Split(arg("runtime-class"), ","))
 	}
 	if mw.ReinvocationPolicy == nil || *mw.ReinvocationPolicy != admissionregistrationv1.NeverReinvocationPolicy {
 		t.Error("mutating webhook: reinvocationPolicy must be Never (R26: at most one replacement)")
@@ -137,7 +137,7 @@ func TestManifests(t *testing.T) {
 // checkMatchCondition compiles the CEL expression as the API server would
 // (object is the pod as a map) and evaluates it on pods in and out of the
 // RuntimeClass.
-func checkMatchCondition(t *testing.T, hook string, conds []admissionregistrationv1.MatchCondition, runtimeClass string) {
+func checkMatchCondition(t *testing.T, hook string, conds []admissionregistrationv1.MatchCondition, runtimeClasses []string) {
 	t.Helper()
 	if len(conds) != 1 {
 		t.Fatalf("%s: want one matchCondition, got %+v", hook, conds)
@@ -154,14 +154,15 @@ func checkMatchCondition(t *testing.T, hook string, conds []admissionregistratio
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
+	type match struct {
 		spec map[string]any
 		want bool
-	}{
-		{map[string]any{"runtimeClassName": runtimeClass}, true},
-		{map[string]any{"runtimeClassName": "runc"}, false},
-		{map[string]any{}, false},
-	} {
+	}
+	cases := []match{{map[string]any{"runtimeClassName": "runc"}, false}, {map[string]any{}, false}}
+	for _, rc := range runtimeClasses {
+		cases = append(cases, match{map[string]any{"runtimeClassName": rc}, true})
+	}
+	for _, tc := range cases {
 		v, _, err := prg.Eval(map[string]any{"object": map[string]any{"spec": tc.spec}})
 		if err != nil || v.Value() != tc.want {
 			t.Errorf("%s: %q on spec %v = %v, %v; want %v", hook, conds[0].Expression, tc.spec, v, err, tc.want)

@@ -31,16 +31,16 @@ func requestLog(ctx context.Context, log *slog.Logger, pod *corev1.Pod) *slog.Lo
 
 // mutator is the mutating webhook: admission.Mutate on cci pods.
 type mutator struct {
-	runtimeClass string
-	decoder      cradmission.Decoder
-	log          *slog.Logger
+	runtimeClasses []string
+	decoder        cradmission.Decoder
+	log            *slog.Logger
 }
 
 var _ cradmission.Defaulter[*corev1.Pod] = (*mutator)(nil)
 
 // Default rewrites pod; an error denies the request with its message.
 func (m *mutator) Default(ctx context.Context, pod *corev1.Pod) error {
-	if !admission.IsCCIPod(pod, m.runtimeClass) {
+	if !admission.IsCCIPod(pod, m.runtimeClasses...) {
 		return nil
 	}
 	log := requestLog(ctx, m.log, pod)
@@ -66,14 +66,14 @@ func (m *mutator) Default(ctx context.Context, pod *corev1.Pod) error {
 
 // validator is the validating webhook: admission.Validate on cci pods.
 type validator struct {
-	runtimeClass string
-	log          *slog.Logger
+	runtimeClasses []string
+	log            *slog.Logger
 }
 
 var _ cradmission.Validator[*corev1.Pod] = (*validator)(nil)
 
 func (v *validator) check(ctx context.Context, pod, old *corev1.Pod) (cradmission.Warnings, error) {
-	if !admission.IsCCIPod(pod, v.runtimeClass) {
+	if !admission.IsCCIPod(pod, v.runtimeClasses...) {
 		return nil, nil
 	}
 	if err := admission.Validate(pod, old); err != nil {

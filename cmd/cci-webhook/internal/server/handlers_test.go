@@ -85,7 +85,7 @@ func review(t *testing.T, url string, op admissionv1.Operation, obj, old *corev1
 }
 
 func TestHandlers(t *testing.T) {
-	hooks, err := Handlers("cci", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	hooks, err := Handlers([]string{"cci", "cci-gpu"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +104,9 @@ func TestHandlers(t *testing.T) {
 	}
 	if resp, _ := review(t, srv.URL+ValidatePath, admissionv1.Create, got, nil); !resp.Allowed {
 		t.Errorf("validate mutated pod: %v", resp.Result)
+	}
+	if _, gpuPod := review(t, srv.URL+MutatePath, admissionv1.Create, pod("cci-gpu", rules, "nginx"), nil); gpuPod.Spec.Containers[0].Image != "registry.example/org1/nginx" {
+		t.Errorf("pod of the second cci RuntimeClass: image %q", gpuPod.Spec.Containers[0].Image)
 	}
 
 	// UPDATE: the stored image is not replaced again.
@@ -136,7 +139,7 @@ func TestHandlers(t *testing.T) {
 }
 
 func TestConfigCheck(t *testing.T) {
-	ok := Config{Listen: ":9443", CertFile: "c", KeyFile: "k", RuntimeClass: "cci"}
+	ok := Config{Listen: ":9443", CertFile: "c", KeyFile: "k", RuntimeClasses: []string{"cci"}}
 	if err := ok.Check(); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +151,8 @@ func TestConfigCheck(t *testing.T) {
 		{func(c *Config) { c.Listen = ":0" }, `--listen ":0" is not allowed`},
 		{func(c *Config) { c.Listen = "127.0.0.1:70000" }, `--listen "127.0.0.1:70000" is not allowed`},
 		{func(c *Config) { c.CertFile = "" }, "--tls-cert-file and --tls-key-file are required"},
-		{func(c *Config) { c.RuntimeClass = "Bad_Name" }, `--runtime-class "Bad_Name" is not a RuntimeClass name`},
+		{func(c *Config) { c.RuntimeClasses = []string{"cci", "Bad_Name"} }, `--runtime-class "Bad_Name" is not a RuntimeClass name`},
+		{func(c *Config) { c.RuntimeClasses = nil }, `--runtime-class is empty`},
 	} {
 		c := ok
 		tc.mod(&c)

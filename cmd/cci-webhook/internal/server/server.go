@@ -40,10 +40,12 @@ const (
 
 // Config is what the command line sets.
 type Config struct {
-	Listen       string // host:port, e.g. ":9443"
-	CertFile     string // PEM certificate (chain), reloaded when it changes
-	KeyFile      string // PEM private key, reloaded with the certificate
-	RuntimeClass string // pods with this spec.runtimeClassName are cci pods
+	Listen   string // host:port, e.g. ":9443"
+	CertFile string // PEM certificate (chain), reloaded when it changes
+	KeyFile  string // PEM private key, reloaded with the certificate
+	// RuntimeClasses are the RuntimeClasses whose handler is cci: pods with
+	// one of them as spec.runtimeClassName are cci pods.
+	RuntimeClasses []string
 }
 
 // Check validates c, naming the flag and what is allowed.
@@ -54,8 +56,13 @@ func (c Config) Check() error {
 	if c.CertFile == "" || c.KeyFile == "" {
 		return errors.New("--tls-cert-file and --tls-key-file are required: the API server only calls webhooks over HTTPS")
 	}
-	if errs := validation.IsDNS1123Subdomain(c.RuntimeClass); len(errs) > 0 {
-		return fmt.Errorf("--runtime-class %q is not a RuntimeClass name: %v", c.RuntimeClass, errs)
+	if len(c.RuntimeClasses) == 0 {
+		return errors.New("--runtime-class is empty; allowed: RuntimeClass names separated by commas, e.g. cci")
+	}
+	for _, rc := range c.RuntimeClasses {
+		if errs := validation.IsDNS1123Subdomain(rc); len(errs) > 0 {
+			return fmt.Errorf("--runtime-class %q is not a RuntimeClass name: %v", rc, errs)
+		}
 	}
 	return nil
 }
@@ -109,14 +116,14 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 			t.MinVersion = tls.VersionTLS12
 		}},
 	})
-	hooks, err := Handlers(c.RuntimeClass, log)
+	hooks, err := Handlers(c.RuntimeClasses, log)
 	if err != nil {
 		return err
 	}
 	for path, h := range hooks {
 		srv.Register(path, h)
 	}
-	log.Info("serving", "listen", c.Listen, "runtime_class", c.RuntimeClass,
+	log.Info("serving", "listen", c.Listen, "runtime_classes", c.RuntimeClasses,
 		"mutate", MutatePath, "validate", ValidatePath, "cert", c.CertFile, "key", c.KeyFile)
 	err = srv.Start(ctx)
 	cancel()
@@ -127,13 +134,13 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 }
 
 // Handlers returns the two webhooks by path, for a server or a test.
-func Handlers(runtimeClass string, log *slog.Logger) (map[string]http.Handler, error) {
+func Handlers(runtimeClasses []string, log *slog.Logger) (map[string]http.Handler, error) {
 	scheme := runtime.NewScheme()
 	if err := corev1.AddToScheme(scheme); err != nil {
 		return nil, fmt.Errorf("building scheme: %w", err)
 	}
 	dec := cradmission.NewDecoder(scheme)
-	mutate := cradmission.WithDefaulter[*corev1.Pod](scheme, &mutator{runtimeClass: runtimeClass, decoder: dec, log: log})
-	validate := cradmission.WithValidator[*corev1.Pod](scheme, &validator{runtimeClass: runtimeClass, log: log})
+	mutate := cradmission.WithDefaulter[*corev1.Pod](scheme, &mutator{runtimeClasses: runtimeClasses, decoder: dec, log: log})
+	validate := cradmission.WithValidator[*corev1.Pod](scheme, &validator{runtimeClasses: runtimeClasses, log: log})
 	return map[string]http.Handler{MutatePath: mutate, ValidatePath: validate}, nil
 }
