@@ -104,3 +104,14 @@ func TestPackagedKataSnippet(t *testing.T) {
 		}
 	}
 }
+
+// R25's development option is off unless a node says so, by its long name.
+func TestInsecureHostRootCapabilitiesOption(t *testing.T) {
+	if Default().Policy.InsecureAllowHostRootCapabilities {
+		t.Fatal("on by default")
+	}
+	c := Default()
+	if err := Parse([]byte("[policy]\ninsecure_allow_host_root_capabilities = true\n"), &c); err != nil || !c.Policy.InsecureAllowHostRootCapabilities {
+		t.Fatalf("parse: %v %+v", err, c.Policy)
+	}
+}
