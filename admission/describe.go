@@ -44,6 +44,7 @@ func HostPathVolumes(pod *corev1.Pod) (string, error) {
 type containerJSON struct {
 	Name     string            `json:"name"`
 	Init     bool              `json:"init"`
+	Sidecar  bool              `json:"sidecar,omitempty"`
 	Requests map[string]string `json:"requests,omitempty"`
 	Limits   map[string]string `json:"limits,omitempty"`
 }
@@ -56,19 +57,26 @@ const (
 )
 
 // ContainersAnnotation returns the value of resources.cci.io/containers for
-// pod: its app containers in spec order, then its restartable init
-// containers (sidecars, restartPolicy Always) as app containers, since they
-// run alongside the app, then its other init containers with "init": true.
-// So the first non-BestEffort app container of R5 is the first such regular
-// container, a sidecar only when every regular container is BestEffort.
+// pod: its containers in the pod spec's order, init containers first with
+// "init": true (and "sidecar": true for restartable ones, restartPolicy
+// Always), then app containers. The shim checks the description against
+// what CRI delivers (kubelet's aggregate and each container's limits), so
+// it is computed from the same fields kubelet uses.
 //
-// CPU is written in millicores ("300m", rounded up as the kubelet does),
+// A pod with pod-level resources (spec.resources) gets no description (""):
+// kubelet then sends the pod-level values as the aggregate, which a sum of
+// containers would contradict, and the shim sizes such a pod from CRI.
+//
+// CPU is written in millicores ("300m", rounded up as kubelet rounds),
 // memory in bytes ("734003200"): the forms sandbox's quantity parser reads,
 // whatever form the pod used (1e3, 0.5Gi, ...). Only cpu and memory are
 // described; negative values are left out (the API server refuses them
 // after mutating admission).
 func ContainersAnnotation(pod *corev1.Pod) (string, error) {
-	var list []containerJSON
+	if pod.Spec.Resources != nil && (len(pod.Spec.Resources.Limits) > 0 || len(pod.Spec.Resources.Requests) > 0) {
+		return "", nil
+	}
+	list := []containerJSON{}
 	add := func(c *corev1.Container, init bool) error {
 		req, err := quantities(c.Name, "requests", c.Resources.Requests)
 		if err != nil {
@@ -78,26 +86,18 @@ func ContainersAnnotation(pod *corev1.Pod) (string, error) {
 		if err != nil {
 			return err
 		}
-		list = append(list, containerJSON{Name: c.Name, Init: init, Requests: req, Limits: lim})
+		list = append(list, containerJSON{Name: c.Name, Init: init, Sidecar: init && isSidecar(c), Requests: req, Limits: lim})
 		return nil
+	}
+	for i := range pod.Spec.InitContainers {
+		if err := add(&pod.Spec.InitContainers[i], true); err != nil {
+			return "", err
+		}
 	}
 	for i := range pod.Spec.Containers {
 		if err := add(&pod.Spec.Containers[i], false); err != nil {
 			return "", err
 		}
-	}
-	for _, sidecar := range []bool{true, false} {
-		for i := range pod.Spec.InitContainers {
-			c := &pod.Spec.InitContainers[i]
-			if isSidecar(c) == sidecar {
-				if err := add(c, !sidecar); err != nil {
-					return "", err
-				}
-			}
-		}
-	}
-	if list == nil {
-		list = []containerJSON{}
 	}
 	b, err := json.Marshal(list)
 	if err != nil {

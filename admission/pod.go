@@ -32,8 +32,8 @@ type Change struct {
 
 // Mutate applies the platform's rewrites to a cci pod in place: R26 image
 // replacement, then the hostpath-volumes and containers annotations (always
-// overwritten; hostpath-volumes is removed when the pod has no hostPath
-// volume). old is the stored pod on UPDATE and nil on CREATE; on UPDATE only
+// overwritten; removed when there is nothing to write: no hostPath volume,
+// or pod-level resources). old is the stored pod on UPDATE and nil on CREATE; on UPDATE only
 // images that differ from old's (same container name and kind) are
 // replaced. On error pod may be partly rewritten: callers deny the request.
 func Mutate(pod, old *corev1.Pod) ([]Change, error) {
@@ -93,12 +93,13 @@ func Mutate(pod, old *corev1.Pod) ([]Change, error) {
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
-	if hv == "" {
-		delete(pod.Annotations, sandbox.AnnotationHostPathVolumes)
-	} else {
-		pod.Annotations[sandbox.AnnotationHostPathVolumes] = hv
+	for key, v := range map[string]string{sandbox.AnnotationHostPathVolumes: hv, sandbox.AnnotationContainers: ca} {
+		if v == "" {
+			delete(pod.Annotations, key)
+		} else {
+			pod.Annotations[key] = v
+		}
 	}
-	pod.Annotations[sandbox.AnnotationContainers] = ca
 	return changes, nil
 }
 

@@ -77,16 +77,16 @@ func TestMutate(t *testing.T) {
 	if got, want := pod.Annotations[sandbox.AnnotationHostPathVolumes], `{"data":"/srv/data"}`; got != want {
 		t.Errorf("hostpath-volumes = %s; want %s", got, want)
 	}
-	want := `[{"name":"app","init":false,"limits":{"cpu":"300m","memory":"734003200"}},` +
-		`{"name":"best-effort","init":false},` +
-		`{"name":"proxy","init":false,"limits":{"cpu":"100m"}},` +
-		`{"name":"setup","init":true,"limits":{"cpu":"2000m","memory":"4294967296"}}]`
+	want := `[{"name":"setup","init":true,"limits":{"cpu":"2000m","memory":"4294967296"}},` +
+		`{"name":"proxy","init":true,"sidecar":true,"limits":{"cpu":"100m"}},` +
+		`{"name":"app","init":false,"limits":{"cpu":"300m","memory":"734003200"}},` +
+		`{"name":"best-effort","init":false}]`
 	if got := pod.Annotations[sandbox.AnnotationContainers]; got != want {
 		t.Errorf("containers =\n %s\nwant\n %s", got, want)
 	}
 	// What the shim reads back.
 	cs, err := sandbox.ParseContainers(pod.Annotations[sandbox.AnnotationContainers])
-	if err != nil || len(cs) != 4 || cs[0].Limits != (sandbox.Resources{MilliCPU: 300, Memory: 700 << 20}) || !cs[3].Init {
+	if err != nil || len(cs) != 4 || cs[2].Limits != (sandbox.Resources{MilliCPU: 300, Memory: 700 << 20}) || !cs[0].Init || !cs[1].Sidecar {
 		t.Errorf("ParseContainers = %+v, %v", cs, err)
 	}
 	vols, err := sandbox.ParseHostPathVolumes(pod.Annotations[sandbox.AnnotationHostPathVolumes])
@@ -117,6 +117,20 @@ func TestMutateQuantityForms(t *testing.T) {
 	want := `[{"name":"a","init":false,"requests":{"cpu":"1m","memory":"1000000000"},"limits":{"cpu":"1m","memory":"1610612736"}},{"name":"b","init":false}]`
 	if got := pod.Annotations[sandbox.AnnotationContainers]; got != want {
 		t.Errorf("containers = %s; want %s", got, want)
+	}
+}
+
+func TestMutatePodLevelResources(t *testing.T) {
+	pod := examplePod()
+	pod.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}}
+	if _, err := Mutate(pod, nil); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := pod.Annotations[sandbox.AnnotationContainers]; ok {
+		t.Errorf("pod-level resources: containers annotation %q written (kept from the tenant?); want none", v)
+	}
+	if err := Validate(pod, nil); err != nil {
+		t.Errorf("Validate: %v", err)
 	}
 }
 

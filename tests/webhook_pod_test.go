@@ -24,8 +24,10 @@ import (
 //     replaced by its per-name entry only thanks to the webhook's
 //     coordinator.cci.io/hostpath-volumes (CRI mounts carry no volume names;
 //     without the map the shim refuses the container, checked too);
-//   - R5: 300m/700Mi runs at 0.5 core / 1 GiB from the webhook's
-//     resources.cci.io/containers.
+//   - R5: 300m/700Mi runs at 0.5 core / 1 GiB; the webhook's
+//     resources.cci.io/containers is verified by the shim against what CRI
+//     sends (kubelet's pod aggregate and the container's limits) and
+//     accepted.
 func TestWebhookPodRunsFromReplacedImage(t *testing.T) {
 	reg, env := startRegistryEnv(t, []string{"mirror/busybox:test"})
 	w := startWebhook(t)
@@ -67,11 +69,21 @@ func TestWebhookPodRunsFromReplacedImage(t *testing.T) {
 	if !reg.Served("mirror/busybox", "test") {
 		t.Fatalf("%s was not pulled from the test registry: %v", image, reg.Requests())
 	}
+	// kubelet sends the pod's aggregate with the sandbox (one container here).
+	limits := func() *runtimeapi.LinuxContainerResources {
+		return &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 30000, CpuShares: 307, MemoryLimitInBytes: 700 << 20}
+	}
+	kubeletSandbox := func(cfg *runtimeapi.PodSandboxConfig) *runtimeapi.PodSandboxConfig {
+		h := sha(cfg.Metadata.Name)
+		cfg.Metadata.Uid = h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-8" + h[17:20] + "-" + h[20:32] // a pod UID as the API server makes them
+		cfg.Linux.Resources = limits()
+		return cfg
+	}
 	container := func() *runtimeapi.ContainerConfig {
 		cc := sleeper(env, "app")
 		cc.Image = &runtimeapi.ImageSpec{Image: image}
 		cc.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: hostDir}}
-		cc.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 30000, CpuShares: 307, MemoryLimitInBytes: 700 << 20}
+		cc.Linux.Resources = limits()
 		return cc
 	}
 
@@ -82,13 +94,13 @@ func TestWebhookPodRunsFromReplacedImage(t *testing.T) {
 				ann[k] = v
 			}
 		}
-		p := mustRunPod(ctx, t, env, podConfig(env, "nomap", ann))
+		p := mustRunPod(ctx, t, env, kubeletSandbox(podConfig(env, "nomap", ann)))
 		defer p.remove(ctx, t)
 		_, err := p.start(ctx, container())
 		wantRefused(t, "StartContainer", err, `hostPath volume "`+hostDir+`" is not allowed`)
 	})
 
-	p := mustRunPod(ctx, t, env, podConfig(env, "replaced", stored.Annotations))
+	p := mustRunPod(ctx, t, env, kubeletSandbox(podConfig(env, "replaced", stored.Annotations)))
 	id := p.mustStart(ctx, t, container())
 	out := p.exec(ctx, t, id, "grep ' /data ' /proc/mounts | cut -d' ' -f3; df -k /data; ls /data; touch /data/pod-file; "+
 		"cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/memory/memory.limit_in_bytes")

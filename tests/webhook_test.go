@@ -107,7 +107,7 @@ func TestWebhookReview(t *testing.T) {
 			t.Errorf("hostpath-volumes = %s", v)
 		}
 		if v, want := got.Annotations["resources.cci.io/containers"],
-			`[{"name":"c1","init":false,"limits":{"cpu":"300m","memory":"734003200"}},{"name":"c0","init":true}]`; v != want {
+			`[{"name":"c0","init":true},{"name":"c1","init":false,"limits":{"cpu":"300m","memory":"734003200"}}]`; v != want {
 			t.Errorf("containers = %s\nwant %s", v, want)
 		}
 	})
