@@ -98,7 +98,7 @@ const (
 // throttles, one `ctr task exec` per phase.
 func (b *Bench) Rootfs(ctx context.Context, o RootfsOptions) (*RootfsResult, error) {
 	o = o.withDefaults()
-	limits := Defaults()
+	limits := NoBurst(Defaults()) // R8 from the first byte: no start burst
 	if err := b.SetThrottle(limits); err != nil {
 		return nil, err
 	}
@@ -148,7 +148,9 @@ func (b *Bench) Rootfs(ctx context.Context, o RootfsOptions) (*RootfsResult, err
 			IOPhase{Name: PhaseBufferedFsync, Path: "/ccibench.fsync", Op: "write", Fsync: true, Block: 1 << 20, Ops: mib},
 		)
 	}
-	for _, p := range phases {
+	prog := b.progress("rootfs")
+	for i, p := range phases {
+		prog.done("phase %d/%d: %s, %d x %d B on %s", i+1, len(phases), p.Name, p.Ops, p.Block, p.Path)
 		onRootfs := !strings.HasPrefix(p.Path, volumeDst+"/")
 		var before iothrottle.DeviceIOStats
 		if onRootfs {

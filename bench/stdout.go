@@ -139,6 +139,7 @@ func (b *Bench) Stdout(ctx context.Context, o StdoutOptions) (*StdoutResult, err
 				order = []string{Runc, CCI}
 			}
 			for _, rt := range order {
+				b.progress("stdout").done("unthrottled run %d/%d through %s: %d MB", i+1, o.Reps, shortRuntime(rt), int64(o.MB)*int64(o.Repeat))
 				r, err := b.stream(ctx, rt, vol, want, o.Repeat, 0)
 				if err != nil {
 					return nil, err
@@ -166,6 +167,7 @@ func (b *Bench) Stdout(ctx context.Context, o StdoutOptions) (*StdoutResult, err
 		if err := b.SetThrottle(th); err != nil {
 			return nil, err
 		}
+		b.progress("stdout").done("throttled run through cci at %d B/s: %d MB (about %.0f s)", o.RateBps, o.MB, float64(size)/float64(o.RateBps))
 		r, err := b.stream(ctx, CCI, vol, wantData{n: size, sum: randomSHA256(size, 1)}, 1, o.RateBps)
 		if err != nil {
 			return nil, err

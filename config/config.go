@@ -8,26 +8,12 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"strings"
-
-	"github.com/pelletier/go-toml/v2"
 
 	"github.com/cci-shim/cci-shim/gpu"
 	"github.com/cci-shim/cci-shim/iothrottle"
 )
-
-// DefaultPath is where the node configuration lives on a production host.
-const DefaultPath = "/etc/cci-shim/config.toml"
-
-// EnvPath names an environment variable that overrides DefaultPath. containerd
-// passes its environment to shims, so setting it on the containerd service
-// selects another file for every shim.
-const EnvPath = "CCI_SHIM_CONFIG"
 
 // Backend kinds.
 const (
@@ -142,7 +128,10 @@ type Rootfs struct {
 	SizeBytes int64 `toml:"size_bytes"`
 }
 
-// Default returns the documented defaults.
+// Default returns the documented defaults (README's table and
+// packaging/cci-shim/config.toml agree with it; a test keeps them in step).
+// Backend.Kind is "runc" here for configurations built in code; a node
+// config file must set backend.kind itself (see Load).
 func Default() Config {
 	return Config{
 		StateDir: "/run/cci-shim",
@@ -162,52 +151,6 @@ func Default() Config {
 			ShmSizeBytes:    64 << 20,
 		},
 	}
-}
-
-// Path returns the configuration file to read: explicit if not empty, else
-// $CCI_SHIM_CONFIG, else DefaultPath. required reports whether a missing file
-// is an error (it is whenever someone named the file).
-func Path(explicit string) (path string, required bool) {
-	if explicit != "" {
-		return explicit, true
-	}
-	if p := os.Getenv(EnvPath); p != "" {
-		return p, true
-	}
-	return DefaultPath, false
-}
-
-// Load reads the configuration at Path(explicit), fills defaults and
-// validates it. A missing default file yields the defaults.
-func Load(explicit string) (Config, error) {
-	path, required := Path(explicit)
-	cfg := Default()
-	data, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist) && !required:
-		return cfg, cfg.finish()
-	case err != nil:
-		return Config{}, fmt.Errorf("reading node config: %w", err)
-	}
-	if err := Parse(data, &cfg); err != nil {
-		return Config{}, fmt.Errorf("node config %s: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// Parse decodes TOML over cfg (which carries the defaults), rejecting unknown
-// keys so that a typo does not silently keep a default.
-func Parse(data []byte, cfg *Config) error {
-	dec := toml.NewDecoder(strings.NewReader(string(data)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(cfg); err != nil {
-		var sm *toml.StrictMissingError
-		if errors.As(err, &sm) {
-			return fmt.Errorf("unknown setting: %s", sm.String())
-		}
-		return err
-	}
-	return cfg.finish()
 }
 
 func (c *Config) finish() error {

@@ -299,6 +299,7 @@ func newTestPod(t *testing.T, stdioBps int64) *testPod {
 	cfg.Logs.FileDir = filepath.Join(dir, "podlogs")
 	cfg.GPU.StateDir = filepath.Join(dir, "gpu")
 	cfg.Throttle.StdioBps = stdioBps
+	cfg.Rootfs.SizeBytes = 32 << 20 // makeExt4Image's
 
 	ctx, cancel := context.WithCancel(namespaces.WithNamespace(context.Background(), "test"))
 	_, sd := shutdown.WithShutdown(ctx)

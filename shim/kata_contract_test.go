@@ -93,7 +93,7 @@ func TestKataAdapterContract(t *testing.T) {
 
 	state := filepath.Join(tmp, "state")
 	cfgPath := filepath.Join(tmp, "cci.toml")
-	writeFile(t, cfgPath, "state_dir = \""+state+"\"\n[policy]\nvolume_dir = \""+filepath.Join(tmp, "volumes")+"\"\n[backend]\nkind = \"kata\"\nbinary = \""+
+	writeFile(t, cfgPath, "state_dir = \""+state+"\"\n[rootfs]\nsize_bytes = 33554432\n[policy]\nvolume_dir = \""+filepath.Join(tmp, "volumes")+"\"\n[backend]\nkind = \"kata\"\nbinary = \""+
 		filepath.Join(bin, "containerd-shim-kata-v2")+"\"\nconfig_path = \""+kataConfigPath+"\"\n")
 	recordFile := filepath.Join(tmp, "record.jsonl")
 

@@ -49,7 +49,7 @@ func newService(ic *plugin.InitContext) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := config.Load("")
+	cfg, src, err := config.LoadSource("")
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +63,7 @@ func newService(ic *plugin.InitContext) (any, error) {
 	}
 	return newTaskService(ic.Context, serviceDeps{
 		cfg:              cfg,
+		cfgPath:          src.Path,
 		adapter:          adapter,
 		publisher:        pp.(shim.Publisher),
 		shutdown:         ss.(shutdown.Service),
@@ -79,6 +80,7 @@ func newService(ic *plugin.InitContext) (any, error) {
 // serviceDeps is what a pod's task service is built from.
 type serviceDeps struct {
 	cfg              config.Config
+	cfgPath          string // the node config file cfg came from, for errors
 	adapter          backend.Adapter
 	publisher        shim.Publisher
 	shutdown         shutdown.Service
@@ -110,6 +112,7 @@ func newTaskService(ctx context.Context, d serviceDeps) (*service, error) {
 	s := &service{
 		ctx:          ctx,
 		cfg:          cfg,
+		cfgPath:      d.cfgPath,
 		adapter:      d.adapter,
 		traits:       d.adapter.Traits(),
 		publisher:    d.publisher,

@@ -41,6 +41,7 @@ type service struct {
 	// copies, the log collector) must outlive the RPC that started it.
 	ctx       context.Context
 	cfg       config.Config
+	cfgPath   string // the node config file, named in errors about it
 	adapter   backend.Adapter
 	traits    backend.Traits
 	publisher shim.Publisher

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
@@ -38,6 +41,10 @@ func (s *service) throttleRootfs(ctx context.Context, c *container, rootfs []*ty
 	}
 	if err != nil {
 		return nil, fmt.Errorf("finding rootfs block device: %w", err)
+	}
+	if err := s.cfg.Rootfs.CheckDevice(dev.Path, blockDeviceSize(dev), s.cfgPath); err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
 	}
 	if err := s.owner.add(resource{Kind: resRootfs, Container: c.id, Path: dev.Path},
 		func(context.Context) error { return dev.Close() }); err != nil {
@@ -101,4 +108,18 @@ func (t *rootfsThrottle) close() {
 	if t != nil {
 		t.dev.Close()
 	}
+}
+
+// blockDeviceSize is the device's size in bytes (sysfs counts 512-byte
+// sectors whatever the device's block size), or -1.
+func blockDeviceSize(dev *iothrottle.BlockDevice) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/size", dev.Major, dev.Minor))
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n * 512
 }

@@ -42,6 +42,9 @@ func exitCode(t *testing.T, err error) int {
 	return ee.ExitCode()
 }
 
+// podUID is e2eenv.PodUID: a UUID derived from the pod's name.
+func podUID(name string) string { return e2eenv.PodUID(name) }
+
 func sha(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])

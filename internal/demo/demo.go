@@ -1,20 +1,18 @@
 // Package demo is the main job of `make run`: it starts a local containerd
 // v2 with the cci runtime (runc backend, blockfile rootfs), runs demo pods
-// through ctr and the CRI API, and shows each platform rule of SPEC.md as
-// the pod sees it. It is a showcase, not a test: the end-to-end tests under
-// tests/ assert what it shows.
+// through crictl and ctr, the clients operators use, and shows each platform
+// rule of SPEC.md as the pod sees it. It is a showcase, not a test: the
+// end-to-end tests under tests/ assert what it shows.
 package demo
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
+	"github.com/cci-shim/cci-shim/internal/crictl"
 	"github.com/cci-shim/cci-shim/tests/e2eenv"
 )
 
@@ -36,19 +34,37 @@ const gpuFixture = `{"driverVersion": "470.82.01", "cudaVersion": "11.4", "devic
  {"index": 1, "minor": 1, "uuid": "GPU-c0999c5e-6d00-84f3-82f2-233595f5664e", "model": "Tesla T4", "memoryMiB": 15360, "pciBusId": "00000000:00:1C.0"}]}`
 
 type demo struct {
-	p   *e2eenv.Program
+	p   e2eenv.TB
 	env *e2eenv.Env
+	cri *crictl.Client
 	n   int
 }
 
-// Run runs the demo; p's cleanups tear everything down.
-func Run(p *e2eenv.Program) {
+// Run runs the demo; p's cleanups tear everything down, also when the run
+// stops early (a failure, or an interrupt: see package interrupt).
+func Run(p e2eenv.TB) {
 	d := &demo{p: p}
 	p.Logf("== cci-shim demo: containerd v2 + containerd-shim-cci-v2 (runc backend, blockfile rootfs)")
+	// Registered first, so it runs last, after the env's teardown: the
+	// parent cgroup of the namespace's containers, which nothing else removes.
+	p.Cleanup(func() {
+		if d.env != nil {
+			if err := removeNamespaceCgroups(d.env.Namespace); err != nil {
+				p.Errorf("removing the namespace's cgroups: %v", err)
+			}
+		}
+	})
 	d.env = e2eenv.Start(p, e2eenv.Options{NodeConfig: nodeConfig, CRI: true, LogLevel: "info"})
+	bin, err := crictl.Find(d.env.ToolsDir)
+	if err != nil {
+		p.Fatalf("%v", err)
+	}
+	if d.cri, err = crictl.New(bin, d.env.Address, d.env.Dir); err != nil {
+		p.Fatalf("%v", err)
+	}
 	d.prepareGPUNode()
 
-	d.section("R1 R2 R22", "one pod = one cci shim in front of one backend shim (CRI, two containers)")
+	d.section("R1 R2 R22", "one pod = one cci shim in front of one backend shim (crictl, RuntimeClass handler cci, two containers)")
 	sb, podCfg := d.criPod()
 	d.shims()
 
@@ -95,10 +111,10 @@ e=$(cut -d' ' -f1 /proc/uptime); awk -v s=$s -v e=$e 'BEGIN { printf "wrote 1887
 	d.logs(sb)
 
 	d.section("end", "stop and remove everything")
-	rs, _ := d.env.CRI()
-	ctx := context.Background()
-	rs.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb})
-	rs.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb})
+	d.p.Logf("   $ crictl stopp %s && crictl rmp %s", sb[:12], sb[:12])
+	if err := d.cri.RemovePod(sb); err != nil {
+		d.p.Errorf("%v", err)
+	}
 	d.sinkSummary(podCfg)
 	if leaks := d.env.WaitNoLeaks(10 * time.Second); len(leaks) > 0 {
 		d.p.Errorf("left behind: %v", leaks)
