@@ -9,9 +9,6 @@ import (
 	"github.com/cci-shim/cci-shim/cmd/cci-webhook/internal/cli"
 )
 
-// version is set at build time: go build -ldflags "-X main.version=v1.2.3".
-var version = "dev"
-
 func main() {
-	os.Exit(cli.Run(os.Args[1:], version, os.Stdout, os.Stderr))
+	os.Exit(cli.Run(os.Args[1:], os.Stdout, os.Stderr))
 }

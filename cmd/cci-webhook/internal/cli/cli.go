@@ -17,6 +17,7 @@ import (
 
 	"github.com/cci-shim/cci-shim/admission"
 	"github.com/cci-shim/cci-shim/cmd/cci-webhook/internal/server"
+	"github.com/cci-shim/cci-shim/internal/version"
 )
 
 const usage = `cci-webhook — the cci platform's admission webhook for pods.
@@ -52,7 +53,7 @@ SIGTERM and SIGINT stop the server gracefully: reviews in flight complete.
 
 // Run executes cci-webhook with args (without the program name) and returns
 // the exit status: 0 ok, 1 failure, 2 usage error.
-func Run(args []string, version string, stdout, stderr io.Writer) int {
+func Run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("cci-webhook", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
@@ -77,7 +78,7 @@ func Run(args []string, version string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *showVersion {
-		fmt.Fprintf(stdout, "cci-webhook %s\n", version)
+		version.Print(stdout, "cci-webhook")
 		return 0
 	}
 	if fs.NArg() > 0 {
@@ -94,7 +95,7 @@ func Run(args []string, version string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})).With("component", "cci-webhook")
-	log.Info("starting", "version", version)
+	log.Info("starting", "version", version.Get().String())
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

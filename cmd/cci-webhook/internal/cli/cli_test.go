@@ -13,7 +13,7 @@ func TestRunFlags(t *testing.T) {
 		stdout, stderr string
 	}{
 		{[]string{"--help"}, 0, "--tls-cert-file FILE", ""},
-		{[]string{"--version"}, 0, "cci-webhook v9.9.9\n", ""},
+		{[]string{"--version"}, 0, "cci-webhook (cci-shim) ", ""},
 		{[]string{"--bogus"}, 2, "", "flag provided but not defined: -bogus"},
 		{[]string{"--tls-cert-file", "c"}, 2, "", "--tls-cert-file and --tls-key-file are required"},
 		{[]string{"--tls-cert-file", "c", "--tls-key-file", "k", "--listen", "x"}, 2, "", `--listen "x" is not allowed`},
@@ -25,7 +25,7 @@ func TestRunFlags(t *testing.T) {
 			"loading TLS certificate /nonexistent/c and key /nonexistent/k"},
 	} {
 		var out, errb bytes.Buffer
-		code := Run(tc.args, "v9.9.9", &out, &errb)
+		code := Run(tc.args, &out, &errb)
 		if code != tc.code || !strings.Contains(out.String(), tc.stdout) || !strings.Contains(errb.String(), tc.stderr) {
 			t.Errorf("Run(%q) = %d\nstdout %q\nstderr %q\nwant %d, stdout containing %q, stderr containing %q",
 				tc.args, code, out.String(), errb.String(), tc.code, tc.stdout, tc.stderr)

@@ -75,7 +75,7 @@ func TestManifests(t *testing.T) {
 
 	// The flags exist and are valid: Run parses them before --version.
 	var out, errb bytes.Buffer
-	if code := Run(append(slices.Clone(c.Args), "--version"), "test", &out, &errb); code != 0 {
+	if code := Run(append(slices.Clone(c.Args), "--version"), &out, &errb); code != 0 {
 		t.Errorf("Deployment args %q: exit %d: %s", c.Args, code, errb.String())
 	}
 	arg := func(name string) string {
