@@ -225,6 +225,13 @@ func (w *webhookProc) stop(t *testing.T) error {
 	}
 }
 
+// caBundle is the PEM of the CA that signed the webhook's certificate: the
+// caBundle of a webhook configuration registered with a test API server
+// (clientConfig.url = w.URL + "/mutate-pods" or "/validate-pods").
+func (w *webhookProc) caBundle() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: w.ca.cert.Raw})
+}
+
 func (w *webhookProc) log() string {
 	b, _ := os.ReadFile(w.logPath)
 	return string(b)

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"net/http"
 	"strings"
 	"testing"
@@ -207,6 +208,9 @@ func TestWebhookCertReload(t *testing.T) {
 		}
 		defer conn.Close()
 		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+	}
+	if pool := x509.NewCertPool(); !pool.AppendCertsFromPEM(w.caBundle()) {
+		t.Fatal("caBundle is not a PEM certificate")
 	}
 	if s := serial(); s != 100 {
 		t.Fatalf("serving serial %d, want 100", s)
