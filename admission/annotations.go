@@ -103,7 +103,7 @@ func ValidatePodAnnotations(ann map[string]string) error {
 		return err
 	})
 	check(sandbox.AnnotationShmSize, func(v string) error {
-		_, err := parseShmSize(v)
+		_, err := sandbox.ParseShmSize(v)
 		return err
 	})
 	if _, err := iothrottle.LimitsFromConfig(iothrottle.NodeLimits{}, ann); err != nil {
@@ -118,23 +118,4 @@ func ValidatePodAnnotations(ann map[string]string) error {
 	}
 	errs = append(errs, validatePodMetrics(ann)...)
 	return errors.Join(errs...)
-}
-
-// parseShmSize reads shm.cci.io/size as the shim does (sandbox's rewriteShm:
-// a positive quantity, same message). The comparison with the pod memory is
-// in Validate, which knows the pod's size.
-//
-// TODO(lead): sandbox has no exported parser for this annotation; when it
-// gets one (sandbox.ParseShmSize), call it here instead.
-func parseShmSize(v string) (int64, error) {
-	n, err := sandbox.ParseBytes(v)
-	if err != nil || n <= 0 {
-		shown := v
-		if len(shown) > 200 {
-			shown = shown[:200] + "..."
-		}
-		return 0, &sandbox.PolicyError{Field: "annotation " + sandbox.AnnotationShmSize, Value: shown,
-			Reason: "not a positive memory quantity", Allowed: "a memory quantity such as 128Mi, at most the pod memory"}
-	}
-	return n, nil
 }

@@ -201,7 +201,7 @@ func validateCreate(pod *corev1.Pod, containers string) []error {
 		if err != nil {
 			errs = append(errs, err)
 		} else if v, ok := pod.Annotations[sandbox.AnnotationShmSize]; ok && !allBestEffort(size) {
-			if n, err := parseShmSize(v); err == nil {
+			if n, err := sandbox.ParseShmSize(v); err == nil {
 				if _, _, err := shm.Size(shm.Input{Annotation: n, PodMemory: size.Pod.Memory}); err != nil {
 					errs = append(errs, err)
 				}
