@@ -220,3 +220,8 @@ func (c *Config) finish() error {
 	}
 	return nil
 }
+
+// LogSpoolDir is where pod log volumes wait when their collector could not
+// deliver everything at the pod's end; cci-agent delivers them. It is on
+// policy.volume_dir's filesystem, so that spooling a volume is a rename.
+func (c Config) LogSpoolDir() string { return filepath.Join(c.Policy.VolumeDir, "logspool") }

@@ -3,6 +3,7 @@ package logfwd
 import (
 	"context"
 	"errors"
+	"github.com/cci-shim/cci-shim/internal/forwardtest"
 	"log/slog"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func drainWithin(t *testing.T, c *Collector, d time.Duration) error {
 // instead of hanging, Run returns, and a collector started later from the
 // checkpoint delivers the rest: every line exactly once.
 func TestDrainForwardDown(t *testing.T) {
-	r := newReceiver(t)
+	r := forwardtest.New(t)
 	e := forwardEnv(t, r, func(c *Config) { c.MaxBatchBytes = 8 << 10 })
 	c, err := New(e.cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -58,10 +59,10 @@ func TestDrainForwardDown(t *testing.T) {
 	done := runCollector(t, c)
 	first := seq("up", 1, 300)
 	e.write("a.log", first...)
-	if !waitFor(5*time.Second, func() bool { return len(r.lines()) >= len(first) }) {
-		t.Fatalf("got %d of %d lines before the outage", len(r.lines()), len(first))
+	if !waitFor(5*time.Second, func() bool { return len(r.Lines()) >= len(first) }) {
+		t.Fatalf("got %d of %d lines before the outage", len(r.Lines()), len(first))
 	}
-	r.down()
+	r.Down()
 	second := seq("down", 1, 2000)
 	e.write("a.log", second...)
 	if !waitFor(5*time.Second, func() bool { return c.Stats().SinkErrors > 0 }) {
@@ -74,7 +75,7 @@ func TestDrainForwardDown(t *testing.T) {
 	t.Logf("Drain: %v", err)
 	waitRun(t, done, time.Second)
 
-	r.up()
+	r.Up()
 	c2, err := New(e.cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +83,7 @@ func TestDrainForwardDown(t *testing.T) {
 	if err := drainWithin(t, c2, 10*time.Second); err != nil {
 		t.Fatalf("second Drain: %v", err)
 	}
-	if err := sameMultiset(r.lines(), concat(first, second)); err != nil {
+	if err := sameMultiset(r.Lines(), concat(first, second)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -92,10 +93,8 @@ func TestDrainForwardDown(t *testing.T) {
 // deadline; what was acknowledged plus what a later collector delivers is
 // every line exactly once (unacknowledged chunks are not delivered).
 func TestDrainForwardSlow(t *testing.T) {
-	r := newReceiver(t)
-	r.mu.Lock()
-	r.stallAfter = 2
-	r.mu.Unlock()
+	r := forwardtest.New(t)
+	r.StallAfter(2)
 	e := forwardEnv(t, r, func(c *Config) {
 		c.MaxBatchBytes = 8 << 10
 		c.Forward.AckTimeout = time.Minute // only Drain's deadline can end the wait
@@ -107,7 +106,7 @@ func TestDrainForwardSlow(t *testing.T) {
 	done := runCollector(t, c)
 	want := seq("slow", 1, 3000)
 	e.write("a.log", want...)
-	if !waitFor(5*time.Second, func() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.unacked > 0 }) {
+	if !waitFor(5*time.Second, func() bool { return r.Unacked() > 0 }) {
 		t.Fatal("the receiver never stalled")
 	}
 	err = drainWithin(t, c, time.Second)
@@ -115,14 +114,12 @@ func TestDrainForwardSlow(t *testing.T) {
 		t.Fatalf("Drain: %v; want ErrNotDrained", err)
 	}
 	waitRun(t, done, time.Second)
-	acked := len(r.lines())
+	acked := len(r.Lines())
 	if acked == 0 || acked >= len(want) {
 		t.Fatalf("%d of %d lines acknowledged before the stall", acked, len(want))
 	}
 
-	r.mu.Lock()
-	r.stallAfter = 0
-	r.mu.Unlock()
+	r.StallAfter(0)
 	c2, err := New(e.cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +127,7 @@ func TestDrainForwardSlow(t *testing.T) {
 	if err := drainWithin(t, c2, 10*time.Second); err != nil {
 		t.Fatalf("second Drain: %v", err)
 	}
-	if err := sameMultiset(r.lines(), want); err != nil {
+	if err := sameMultiset(r.Lines(), want); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d lines acknowledged before the stall, the rest after the restart", acked)

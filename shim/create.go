@@ -38,6 +38,9 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	s.createMu.Lock()
 	defer s.createMu.Unlock()
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField(fieldID, r.ID))
+	if s.closing {
+		return nil, fmt.Errorf("container %q: the pod's shim is shutting down: %w", r.ID, errdefs.ErrFailedPrecondition)
+	}
 	if _, _, err := s.get(r.ID); err == nil {
 		return nil, fmt.Errorf("container %q: %w", r.ID, errdefs.ErrAlreadyExists)
 	}

@@ -62,13 +62,27 @@ func (s *service) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*taskv3.
 
 // Shutdown stops the backend and exits once the pod has no container left;
 // containerd calls it after each delete.
+//
+// The teardown (the backend, draining the log volume, the pod's volumes)
+// runs after the reply: containerd gives Shutdown a few seconds, and a log
+// destination that is down must not fail the pod's removal. Every step of
+// it is bounded; the shim exits when it is done, and a Create meanwhile is
+// refused.
 func (s *service) Shutdown(ctx context.Context, r *taskv3.ShutdownRequest) (*emptypb.Empty, error) {
 	s.createMu.Lock()
 	defer s.createMu.Unlock()
-	if !s.noContainers() {
+	if !s.noContainers() || s.closing {
 		return &emptypb.Empty{}, nil
 	}
-	ctx = context.WithoutCancel(ctx)
+	s.closing = true
+	go s.teardown(context.WithoutCancel(ctx))
+	return &emptypb.Empty{}, nil
+}
+
+// teardown releases everything the pod holds and ends the shim.
+func (s *service) teardown(ctx context.Context) {
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
 	s.releasePod(ctx)
 	if !s.relay.flush(relayFlushTimeout) {
 		log.G(ctx).Warn("events still queued at shutdown")
@@ -82,7 +96,6 @@ func (s *service) Shutdown(ctx context.Context, r *taskv3.ShutdownRequest) (*emp
 		}
 	}
 	s.shutdown.Shutdown()
-	return &emptypb.Empty{}, nil
 }
 
 // releasePod releases the pod's own resources (backend, log collector, GPUs,
@@ -138,7 +151,7 @@ func releaseRecord(cfg releaseEnv) releaser {
 			}
 			return gpu.NewLedger(cfg.gpu, nil).Release(r.Key)
 		case resLogs:
-			drainLogsAfterCrash(ctx, r.Path)
+			drainLogsAfterCrash(ctx, r.Path, cfg.spoolDir)
 			return nil
 		case resThrottle:
 			var major, minor int64
@@ -161,6 +174,7 @@ func releaseRecord(cfg releaseEnv) releaser {
 // releaseEnv is what releasing a recorded resource needs to know.
 type releaseEnv struct {
 	stateDir, volumeDir string
+	spoolDir            string // where undelivered pod logs wait
 	gpu                 gpu.Config
 	deleteTask          func(context.Context, resource) error
 }

@@ -3,15 +3,19 @@ package shim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/cci-shim/cci-shim/config"
 	"github.com/cci-shim/cci-shim/logfwd"
@@ -22,7 +26,7 @@ import (
 // delete subcommand can drain the log volume after this shim died.
 const (
 	logsConfigFile = "logs.json"
-	logsDrainLimit = 30 * time.Second
+	logsDrainLimit = 5 * time.Second
 )
 
 // podLogs is the pod's file-log collector (R15-R20). The pod's log volume is
@@ -218,6 +222,9 @@ func (s *service) stopLogs(ctx context.Context) error {
 	defer cancel()
 	if err := l.collector.Drain(dctx); err != nil {
 		log.G(ctx).WithError(err).Warn("draining pod logs")
+		if errors.Is(err, logfwd.ErrNotDrained) {
+			s.spoolLogs(ctx, l.cfg)
+		}
 	}
 	l.cancel()
 	select {
@@ -230,9 +237,32 @@ func (s *service) stopLogs(ctx context.Context) error {
 	return nil
 }
 
+// spoolLogs keeps what the pod's collector could not deliver: the log
+// volume goes to the node's spool (logfwd.SpoolVolume) instead of away with
+// the pod's other volumes, and cci-agent delivers the rest (R18).
+func (s *service) spoolLogs(ctx context.Context, cfg logfwd.Config) {
+	spoolVolume(ctx, s.logVolume(), s.cfg.LogSpoolDir(), s.launch.namespace, filepath.Base(s.podDir), cfg)
+}
+
+func spoolVolume(ctx context.Context, vol sandbox.Dir, dir, namespace, podID string, cfg logfwd.Config) {
+	name, err := logfwd.SinkFileName(namespace, podID)
+	if err == nil {
+		err = mount.UnmountAll(vol.Path, unix.MNT_DETACH)
+	}
+	if err == nil {
+		err = logfwd.SpoolVolume(dir, strings.TrimSuffix(name, ".jsonl"), vol.Image, cfg)
+	}
+	if err != nil {
+		log.G(ctx).WithError(err).Error("spooling the pod's undelivered logs: they are lost with the pod")
+		return
+	}
+	log.G(ctx).WithField("spool", dir).Warn("the pod's logs could not all be delivered; spooled for cci-agent to deliver")
+}
+
 // drainLogsAfterCrash is stopLogs for the delete subcommand: the collector
-// died with the shim; a new one picks up from the checkpoint.
-func drainLogsAfterCrash(ctx context.Context, cfgPath string) {
+// died with the shim; a new one picks up from the checkpoint, and what it
+// cannot deliver in time is spooled. cfgPath is <state>/<ns>/<pod>/logs.json.
+func drainLogsAfterCrash(ctx context.Context, cfgPath, spool string) {
 	data, err := os.ReadFile(cfgPath)
 	if err != nil {
 		return
@@ -252,6 +282,14 @@ func drainLogsAfterCrash(ctx context.Context, cfgPath string) {
 	defer cancel()
 	if err := c.Drain(dctx); err != nil {
 		log.G(ctx).WithError(err).Warn("draining pod logs")
+		if errors.Is(err, logfwd.ErrNotDrained) {
+			// The volume is <pod volume dir>/volumes/logs, its image
+			// <pod volume dir>/images/logs.img (logVolume).
+			podVolumes := filepath.Dir(filepath.Dir(cfg.Root))
+			vol := sandbox.Dir{Path: cfg.Root, Image: filepath.Join(podVolumes, "images", "logs.img")}
+			podDir := filepath.Dir(cfgPath)
+			spoolVolume(ctx, vol, spool, filepath.Base(filepath.Dir(podDir)), filepath.Base(podDir), cfg)
+		}
 	}
 }
 

@@ -202,7 +202,7 @@ func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) 
 	if a, err := backend.New(cfg); err == nil {
 		l.binary = a.Binary()
 	}
-	env := releaseEnv{stateDir: cfg.StateDir, volumeDir: cfg.Policy.VolumeDir, gpu: cfg.GPU,
+	env := releaseEnv{stateDir: cfg.StateDir, volumeDir: cfg.Policy.VolumeDir, spoolDir: cfg.LogSpoolDir(), gpu: cfg.GPU,
 		deleteTask: func(ctx context.Context, r resource) error {
 			if l.binary == "" {
 				return fmt.Errorf("backend shim %q not found: cannot delete task %s", cfg.Backend.Binary, r.Container)

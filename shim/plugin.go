@@ -150,7 +150,7 @@ func newTaskService(ctx context.Context, d serviceDeps) (*service, error) {
 		return nil, fmt.Errorf("state_dir %q: creating pod state dir: %w", cfg.StateDir, err)
 	}
 	l := s.launch
-	env := releaseEnv{stateDir: cfg.StateDir, volumeDir: cfg.Policy.VolumeDir, gpu: cfg.GPU,
+	env := releaseEnv{stateDir: cfg.StateDir, volumeDir: cfg.Policy.VolumeDir, spoolDir: cfg.LogSpoolDir(), gpu: cfg.GPU,
 		deleteTask: func(ctx context.Context, r resource) error {
 			dl := l
 			dl.id, dl.bundle = r.Container, r.Path

@@ -60,6 +60,7 @@ type service struct {
 	// Create, a log policy Update and Shutdown. Other RPCs never take it.
 	createMu sync.Mutex
 	logs     *podLogs // guarded by createMu; nil without a log policy
+	closing  bool     // guarded by createMu: Shutdown began the pod's teardown
 	// collector is logs.collector for readers that must not wait on
 	// createMu (the stats writer).
 	collector atomic.Pointer[logfwd.Collector]

@@ -36,6 +36,7 @@ func TestLifecycle(t *testing.T) {
 	if _, err := p.svc.Shutdown(p.ctx, &taskv3.ShutdownRequest{ID: "c1"}); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
+	p.waitShutdown(t)
 	want := []string{"start ", "Create c1", "Start c1", "Delete c1", "Shutdown c1"}
 	if got := p.backend.callList(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("backend calls = %q, want %q", got, want)
@@ -271,12 +272,24 @@ func TestEventsFlushedAtShutdown(t *testing.T) {
 	if _, err := p.svc.Shutdown(p.ctx, &taskv3.ShutdownRequest{ID: "c1"}); err != nil {
 		t.Fatal(err)
 	}
+	p.waitShutdown(t)
 	var topics []string
 	for len(topics) < 3 {
 		topics = append(topics, p.pub.next(t, 5*time.Second).topic)
 	}
 	if strings.Join(topics, " ") != "/tasks/create /tasks/exit /tasks/delete" {
 		t.Errorf("published %v", topics)
+	}
+}
+
+// waitShutdown waits until the teardown Shutdown started has ended the
+// shim (it runs after Shutdown's reply).
+func (p *testPod) waitShutdown(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.svc.shutdown.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the shim's teardown did not end")
 	}
 }
 

@@ -25,12 +25,17 @@ import (
 	"github.com/cci-shim/cci-shim/config"
 	"github.com/cci-shim/cci-shim/gpu"
 	"github.com/cci-shim/cci-shim/internal/version"
+	"github.com/cci-shim/cci-shim/logfwd"
 	"github.com/cci-shim/cci-shim/shim/podstats"
 )
 
 const (
 	checkInterval     = time.Minute
 	reconcileInterval = 30 * time.Second
+	// The log spool is tried this often, each entry for at most
+	// spoolEntryTimeout (its destination may still be down).
+	spoolInterval     = 30 * time.Second
+	spoolEntryTimeout = 20 * time.Second
 )
 
 const serveHelp = `Usage: cci-agent [global flags] serve [--listen ADDRESS]
@@ -79,6 +84,7 @@ func runServe(args []string, g globals, stdout, stderr io.Writer) int {
 	a.runChecks()
 	go a.every(ctx, checkInterval, a.runChecks)
 	go a.every(ctx, reconcileInterval, a.reconcileGPUs)
+	go a.every(ctx, spoolInterval, func() { a.drainLogSpool(ctx) })
 
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -165,10 +171,23 @@ func (a *agent) GPUAllocations() ([]gpu.Allocation, error) {
 	return a.ledger.List()
 }
 
+// drainLogSpool delivers the log volumes of pods that went away while their
+// log destination was down (R18), each within spoolEntryTimeout.
+func (a *agent) drainLogSpool(ctx context.Context) {
+	res, err := logfwd.DrainSpool(ctx, a.cfg.LogSpoolDir(), spoolEntryTimeout, a.log.With("component", "logfwd"))
+	if err != nil {
+		a.log.Warn("delivering spooled pod logs", "error", err)
+	}
+	if res.Drained > 0 || res.Left > 0 {
+		a.log.Info("spooled pod logs", "delivered", res.Drained, "left", res.Left, "spool", a.cfg.LogSpoolDir())
+	}
+}
+
 // reconcileGPUs frees GPUs held by pods that no longer exist (a shim that
-// crashed before releasing them). Live pods are the pod state dirs.
+// crashed before releasing them). Live pods are the pod state dirs, each
+// with the owner's record of its resources.
 func (a *agent) reconcileGPUs() {
-	dirs, _ := filepath.Glob(filepath.Join(a.cfg.StateDir, "*", "*", "shim.pid"))
+	dirs, _ := filepath.Glob(filepath.Join(a.cfg.StateDir, "*", "*", "resources.json"))
 	live := map[string]bool{}
 	for _, d := range dirs {
 		pod := filepath.Dir(d)
