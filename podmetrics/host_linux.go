@@ -1,0 +1,135 @@
+package podmetrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cci-shim/cci-shim/iothrottle"
+	"github.com/cci-shim/cci-shim/logfwd"
+)
+
+// Pod is the pod as the shim sees it at scrape time.
+type Pod struct {
+	Namespace  string
+	Name       string
+	Containers []Container
+	Logs       *logfwd.Stats // nil without a log policy
+}
+
+// Container is one container as the shim sees it.
+type Container struct {
+	Name string // the container label: the CRI name, SandboxContainer for the sandbox
+	// CgroupsPath is the OCI linux.cgroupsPath the backend got; "" leaves
+	// out the cgroup figures.
+	CgroupsPath string
+	// RootfsDir is where the container's root filesystem is mounted on this
+	// host (the backend bundle's rootfs); "" when it is not (a VM's disk).
+	RootfsDir string
+	Device    *BlockDevice            // the rootfs block device; nil when there is none
+	Limits    iothrottle.DeviceLimits // its throttle
+	Stdio     *iothrottle.Stats       // the stdout throttle's counters; nil when off
+}
+
+// BlockDevice names a block device.
+type BlockDevice struct {
+	Path         string // /dev/loop3
+	Major, Minor uint64
+}
+
+// HostSource reads a pod's figures on the host: each container's cgroups,
+// the pod's network namespace, statfs of each rootfs mounted here, and what
+// the shim holds in memory (Pod). It keeps nothing between scrapes.
+type HostSource struct {
+	CgroupRoot string // the cgroup hierarchy's root, /sys/fs/cgroup
+	ProcRoot   string // /proc
+	NetNS      *NetNS // the pod's network namespace; nil leaves out network figures
+	// Pod returns the shim's current view of the pod. It is called once per
+	// scrape and must not do I/O.
+	Pod func() Pod
+	// netDev replaces NetNS.NetDev in tests.
+	netDev func() ([]InterfaceStats, error)
+}
+
+var _ Source = (*HostSource)(nil)
+
+// Snapshot reads the pod's figures. A container whose cgroup is gone has
+// exited: it is left out. Other read failures leave out that figure and are
+// returned together, after everything that could be read.
+func (h *HostSource) Snapshot(ctx context.Context) (Snapshot, error) {
+	p := h.Pod()
+	s := Snapshot{Namespace: p.Namespace, Pod: p.Name, Logs: p.Logs}
+	var errs []error
+	cg := cgroupReader{root: h.CgroupRoot, procRoot: h.ProcRoot}
+	seen := map[string]bool{}
+	for _, c := range p.Containers {
+		if ctx.Err() != nil {
+			return s, ctx.Err()
+		}
+		if seen[c.Name] {
+			continue
+		}
+		cs := ContainerStats{Name: c.Name, Stdio: c.Stdio}
+		var major, minor uint64
+		if c.Device != nil {
+			major, minor = c.Device.Major, c.Device.Minor
+		}
+		var io *DeviceIO
+		if c.CgroupsPath != "" {
+			group, err := CgroupGroup(c.CgroupsPath)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("container %q: %w", c.Name, err))
+			} else {
+				f, err := cg.read(group, major, minor)
+				if errors.Is(err, errCgroupGone) {
+					continue // the container has exited
+				}
+				if err != nil {
+					errs = append(errs, fmt.Errorf("container %q: %w", c.Name, err))
+				}
+				cs.CPU, cs.Memory, cs.Pressure, io = f.cpu, f.mem, f.pressure, f.io
+			}
+		}
+		if c.Device != nil {
+			cs.Rootfs = &RootfsStats{Device: c.Device.Path, IO: io, Limits: c.Limits}
+			if c.RootfsDir != "" {
+				fs, err := statFS(c.RootfsDir)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("container %q: %w", c.Name, err))
+				}
+				cs.Rootfs.FS = fs
+			}
+		}
+		seen[c.Name] = true
+		s.Containers = append(s.Containers, cs)
+	}
+	netDev := h.netDev
+	if netDev == nil && h.NetNS != nil {
+		netDev = h.NetNS.NetDev
+	}
+	if netDev != nil {
+		n, err := netDev()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		s.Network = n
+	}
+	return s, errors.Join(errs...)
+}
+
+// statFS reads the space and inodes of the filesystem mounted at dir.
+func statFS(dir string) (*FSUsage, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return nil, fmt.Errorf("statfs of the rootfs: %w", err)
+	}
+	bs := uint64(st.Bsize)
+	return &FSUsage{
+		UsageBytes:  (st.Blocks - st.Bfree) * bs,
+		LimitBytes:  st.Blocks * bs,
+		InodesTotal: st.Files,
+		InodesFree:  st.Ffree,
+	}, nil
+}
