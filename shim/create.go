@@ -59,6 +59,10 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err != nil {
 		return nil, err
 	}
+	metrics, err := s.planPodMetrics(ctx, r.ID, spec, pod) // R27, shim/podmetrics.go
+	if err != nil {
+		return nil, err
+	}
 	limits, err := iothrottle.LimitsFromConfig(s.cfg.Throttle.NodeLimits(), spec.Annotations)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
@@ -149,6 +153,12 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		b.task.Delete(context.WithoutCancel(ctx), &taskv3.DeleteRequest{ID: r.ID})
 		return nil, err
 	}
+	stopMetrics, err := s.startPodMetrics(ctx, metrics, spec, resp.Pid) // R27, shim/podmetrics.go
+	if err != nil {
+		b.task.Delete(context.WithoutCancel(ctx), &taskv3.DeleteRequest{ID: r.ID})
+		return nil, err
+	}
+	undo = append(undo, stopMetrics)
 
 	s.mu.Lock()
 	s.containers[r.ID] = &container{
