@@ -46,8 +46,8 @@ func (r cgroupReader) unifiedRoot() string {
 }
 
 // read reads the cgroup at group (a path below the hierarchy root, e.g.
-// "/k8s.io/<id>") for a container whose rootfs is device major:minor.
-func (r cgroupReader) read(group string, major, minor uint64) (cgroupFigures, error) {
+// "/k8s.io/<id>") for a container whose rootfs is dev (nil: none).
+func (r cgroupReader) read(group string, dev *BlockDevice) (cgroupFigures, error) {
 	var f cgroupFigures
 	var errs []error
 	if !exists(filepath.Join(r.root, group)) && !exists(filepath.Join(r.root, "memory", group)) && !exists(filepath.Join(r.root, "cpuacct", group)) {
@@ -60,7 +60,7 @@ func (r cgroupReader) read(group string, major, minor uint64) (cgroupFigures, er
 			if serr != nil {
 				errs = append(errs, fmt.Errorf("cgroup v2 %s: %w", group, serr))
 			}
-			f.cpu, f.mem, f.io = FromCgroupV2(st, major, minor)
+			f.cpu, f.mem, f.io = FromCgroupV2(st, dev)
 		} else {
 			errs = append(errs, fmt.Errorf("cgroup v2 %s: %w", group, err))
 		}
@@ -74,7 +74,7 @@ func (r cgroupReader) read(group string, major, minor uint64) (cgroupFigures, er
 			if serr != nil {
 				errs = append(errs, fmt.Errorf("cgroup v1 %s: %w", group, serr))
 			}
-			f.cpu, f.mem, f.io = FromCgroupV1(st, major, minor)
+			f.cpu, f.mem, f.io = FromCgroupV1(st, dev)
 		} else {
 			errs = append(errs, fmt.Errorf("cgroup v1 %s: %w", group, err))
 		}

@@ -17,8 +17,8 @@ const unlimited = 1 << 62
 
 // FromCgroupV1 converts cgroup v1 metrics (containerd/cgroups, also what
 // a backend shim's Stats returns on a v1 host) for the container whose rootfs
-// is block device major:minor (major 0: no rootfs device).
-func FromCgroupV1(m *v1.Metrics, major, minor uint64) (*CPUStats, *MemoryStats, *DeviceIO) {
+// is block device dev (nil: none, no DeviceIO).
+func FromCgroupV1(m *v1.Metrics, dev *BlockDevice) (*CPUStats, *MemoryStats, *DeviceIO) {
 	if m == nil {
 		return nil, nil, nil
 	}
@@ -45,7 +45,8 @@ func FromCgroupV1(m *v1.Metrics, major, minor uint64) (*CPUStats, *MemoryStats, 
 		}
 	}
 	var dio *DeviceIO
-	if b := m.GetBlkio(); b != nil && major != 0 {
+	if b := m.GetBlkio(); b != nil && dev != nil {
+		major, minor := dev.Major, dev.Minor
 		dio = &DeviceIO{}
 		for _, e := range b.GetIoServiceBytesRecursive() {
 			if e.GetMajor() == major && e.GetMinor() == minor {
@@ -62,7 +63,7 @@ func FromCgroupV1(m *v1.Metrics, major, minor uint64) (*CPUStats, *MemoryStats, 
 }
 
 // FromCgroupV2 converts cgroup v2 metrics like FromCgroupV1.
-func FromCgroupV2(m *v2.Metrics, major, minor uint64) (*CPUStats, *MemoryStats, *DeviceIO) {
+func FromCgroupV2(m *v2.Metrics, dev *BlockDevice) (*CPUStats, *MemoryStats, *DeviceIO) {
 	if m == nil {
 		return nil, nil, nil
 	}
@@ -89,7 +90,8 @@ func FromCgroupV2(m *v2.Metrics, major, minor uint64) (*CPUStats, *MemoryStats, 
 		}
 	}
 	var dio *DeviceIO
-	if io := m.GetIo(); io != nil && major != 0 {
+	if io := m.GetIo(); io != nil && dev != nil {
+		major, minor := dev.Major, dev.Minor
 		dio = &DeviceIO{}
 		for _, e := range io.GetUsage() {
 			if e.GetMajor() == major && e.GetMinor() == minor {

@@ -33,12 +33,6 @@ type Container struct {
 	Stdio     *iothrottle.Stats       // the stdout throttle's counters; nil when off
 }
 
-// BlockDevice names a block device.
-type BlockDevice struct {
-	Path         string // /dev/loop3
-	Major, Minor uint64
-}
-
 // HostSource reads a pod's figures on the host: each container's cgroups,
 // the pod's network namespace, statfs of each rootfs mounted here, and what
 // the shim holds in memory (Pod). It keeps nothing between scrapes.
@@ -72,17 +66,13 @@ func (h *HostSource) Snapshot(ctx context.Context) (Snapshot, error) {
 			continue
 		}
 		cs := ContainerStats{Name: c.Name, Stdio: c.Stdio}
-		var major, minor uint64
-		if c.Device != nil {
-			major, minor = c.Device.Major, c.Device.Minor
-		}
 		var io *DeviceIO
 		if c.CgroupsPath != "" {
 			group, err := CgroupGroup(c.CgroupsPath)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("container %q: %w", c.Name, err))
 			} else {
-				f, err := cg.read(group, major, minor)
+				f, err := cg.read(group, c.Device)
 				if errors.Is(err, errCgroupGone) {
 					continue // the container has exited
 				}
@@ -95,7 +85,7 @@ func (h *HostSource) Snapshot(ctx context.Context) (Snapshot, error) {
 		if c.Device != nil {
 			cs.Rootfs = &RootfsStats{Device: c.Device.Path, IO: io, Limits: c.Limits}
 			if c.RootfsDir != "" {
-				fs, err := statFS(c.RootfsDir)
+				fs, err := statFS(c.RootfsDir, c.Device)
 				if err != nil {
 					errs = append(errs, fmt.Errorf("container %q: %w", c.Name, err))
 				}
@@ -119,8 +109,17 @@ func (h *HostSource) Snapshot(ctx context.Context) (Snapshot, error) {
 	return s, errors.Join(errs...)
 }
 
-// statFS reads the space and inodes of the filesystem mounted at dir.
-func statFS(dir string) (*FSUsage, error) {
+// statFS reads the space and inodes of the filesystem mounted at dir, which
+// must be the one on dev: a directory where nothing is mounted (any more)
+// would report the filesystem it lives on.
+func statFS(dir string, dev *BlockDevice) (*FSUsage, error) {
+	var ds unix.Stat_t
+	if err := unix.Stat(dir, &ds); err != nil {
+		return nil, fmt.Errorf("rootfs: %w", err)
+	}
+	if got := uint64(ds.Dev); unix.Major(got) != uint32(dev.Major) || unix.Minor(got) != uint32(dev.Minor) {
+		return nil, nil // not mounted here: a VM's disk, or the container is gone
+	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		return nil, fmt.Errorf("statfs of the rootfs: %w", err)

@@ -2,12 +2,15 @@ package podmetrics
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cci-shim/cci-shim/iothrottle"
 	"github.com/cci-shim/cci-shim/logfwd"
@@ -51,34 +54,33 @@ func procFixture(t *testing.T) string {
 
 // v1Fixture is a hybrid host: v1 controllers, the unified hierarchy beside
 // them holding only pressure files.
-func v1Fixture(t *testing.T) string {
+func v1Fixture(t *testing.T, dev string) string {
 	root := t.TempDir()
 	g := fixtureGroup
 	writeTree(t, root, map[string]string{
-		"cpu" + g + "/cpu.stat":                                    "nr_periods 100\nnr_throttled 7\nthrottled_time 2500000000\nnr_bursts 0\nburst_time 0\n",
-		"cpu" + g + "/cpu.cfs_quota_us":                            "50000\n",
-		"cpu" + g + "/cpu.cfs_period_us":                           "100000\n",
-		"cpuacct" + g + "/cpuacct.usage":                           "3500000000\n",
-		"cpuacct" + g + "/cpuacct.stat":                            "user 200\nsystem 100\n",
-		"cpuacct" + g + "/cpuacct.usage_percpu":                    "1750000000 1750000000 \n",
-		"memory" + g + "/memory.stat":                              "cache 4096\nrss 8192\ninactive_file 1024\ntotal_cache 4096\ntotal_rss 8192\ntotal_inactive_file 1024\ntotal_active_file 3072\n",
-		"memory" + g + "/memory.usage_in_bytes":                    "20480\n",
-		"memory" + g + "/memory.max_usage_in_bytes":                "40960\n",
-		"memory" + g + "/memory.limit_in_bytes":                    "268435456\n",
-		"memory" + g + "/memory.failcnt":                           "0\n",
-		"memory" + g + "/memory.oom_control":                       "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
-		"blkio" + g + "/blkio.throttle.io_service_bytes":           "7:3 Read 4096\n7:3 Write 8192\n7:3 Sync 0\n7:3 Async 12288\n7:3 Discard 0\n7:3 Total 12288\n254:0 Read 999\nTotal 13287\n",
-		"blkio" + g + "/blkio.throttle.io_serviced":                "7:3 Read 1\n7:3 Write 2\n7:3 Sync 0\n7:3 Async 3\n7:3 Discard 0\n7:3 Total 3\nTotal 3\n",
-		"blkio" + g + "/blkio.throttle.io_service_bytes_recursive": "7:3 Read 4096\n",
-		"unified/cgroup.controllers":                               "\n",
-		"unified" + g + "/cpu.pressure":                            cpuPressure,
-		"unified" + g + "/memory.pressure":                         memPressure,
-		"unified" + g + "/io.pressure":                             ioPressure,
+		"cpu" + g + "/cpu.stat":                          "nr_periods 100\nnr_throttled 7\nthrottled_time 2500000000\nnr_bursts 0\nburst_time 0\n",
+		"cpu" + g + "/cpu.cfs_quota_us":                  "50000\n",
+		"cpu" + g + "/cpu.cfs_period_us":                 "100000\n",
+		"cpuacct" + g + "/cpuacct.usage":                 "3500000000\n",
+		"cpuacct" + g + "/cpuacct.stat":                  "user 200\nsystem 100\n",
+		"cpuacct" + g + "/cpuacct.usage_percpu":          "1750000000 1750000000 \n",
+		"memory" + g + "/memory.stat":                    "cache 4096\nrss 8192\ninactive_file 1024\ntotal_cache 4096\ntotal_rss 8192\ntotal_inactive_file 1024\ntotal_active_file 3072\n",
+		"memory" + g + "/memory.usage_in_bytes":          "20480\n",
+		"memory" + g + "/memory.max_usage_in_bytes":      "40960\n",
+		"memory" + g + "/memory.limit_in_bytes":          "268435456\n",
+		"memory" + g + "/memory.failcnt":                 "0\n",
+		"memory" + g + "/memory.oom_control":             "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+		"blkio" + g + "/blkio.throttle.io_service_bytes": dev + " Read 4096\n" + dev + " Write 8192\n" + dev + " Sync 0\n" + dev + " Async 12288\n" + dev + " Discard 0\n" + dev + " Total 12288\n253:7 Read 999\nTotal 13287\n",
+		"blkio" + g + "/blkio.throttle.io_serviced":      dev + " Read 1\n" + dev + " Write 2\n" + dev + " Sync 0\n" + dev + " Async 3\n" + dev + " Discard 0\n" + dev + " Total 3\nTotal 3\n",
+		"unified/cgroup.controllers":                     "\n",
+		"unified" + g + "/cpu.pressure":                  cpuPressure,
+		"unified" + g + "/memory.pressure":               memPressure,
+		"unified" + g + "/io.pressure":                   ioPressure,
 	})
 	return root
 }
 
-func v2Fixture(t *testing.T) string {
+func v2Fixture(t *testing.T, dev string) string {
 	root := t.TempDir()
 	g := fixtureGroup
 	writeTree(t, root, map[string]string{
@@ -90,7 +92,7 @@ func v2Fixture(t *testing.T) string {
 		g + "/memory.max":         "268435456\n",
 		g + "/memory.stat":        "anon 8192\nfile 4096\ninactive_file 1024\nactive_file 3072\n",
 		g + "/memory.events":      "low 0\nhigh 0\nmax 5\noom 2\noom_kill 2\n",
-		g + "/io.stat":            "7:3 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n254:0 rbytes=999 wbytes=0 rios=9 wios=0 dbytes=0 dios=0\n",
+		g + "/io.stat":            dev + " rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n253:7 rbytes=999 wbytes=0 rios=9 wios=0 dbytes=0 dios=0\n",
 		g + "/cpu.pressure":       cpuPressure,
 		g + "/memory.pressure":    memPressure,
 		g + "/io.pressure":        ioPressure,
@@ -100,6 +102,12 @@ func v2Fixture(t *testing.T) string {
 
 func TestHostSourceFixtures(t *testing.T) {
 	rootfs := t.TempDir() // statfs needs a real filesystem
+	var st unix.Stat_t
+	if err := unix.Stat(rootfs, &st); err != nil {
+		t.Fatal(err)
+	}
+	rootDev := &BlockDevice{Path: "/dev/loop3", Major: uint64(unix.Major(st.Dev)), Minor: uint64(unix.Minor(st.Dev))}
+	devName := fmt.Sprintf("%d:%d", rootDev.Major, rootDev.Minor)
 	stdio := &iothrottle.Stats{RateBytesPerSec: 1_000_000, BytesForwarded: 5000, Waits: 3, WaitTime: 1500 * time.Millisecond}
 	logs := &logfwd.Stats{Files: 2, Lines: 10, Bytes: 300, Skipped: map[string]uint64{"name_too_long": 1}}
 	limits := iothrottle.DeviceLimits{ReadBps: 6_000_000, WriteBps: 6_000_000, ReadIOPS: 1000, WriteIOPS: 1000}
@@ -112,7 +120,7 @@ func TestHostSourceFixtures(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		root string
-	}{{"cgroup v1 hybrid", v1Fixture(t)}, {"cgroup v2", v2Fixture(t)}} {
+	}{{"cgroup v1 hybrid", v1Fixture(t, devName)}, {"cgroup v2", v2Fixture(t, devName)}} {
 		t.Run(tc.name, func(t *testing.T) {
 			proc := procFixture(t)
 			h := &HostSource{
@@ -120,9 +128,11 @@ func TestHostSourceFixtures(t *testing.T) {
 				ProcRoot:   proc,
 				Pod: func() Pod {
 					return Pod{Namespace: "team-a", Name: "web", Logs: logs, Containers: []Container{
-						{Name: "app", CgroupsPath: fixtureGroup, RootfsDir: rootfs, Device: &BlockDevice{Path: "/dev/loop3", Major: 7, Minor: 3}, Limits: limits, Stdio: stdio},
+						{Name: "app", CgroupsPath: fixtureGroup, RootfsDir: rootfs, Device: rootDev, Limits: limits, Stdio: stdio},
 						{Name: "gone", CgroupsPath: "/k8s.io/exited"}, // its cgroup was removed: left out
-						{Name: "app", CgroupsPath: fixtureGroup},      // a second "app": the first wins
+						// Nothing of loop3 is mounted at its rootfs dir: no FS figures, no error.
+						{Name: "unmounted", CgroupsPath: fixtureGroup, RootfsDir: rootfs, Device: &BlockDevice{Path: "/dev/loop3", Major: 7, Minor: 3}},
+						{Name: "app", CgroupsPath: fixtureGroup}, // a second "app": the first wins
 					}}
 				},
 				netDev: func() ([]InterfaceStats, error) { return readNetDev(filepath.Join(proc, "thread-self")) },
@@ -131,8 +141,11 @@ func TestHostSourceFixtures(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Snapshot: %v", err)
 			}
-			if s.Namespace != "team-a" || s.Pod != "web" || s.Logs != logs || len(s.Containers) != 1 {
+			if s.Namespace != "team-a" || s.Pod != "web" || s.Logs != logs || len(s.Containers) != 2 {
 				t.Fatalf("snapshot = %+v", s)
+			}
+			if u := s.Containers[1]; u.Name != "unmounted" || u.Rootfs == nil || u.Rootfs.FS != nil || !reflect.DeepEqual(u.Rootfs.IO, &DeviceIO{}) {
+				t.Errorf("unmounted rootfs = %+v", u.Rootfs)
 			}
 			c := s.Containers[0]
 			if !reflect.DeepEqual(c.CPU, wantCPU) {
@@ -162,8 +175,8 @@ func TestHostSourceFixtures(t *testing.T) {
 // An unlimited memory limit is reported as 0, as cAdvisor does.
 func TestHostSourceUnlimitedMemory(t *testing.T) {
 	for _, tc := range []struct{ name, root, file, value string }{
-		{"v1", v1Fixture(t), "memory" + fixtureGroup + "/memory.limit_in_bytes", "9223372036854771712\n"},
-		{"v2", v2Fixture(t), fixtureGroup + "/memory.max", "max\n"},
+		{"v1", v1Fixture(t, "7:3"), "memory" + fixtureGroup + "/memory.limit_in_bytes", "9223372036854771712\n"},
+		{"v2", v2Fixture(t, "7:3"), fixtureGroup + "/memory.max", "max\n"},
 	} {
 		writeTree(t, tc.root, map[string]string{tc.file: tc.value})
 		h := &HostSource{CgroupRoot: tc.root, ProcRoot: procFixture(t), Pod: func() Pod {
@@ -181,7 +194,7 @@ func TestHostSourceUnlimitedMemory(t *testing.T) {
 
 // Read failures are reported, and everything readable is still there.
 func TestHostSourcePartialFailure(t *testing.T) {
-	root := v1Fixture(t)
+	root := v1Fixture(t, "7:3")
 	h := &HostSource{CgroupRoot: root, ProcRoot: procFixture(t), Pod: func() Pod {
 		return Pod{Containers: []Container{
 			{Name: "app", CgroupsPath: fixtureGroup, RootfsDir: "/nonexistent/rootfs", Device: &BlockDevice{Path: "/dev/loop3", Major: 7, Minor: 3}},
@@ -189,7 +202,7 @@ func TestHostSourcePartialFailure(t *testing.T) {
 		}}
 	}}
 	s, err := h.Snapshot(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "statfs") || !strings.Contains(err.Error(), "not clean") {
+	if err == nil || !strings.Contains(err.Error(), "rootfs: no such file") || !strings.Contains(err.Error(), "not clean") {
 		t.Fatalf("error = %v; want the statfs and the cgroups path failures", err)
 	}
 	if len(s.Containers) != 2 || s.Containers[0].CPU == nil || s.Containers[0].Rootfs == nil || s.Containers[0].Rootfs.FS != nil {

@@ -108,3 +108,9 @@ type InterfaceStats struct {
 	TxErrors  uint64
 	TxDropped uint64
 }
+
+// BlockDevice names a block device.
+type BlockDevice struct {
+	Path         string // /dev/loop3
+	Major, Minor uint64
+}

@@ -19,6 +19,7 @@ packages=(
 	iproute2
 	util-linux
 	gcc
+	prometheus
 )
 missing=()
 for p in "${packages[@]}"; do
