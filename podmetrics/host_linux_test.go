@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
+	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
 	"golang.org/x/sys/unix"
 
 	"github.com/cci-shim/cci-shim/iothrottle"
@@ -129,7 +131,11 @@ func TestHostSourceFixtures(t *testing.T) {
 				Pod: func() Pod {
 					return Pod{Namespace: "team-a", Name: "web", Logs: logs, Containers: []Container{
 						{Name: "app", CgroupsPath: fixtureGroup, RootfsDir: rootfs, Device: rootDev, Limits: limits, Stdio: stdio},
-						{Name: "gone", CgroupsPath: "/k8s.io/exited"}, // its cgroup was removed: left out
+						// Exited: its cgroup is gone, its stdout counters stay.
+						{Name: "gone", CgroupsPath: "/k8s.io/exited", Stdio: stdio},
+						// A restarted container: the exited attempt first, the running one wins.
+						{Name: "restarted", CgroupsPath: "/k8s.io/exited"},
+						{Name: "restarted", CgroupsPath: fixtureGroup},
 						// Nothing of loop3 is mounted at its rootfs dir: no FS figures, no error.
 						{Name: "unmounted", CgroupsPath: fixtureGroup, RootfsDir: rootfs, Device: &BlockDevice{Path: "/dev/loop3", Major: 7, Minor: 3}},
 						{Name: "app", CgroupsPath: fixtureGroup}, // a second "app": the first wins
@@ -141,10 +147,16 @@ func TestHostSourceFixtures(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Snapshot: %v", err)
 			}
-			if s.Namespace != "team-a" || s.Pod != "web" || s.Logs != logs || len(s.Containers) != 2 {
+			if s.Namespace != "team-a" || s.Pod != "web" || s.Logs != logs || len(s.Containers) != 4 {
 				t.Fatalf("snapshot = %+v", s)
 			}
-			if u := s.Containers[1]; u.Name != "unmounted" || u.Rootfs == nil || u.Rootfs.FS != nil || !reflect.DeepEqual(u.Rootfs.IO, &DeviceIO{}) {
+			if g := s.Containers[1]; g.Name != "gone" || g.CPU != nil || g.Memory != nil || g.Stdio != stdio {
+				t.Errorf("exited container = %+v", g)
+			}
+			if r := s.Containers[2]; r.Name != "restarted" || !reflect.DeepEqual(r.CPU, wantCPU) {
+				t.Errorf("restarted container = %+v; want the running attempt's figures", r)
+			}
+			if u := s.Containers[3]; u.Name != "unmounted" || u.Rootfs == nil || u.Rootfs.FS != nil || !reflect.DeepEqual(u.Rootfs.IO, &DeviceIO{}) {
 				t.Errorf("unmounted rootfs = %+v", u.Rootfs)
 			}
 			c := s.Containers[0]
@@ -254,6 +266,52 @@ func TestParsePSI(t *testing.T) {
 	for _, bad := range []string{"", "partial avg10=0 total=1\n", "some avg10=0\n", "some total=x\n"} {
 		if p, err := ParsePSI(strings.NewReader(bad)); err == nil {
 			t.Errorf("ParsePSI(%q) = %+v; want an error", bad, p)
+		}
+	}
+}
+
+// Where the containers' cgroups are not the host's, the backend's Stats
+// (cgroup v1 or v2 metrics, as kubelet gets them) give CPU, memory and I/O.
+func TestHostSourceBackendStats(t *testing.T) {
+	dev := &BlockDevice{Path: "/dev/vdb", Major: 254, Minor: 16}
+	stats := map[string]any{
+		"v1": &v1.Metrics{
+			CPU:    &v1.CPUStat{Usage: &v1.CPUUsage{Total: 2_000_000_000, User: 1_500_000_000, Kernel: 500_000_000}, Throttling: &v1.Throttle{Periods: 10, ThrottledPeriods: 1, ThrottledTime: 1_000_000}},
+			Memory: &v1.MemoryStat{Usage: &v1.MemoryEntry{Usage: 8192, Limit: 1 << 30}, TotalInactiveFile: 1024, TotalRSS: 4096, TotalCache: 2048},
+			Blkio:  &v1.BlkIOStat{IoServiceBytesRecursive: []*v1.BlkIOEntry{{Op: "Read", Major: 254, Minor: 16, Value: 100}, {Op: "Write", Major: 254, Minor: 16, Value: 200}, {Op: "Write", Major: 8, Minor: 0, Value: 999}}},
+		},
+		"v2": &v2.Metrics{
+			CPU:    &v2.CPUStat{UsageUsec: 2_000_000, UserUsec: 1_500_000, SystemUsec: 500_000, NrPeriods: 10, NrThrottled: 1, ThrottledUsec: 1000},
+			Memory: &v2.MemoryStat{Usage: 8192, UsageLimit: 1 << 30, InactiveFile: 1024, Anon: 4096, File: 2048},
+			Io:     &v2.IOStat{Usage: []*v2.IOEntry{{Major: 254, Minor: 16, Rbytes: 100, Wbytes: 200}, {Major: 8, Minor: 0, Wbytes: 999}}},
+		},
+		"broken": "not metrics",
+	}
+	var asked []string
+	h := &HostSource{
+		Pod: func() Pod {
+			return Pod{Containers: []Container{{ID: "v1", Name: "a", Device: dev}, {ID: "v2", Name: "b", Device: dev}, {ID: "broken", Name: "c"}}}
+		},
+		BackendStats: func(_ context.Context, id string) (any, error) {
+			asked = append(asked, id)
+			return stats[id], nil
+		},
+	}
+	s, err := h.Snapshot(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `container "c": backend stats of type string`) {
+		t.Errorf("error = %v; want the bad stats type named", err)
+	}
+	if !reflect.DeepEqual(asked, []string{"v1", "v2", "broken"}) {
+		t.Errorf("asked the backend for %v", asked)
+	}
+	wantCPU := &CPUStats{UsageSeconds: 2, UserSeconds: 1.5, SystemSeconds: 0.5, Periods: 10, ThrottledPeriods: 1, ThrottledSeconds: 0.001}
+	wantMem := &MemoryStats{UsageBytes: 8192, WorkingSetBytes: 7168, RSSBytes: 4096, CacheBytes: 2048, LimitBytes: 1 << 30}
+	for _, c := range s.Containers[:2] {
+		if !reflect.DeepEqual(c.CPU, wantCPU) || !reflect.DeepEqual(c.Memory, wantMem) {
+			t.Errorf("%s: CPU %+v, memory %+v", c.Name, c.CPU, c.Memory)
+		}
+		if c.Rootfs == nil || c.Rootfs.FS != nil || c.Rootfs.IO == nil || c.Rootfs.IO.ReadBytes != 100 || c.Rootfs.IO.WriteBytes != 200 {
+			t.Errorf("%s: rootfs %+v", c.Name, c.Rootfs)
 		}
 	}
 }

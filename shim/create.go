@@ -254,6 +254,7 @@ func (s *service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.St
 		s.mu.Lock()
 		c.pid = resp.Pid
 		s.mu.Unlock()
+		s.startPodMetricsRelay(ctx, c, t) // R27, shim/podmetrics.go
 	}
 	return resp, nil
 }

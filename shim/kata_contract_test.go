@@ -55,6 +55,7 @@ func buildBinaries(t *testing.T, dir string) {
 	for out, pkg := range map[string]string{
 		"containerd-shim-cci-v2":  "./cmd/containerd-shim-cci-v2",
 		"containerd-shim-kata-v2": "./tests/recordingshim",
+		"cci-podmetrics":          "./cmd/cci-podmetrics", // the in-sandbox relay, mounted into Kata sandboxes (R27)
 	} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
 		cmd.Dir = ".."

@@ -1,25 +1,42 @@
 package shim
 
 // Wiring of the pod metrics endpoint (R27). Kept in this one file, called
-// from Create in two places, so that it moves as a unit into the refactored
+// from Create (planPodMetrics, startPodMetrics) and Start
+// (startPodMetricsRelay), so that it moves as a unit into the refactored
 // shim.
+//
+// Who serves the endpoint is the backend adapter's trait: MetricsHostNetns
+// (runc) has this shim listen inside the pod's network namespace;
+// MetricsInSandbox (gVisor, Kata: the sandbox owns the pod's IP) mounts the
+// relay cmd/cci-podmetrics read-only into the sandbox container, runs it there
+// as an exec of the backend, and answers its requests over its stdio. Either
+// way this shim computes the figures, on scrape only.
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
+	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
 	containersapi "github.com/containerd/containerd/api/services/containers/v1"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/fifo"
 	"github.com/containerd/log"
+	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/cci-shim/cci-shim/podmetrics"
 	"github.com/cci-shim/cci-shim/sandbox"
@@ -45,24 +62,58 @@ func (s *service) planPodMetrics(ctx context.Context, id string, spec *specs.Spe
 	if err != nil {
 		return nil, err
 	}
-	p := &podMetricsPlan{cfg: cfg, namespace: pod.Namespace, name: pod.SandboxName}
-	if pod.Type == sandbox.TypeStandalone {
-		p.namespace, p.name = s.launch.namespace, id
-	}
-	if !cfg.Enabled || pod.Type != sandbox.TypeSandbox {
+	p := &podMetricsPlan{cfg: cfg}
+	p.namespace, p.name = podMetricsLabels(s.launch.namespace, id, pod)
+	if !cfg.Enabled {
 		return p, nil
 	}
-	ports, err := s.declaredPorts(ctx, id)
-	if err != nil {
-		// Only the pod's own containers could lose their port; the
-		// endpoint still starts.
-		log.G(ctx).WithError(err).Warn("pod metrics: cannot read the pod's declared ports; not checking them")
-		return p, nil
+	if pod.Type == sandbox.TypeSandbox {
+		ports, err := s.declaredPorts(ctx, id)
+		if err != nil {
+			// Only the pod's own containers could lose their port; the
+			// endpoint still starts.
+			log.G(ctx).WithError(err).Warn("pod metrics: cannot read the pod's declared ports; not checking them")
+		} else if err := cfg.CheckPorts(ports); err != nil {
+			return nil, err
+		}
 	}
-	if err := cfg.CheckPorts(ports); err != nil {
-		return nil, err
+	if s.adapter.Traits().PodMetrics == backend.MetricsInSandbox {
+		bin, err := relayBinary()
+		if err != nil {
+			return nil, fmt.Errorf("pod metrics: %w (or set annotation %s: \"false\"): %w", err, podmetrics.AnnotationEnable, errdefs.ErrFailedPrecondition)
+		}
+		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: podmetrics.RelayPath, Type: "bind", Source: bin,
+			Options: []string{"rbind", "ro", "nosuid", "nodev"}})
 	}
 	return p, nil
+}
+
+// podMetricsLabels are the namespace and pod labels: CRI's, or for a
+// standalone container (ctr) its containerd namespace and id.
+func podMetricsLabels(ns, id string, pod *sandbox.Pod) (string, string) {
+	if pod.Type == sandbox.TypeStandalone {
+		return ns, id
+	}
+	return pod.Namespace, pod.SandboxName
+}
+
+// relayBinary finds the in-sandbox relay beside this shim's binary. It is
+// mounted into tenants' sandboxes, so it must be root's and writable by no
+// one else.
+func relayBinary() (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("locating the shim binary: %w", err)
+	}
+	bin := filepath.Join(filepath.Dir(self), podmetrics.RelayBinary)
+	var st unix.Stat_t
+	if err := unix.Lstat(bin, &st); err != nil {
+		return "", fmt.Errorf("the in-sandbox relay %s is not installed beside the shim: %w", bin, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != 0 || st.Mode&0o022 != 0 {
+		return "", fmt.Errorf("the in-sandbox relay %s must be a regular file of root's, writable by root alone", bin)
+	}
+	return bin, nil
 }
 
 // declaredPorts reads the container ports of a CRI pod from the sandbox's
@@ -96,16 +147,11 @@ func (s *service) startPodMetrics(ctx context.Context, p *podMetricsPlan, spec *
 		return func() {}, nil
 	}
 	if s.adapter.Traits().PodMetrics != backend.MetricsHostNetns {
-		log.G(ctx).WithField("backend", s.adapter.Kind()).Warn("pod metrics: the in-sandbox endpoint is not wired yet; not serving")
-		return func() {}, nil
+		return func() {}, nil // startPodMetricsRelay, once the sandbox runs
 	}
-	path := fmt.Sprintf("/proc/%d/ns/net", pid)
-	if spec.Linux != nil {
-		for _, ns := range spec.Linux.Namespaces {
-			if ns.Type == specs.NetworkNamespace && ns.Path != "" {
-				path = ns.Path
-			}
-		}
+	path := netnsPath(spec)
+	if path == "" {
+		path = fmt.Sprintf("/proc/%d/ns/net", pid)
 	}
 	ns, err := podmetrics.OpenNetNS(path)
 	if err != nil {
@@ -116,7 +162,7 @@ func (s *service) startPodMetrics(ctx context.Context, p *podMetricsPlan, spec *
 		ns.Close()
 		return nil, fmt.Errorf("pod metrics: %w: %w", err, errdefs.ErrFailedPrecondition)
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "podmetrics")
+	logger := podMetricsLogger()
 	src := &podmetrics.HostSource{
 		CgroupRoot: "/sys/fs/cgroup",
 		ProcRoot:   "/proc",
@@ -148,7 +194,7 @@ func (s *service) podMetricsView(p *podMetricsPlan) podmetrics.Pod {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range s.containers {
-		pc := podmetrics.Container{Name: c.name}
+		pc := podmetrics.Container{ID: c.id, Name: c.name}
 		if c.spec != nil {
 			if c.spec.Annotations[sandbox.AnnotationContainerType] == string(sandbox.TypeSandbox) {
 				pc.Name = podmetrics.SandboxContainer
@@ -169,4 +215,144 @@ func (s *service) podMetricsView(p *podMetricsPlan) podmetrics.Pod {
 		view.Containers = append(view.Containers, pc)
 	}
 	return view
+}
+
+func podMetricsLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "podmetrics")
+}
+
+// netnsPath is the network namespace path of a spec, "" when it has none
+// (the runtime makes a new one).
+func netnsPath(spec *specs.Spec) string {
+	if spec.Linux == nil {
+		return ""
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			return ns.Path
+		}
+	}
+	return ""
+}
+
+// processSpecTypeURL is how containerd names an OCI process spec in an Any.
+const processSpecTypeURL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
+
+// startPodMetricsRelay starts the in-sandbox relay once the pod's sandbox
+// runs, for backends whose sandbox owns the pod's interface. It runs as
+// nobody without capabilities in the sandbox container, where the shim
+// mounted it at Create. The sandbox already runs, so a failure here is
+// logged, not returned: the pod goes on without its endpoint.
+func (s *service) startPodMetricsRelay(ctx context.Context, c *container, t *taskClient) {
+	if s.adapter.Traits().PodMetrics != backend.MetricsInSandbox || c.spec == nil {
+		return
+	}
+	pod, err := sandbox.PodFromSpec(c.spec)
+	if err != nil || !pod.IsSandbox() {
+		return
+	}
+	cfg, err := podmetrics.ParseAnnotations(c.spec.Annotations)
+	if err != nil || !cfg.Enabled {
+		return
+	}
+	if err := s.runPodMetricsRelay(ctx, c, t, pod, cfg); err != nil {
+		log.G(ctx).WithError(err).Error("pod metrics: the in-sandbox endpoint did not start; the pod runs without it")
+	}
+}
+
+func (s *service) runPodMetricsRelay(ctx context.Context, c *container, t *taskClient, pod *sandbox.Pod, cfg podmetrics.Config) (retErr error) {
+	dir := filepath.Join(s.ioDir(), c.id)
+	paths := [3]string{filepath.Join(dir, "podmetrics-stdin"), filepath.Join(dir, "podmetrics-stdout"), filepath.Join(dir, "podmetrics-stderr")}
+	var files [3]io.ReadWriteCloser
+	closeAll := func() {
+		for _, f := range files {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+	defer func() {
+		if retErr != nil {
+			closeAll()
+		}
+	}()
+	for i, flag := range []int{syscall.O_WRONLY, syscall.O_RDONLY, syscall.O_RDONLY} {
+		f, err := fifo.OpenFifo(s.ctx, paths[i], flag|syscall.O_CREAT|syscall.O_NONBLOCK, 0o600)
+		if err != nil {
+			return fmt.Errorf("relay stdio: %w", err)
+		}
+		files[i] = f
+	}
+	proc, err := json.Marshal(&specs.Process{
+		Args:            podmetrics.RelayArgs(cfg),
+		Env:             []string{"GOMAXPROCS=1"},
+		Cwd:             "/",
+		User:            specs.User{UID: 65534, GID: 65534},
+		NoNewPrivileges: true,
+		Capabilities:    &specs.LinuxCapabilities{},
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := t.Exec(ctx, &taskv3.ExecProcessRequest{ID: c.id, ExecID: podmetrics.RelayExecID,
+		Stdin: paths[0], Stdout: paths[1], Stderr: paths[2],
+		Spec: &anypb.Any{TypeUrl: processSpecTypeURL, Value: proc}}); err != nil {
+		return fmt.Errorf("exec of the relay: %w", err)
+	}
+	if _, err := t.Start(ctx, &taskv3.StartRequest{ID: c.id, ExecID: podmetrics.RelayExecID}); err != nil {
+		return fmt.Errorf("starting the relay: %w", err)
+	}
+
+	var ns *podmetrics.NetNS
+	if path := netnsPath(c.spec); path != "" {
+		// The pod's interface counters, from the host side of its netns.
+		if ns, err = podmetrics.OpenNetNS(path); err != nil {
+			log.G(ctx).WithError(err).Warn("pod metrics: no network figures")
+		}
+	}
+	logger := podMetricsLogger()
+	p := &podMetricsPlan{cfg: cfg}
+	p.namespace, p.name = podMetricsLabels(s.launch.namespace, c.id, pod)
+	src := &podmetrics.HostSource{
+		CgroupRoot:   "/sys/fs/cgroup",
+		ProcRoot:     "/proc",
+		NetNS:        ns,
+		Pod:          func() podmetrics.Pod { return s.podMetricsView(p) },
+		BackendStats: backendStats(t),
+	}
+	stop := func() {
+		closeAll()
+		if ns != nil {
+			ns.Close()
+		}
+	}
+	s.shutdown.RegisterCallback(func(context.Context) error { stop(); return nil })
+	go func() {
+		sc := bufio.NewScanner(files[2])
+		for sc.Scan() {
+			logger.Warn("in-sandbox relay", "stderr", sc.Text())
+		}
+	}()
+	go func() {
+		err := podmetrics.ServeRelay(files[1], files[0], podmetrics.NewHandler(podmetrics.NewRegistry(src, logger), logger))
+		logger.Info("in-sandbox relay ended", "error", err)
+		stop()
+	}()
+	log.G(ctx).WithField("port", cfg.Port).Info("pod metrics endpoint serving from the sandbox")
+	return nil
+}
+
+// backendStats asks the backend for a container's cgroup metrics, as
+// containerd does for kubelet.
+func backendStats(t *taskClient) func(context.Context, string) (any, error) {
+	return func(ctx context.Context, id string) (any, error) {
+		resp, err := t.Stats(ctx, &taskv3.StatsRequest{ID: id})
+		if err != nil {
+			return nil, err
+		}
+		if resp.GetStats() == nil {
+			return nil, nil
+		}
+		return typeurl.UnmarshalAny(resp.GetStats())
+	}
 }
