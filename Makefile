@@ -27,10 +27,13 @@ vet:
 	$(GO) vet ./...
 
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests')
+# The shim and the leaves it runs concurrently run under the race detector.
+RACE_PKGS = ./shim/... ./iothrottle/... ./logfwd/... ./gpu/... ./shm/... ./sandbox/...
 
 ## unit: tests of every package except the end-to-end suite
 unit: build
 	$(GO) test -count=1 -timeout 10m $(UNIT_PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
 
 ## e2e: end-to-end tests against a real containerd (root, loop devices),
 ## one package at a time: the throttle tests measure rates.
@@ -44,6 +47,7 @@ fuzz:
 test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 10m $(UNIT_PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
 	$(GO) test -count=1 -p 1 -timeout 20m ./tests/...
 	@scripts/fuzz.sh $(FUZZTIME)
 

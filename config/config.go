@@ -64,6 +64,11 @@ type Logs struct {
 	// PollIntervalMS is the discovery poll (R16), the safety net under
 	// inotify. Default 5000.
 	PollIntervalMS int `toml:"poll_interval_ms"`
+	// VolumeSizeBytes is the size of each pod's log volume: an ext4 image
+	// on disk under policy.volume_dir (never the state_dir tmpfs), so a
+	// pod cannot fill the host's memory or disk with log files. Default
+	// 1 GiB.
+	VolumeSizeBytes int64 `toml:"volume_size_bytes"`
 }
 
 // Throttle holds the node's I/O limits. MB means 10^6 bytes: 6 MB/s is
@@ -143,7 +148,7 @@ func Default() Config {
 			RootfsReadIOPS: iothrottle.DefaultRootfsIOPS, RootfsWriteIOPS: iothrottle.DefaultRootfsIOPS,
 			StdioBps: iothrottle.DefaultStdioBytesPerSec,
 		},
-		Logs: Logs{FileDir: "/var/log/cci-shim", ForwardRequireAck: true, PollIntervalMS: 5000},
+		Logs: Logs{FileDir: "/var/log/cci-shim", ForwardRequireAck: true, PollIntervalMS: 5000, VolumeSizeBytes: 1 << 30},
 		Policy: Policy{
 			VolumeDir:       "/var/lib/cci-shim/pods",
 			KubeletRoot:     "/var/lib/kubelet",
@@ -233,6 +238,9 @@ func (c *Config) finish() error {
 	}
 	if !filepath.IsAbs(c.Logs.FileDir) {
 		return fmt.Errorf("logs.file_dir %q: must be an absolute path", c.Logs.FileDir)
+	}
+	if c.Logs.VolumeSizeBytes < 16<<20 {
+		return fmt.Errorf("logs.volume_size_bytes %d: must be at least 16777216 (16 MiB)", c.Logs.VolumeSizeBytes)
 	}
 	if c.Logs.PollIntervalMS <= 0 {
 		return fmt.Errorf("logs.poll_interval_ms %d: must be positive", c.Logs.PollIntervalMS)

@@ -19,8 +19,14 @@ import (
 // loop-mounted; both mode 0777 like kubelet's emptyDir). Mounts that already
 // exist are kept. On error it undoes what this call did. undo reverses this
 // call only; Cleanup removes everything of a pod, also after a restart.
-// Requires root and mkfs.ext4 (e2fsprogs) for disk volumes.
-func Prepare(plan *Plan) (undo func() error, err error) {
+// Requires root and mkfs.ext4 (e2fsprogs) for disk volumes, which it runs
+// through run: a process that reaps its children (containerd's shim does, on
+// SIGCHLD) must hand in a runner that goes through its reaper; nil runs the
+// command plainly.
+func Prepare(plan *Plan, run CommandRunner) (undo func() error, err error) {
+	if run == nil {
+		run = func(cmd *exec.Cmd) ([]byte, error) { return cmd.CombinedOutput() }
+	}
 	var undos []func() error
 	undoAll := func() error {
 		var errs []error
@@ -54,7 +60,7 @@ func Prepare(plan *Plan) (undo func() error, err error) {
 		}
 	}
 	for _, d := range plan.Dirs {
-		done, err := prepareDir(d)
+		done, err := prepareDir(d, run)
 		if err != nil {
 			return nil, fmt.Errorf("preparing volume %s: %w", d.Path, err)
 		}
@@ -66,7 +72,7 @@ func Prepare(plan *Plan) (undo func() error, err error) {
 }
 
 // prepareDir mounts one replacement volume unless it is mounted already.
-func prepareDir(d Dir) (undo func() error, err error) {
+func prepareDir(d Dir, run CommandRunner) (undo func() error, err error) {
 	if err := os.MkdirAll(d.Path, 0o700); err != nil {
 		return nil, err
 	}
@@ -96,7 +102,7 @@ func prepareDir(d Dir) (undo func() error, err error) {
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("sizing image: %w", err), cleanImage())
 		}
-		out, err := exec.Command("mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", d.Image).CombinedOutput()
+		out, err := run(exec.Command("mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", d.Image))
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("mkfs.ext4: %w: %s", err, out), cleanImage())
 		}
@@ -110,6 +116,10 @@ func prepareDir(d Dir) (undo func() error, err error) {
 	}
 	return func() error { return errors.Join(unmountRemove(d.Path), os.Remove(d.Image)) }, nil
 }
+
+// CommandRunner runs a command to completion and returns its combined
+// output.
+type CommandRunner func(*exec.Cmd) ([]byte, error)
 
 // unmountRemove detaches every mount at or under p and removes the empty
 // mount point.

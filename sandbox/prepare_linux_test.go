@@ -31,7 +31,7 @@ func TestPrepareAndCleanup(t *testing.T) {
 			{Path: filepath.Join(podDir, "volumes/vol-d"), Image: filepath.Join(podDir, "images/vol-d.img"), Size: 64 << 20},
 		},
 	}
-	undo, err := Prepare(plan)
+	undo, err := Prepare(plan, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestPrepareAndCleanup(t *testing.T) {
 		t.Fatalf("disk volume: %d tmpfs=%v, want ext4 of at most 64 MiB", size, tmpfs)
 	}
 	// Idempotent: a second Prepare (next container of the pod) mounts nothing.
-	undo2, err := Prepare(plan)
+	undo2, err := Prepare(plan, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestPrepareAndCleanup(t *testing.T) {
 		t.Fatalf("%d mounts left after undo", n)
 	}
 	// Cleanup after a "restart": only the pod dir is known.
-	if _, err := Prepare(plan); err != nil {
+	if _, err := Prepare(plan, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(podDir, "other"), nil, 0o600); err != nil {
@@ -104,7 +104,7 @@ func TestPrepareUndoesOnError(t *testing.T) {
 			{Path: filepath.Join(podDir, "volumes/vol-bad"), Size: -1, Memory: true},
 		},
 	}
-	if _, err := Prepare(plan); err == nil {
+	if _, err := Prepare(plan, nil); err == nil {
 		t.Fatal("Prepare with a bad size succeeded")
 	}
 	if n := mountsUnder(t, podDir); n != 0 {

@@ -198,8 +198,10 @@ func TestKataAdapterContract(t *testing.T) {
 	if startRec == nil {
 		t.Fatalf("backend never started; records: %v", keys(recs))
 	}
-	if startRec.Cwd != backendBundle {
-		t.Errorf("backend started in %s, want its own bundle %s", startRec.Cwd, backendBundle)
+	// The backend runs in a directory of its own, not in the first
+	// container's bundle, which goes with that container.
+	if backendDir := filepath.Join(state, ns, pod, "backend"); startRec.Cwd != backendDir {
+		t.Errorf("backend started in %s, want its own dir %s", startRec.Cwd, backendDir)
 	}
 	if !contains(startRec.Env, "TTRPC_ADDRESS="+strings.TrimPrefix(res.Address, "unix://")) {
 		t.Errorf("backend's TTRPC_ADDRESS does not point at the cci shim's event relay")

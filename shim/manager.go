@@ -21,8 +21,6 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/cci-shim/cci-shim/config"
-	"github.com/cci-shim/cci-shim/gpu"
-	"github.com/cci-shim/cci-shim/sandbox"
 	"github.com/cci-shim/cci-shim/sandbox/backend"
 )
 
@@ -72,6 +70,18 @@ func (m *manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_
 		return nil, err
 	}
 	pod := podID(spec, params.GetInstanceID())
+	// The spawned shim keeps the pod's state here; a state dir it cannot
+	// write would only show as a closed connection, so say it now.
+	podDir := filepath.Join(cfg.StateDir, params.GetNamespace(), pod)
+	if err := os.MkdirAll(podDir, 0o700); err != nil {
+		path, _ := config.Path(cfgPath)
+		return nil, fmt.Errorf("state_dir %q (node config %s) is not usable: %w", cfg.StateDir, path, err)
+	}
+	defer func() {
+		if retErr != nil {
+			os.Remove(podDir) // only if nothing was put there
+		}
+	}()
 	socketDir := params.GetSocketDir()
 	if socketDir == "" {
 		socketDir = defaultSocketDir
@@ -156,9 +166,10 @@ func configPathFromOptions(params *bootapi.BootstrapParams) (string, error) {
 }
 
 // Stop is the delete subcommand: containerd runs it when our shim died or
-// never started. It deletes the container through the backend's own delete
-// subcommand, removes our state for it and, once the pod has no container
-// left, kills whatever of the pod's shims still runs.
+// never started. It reads the pod's owner from the state dir, deletes the
+// container through the backend's own delete subcommand, releases the
+// container's resources and, once the pod has no container left, the pod's:
+// the same teardown Shutdown runs, from the records.
 func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	status := shim.StopStatus{ExitedAt: time.Now(), ExitStatus: 128 + int(syscall.SIGKILL)}
 	ns, err := namespaces.NamespaceRequired(ctx)
@@ -175,46 +186,43 @@ func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) 
 	}
 	spec, _ := readSpec("config.json")
 	podDir := filepath.Join(cfg.StateDir, ns, podID(spec, id))
-	bundle := filepath.Join(podDir, "bundles", id)
-
-	if _, err := os.Stat(bundle); err == nil {
-		l := &launch{binary: cfg.Backend.Binary, namespace: ns, id: id, bundle: bundle,
-			grpcAddress: flagValue("address"), containerdBinary: flagValue("publish-binary")}
-		if path, err := exec.LookPath(l.binary); err == nil {
-			l.binary = path
-			if resp, err := deleteBackend(ctx, l); err != nil {
-				log.G(ctx).WithError(err).Warn("backend delete")
-			} else {
+	if _, err := os.Stat(podDir); errors.Is(err, os.ErrNotExist) {
+		return status, nil
+	}
+	l := launch{namespace: ns, grpcAddress: flagValue("address"), containerdBinary: flagValue("publish-binary")}
+	if a, err := backend.New(cfg); err == nil {
+		l.binary = a.Binary()
+	}
+	env := releaseEnv{stateDir: cfg.StateDir, volumeDir: cfg.Policy.VolumeDir, gpu: cfg.GPU,
+		deleteTask: func(ctx context.Context, r resource) error {
+			if l.binary == "" {
+				return fmt.Errorf("backend shim %q not found: cannot delete task %s", cfg.Backend.Binary, r.Container)
+			}
+			dl := l
+			dl.id, dl.bundle = r.Container, r.Path
+			resp, err := deleteBackend(ctx, &dl)
+			if err != nil {
+				return err
+			}
+			if r.Container == id {
 				status = shim.StopStatus{Pid: int(resp.Pid), ExitStatus: int(resp.ExitStatus), ExitedAt: resp.ExitedAt.AsTime()}
 			}
-		}
-		removeBundle(ctx, bundle)
+			return nil
+		}}
+	o, err := loadOwner(podDir, releaseRecord(env))
+	if err != nil {
+		return status, err
 	}
-	os.RemoveAll(filepath.Join(podDir, "io", id))
-
-	if left, _ := os.ReadDir(filepath.Join(podDir, "bundles")); len(left) == 0 {
-		if rec, err := readBackendRecord(podDir); err == nil {
-			killAndWait(ctx, rec.Pid, 0)
-			removeSocket(rec.Address)
-		} else if !errors.Is(err, os.ErrNotExist) {
-			log.G(ctx).WithError(err).Warn("reading backend record")
+	if err := o.releaseContainer(ctx, id); err != nil {
+		log.G(ctx).WithError(err).Warn("releasing container resources")
+	}
+	if left, err := o.containersOnDisk(); err == nil && len(left) == 0 {
+		if err := o.releaseAll(ctx); err != nil {
+			log.G(ctx).WithError(err).Warn("releasing pod resources")
 		}
-		if pid := readPid(filepath.Join(podDir, shimPidFile)); pid > 0 && pid != os.Getpid() {
-			killAndWait(ctx, pid, 0)
+		if o.empty() {
+			os.RemoveAll(podDir)
 		}
-		if addr, err := os.ReadFile(filepath.Join(podDir, shimAddressFile)); err == nil && !shim.CanConnect(string(addr)) {
-			removeSocket(string(addr))
-		}
-		drainLogsAfterCrash(ctx, podDir)
-		if _, err := os.Stat(cfg.GPU.LedgerPath()); err == nil {
-			if err := gpu.NewLedger(cfg.GPU, nil).Release(ledgerKey(ns, podID(spec, id))); err != nil {
-				log.G(ctx).WithError(err).Warn("releasing gpus")
-			}
-		}
-		if err := sandbox.Cleanup(filepath.Join(cfg.Policy.VolumeDir, ns, podID(spec, id))); err != nil {
-			log.G(ctx).WithError(err).Warn("removing pod volumes")
-		}
-		os.RemoveAll(podDir)
 	}
 	return status, nil
 }

@@ -1,9 +1,12 @@
 package shim
 
-// Wiring of the pod metrics endpoint (R27). Kept in this one file, called
-// from Create (planPodMetrics, startPodMetrics) and Start
-// (startPodMetricsRelay), so that it moves as a unit into the refactored
-// shim.
+// Wiring of the pod metrics endpoint (R27), kept in this one file: called
+// from Create (planPodMetrics after admission, startPodMetrics as its last
+// step, when nothing after it can fail) and from Start (startPodMetricsRelay
+// once the sandbox runs). The endpoint holds no host resource that outlives
+// this process (a listening socket, a namespace fd, FIFOs in the container's
+// io dir, an exec that dies with the sandbox), so it is not in the pod's
+// owner: Shutdown's callbacks close it.
 //
 // Who serves the endpoint is the backend adapter's trait: MetricsHostNetns
 // (runc) has this shim listen inside the pod's network namespace;
@@ -77,7 +80,7 @@ func (s *service) planPodMetrics(ctx context.Context, id string, spec *specs.Spe
 			return nil, err
 		}
 	}
-	if s.adapter.Traits().PodMetrics == backend.MetricsInSandbox {
+	if s.traits.PodMetrics == backend.MetricsInSandbox {
 		bin, err := relayBinary()
 		if err != nil {
 			return nil, fmt.Errorf("pod metrics: %w (or set annotation %s: \"false\"): %w", err, podmetrics.AnnotationEnable, errdefs.ErrFailedPrecondition)
@@ -139,28 +142,37 @@ func (s *service) declaredPorts(ctx context.Context, id string) ([]podmetrics.Co
 }
 
 // startPodMetrics starts serving the endpoint once the sandbox exists (its
-// process pid is the backend's answer to Create) and returns what stops it.
-// Where the backend owns the pod's interface itself, the endpoint is the
-// sandbox's to serve (see podmetrics' relay), not done here.
-func (s *service) startPodMetrics(ctx context.Context, p *podMetricsPlan, spec *specs.Spec, pid uint32) (func(), error) {
-	if p == nil || !p.cfg.Enabled {
-		return func() {}, nil
+// process pid is the backend's answer to Create). Where the backend owns the
+// pod's interface itself, the endpoint is the sandbox's to serve
+// (startPodMetricsRelay), not done here. The tenant's choices were checked
+// by planPodMetrics; what can fail here is the host's (the namespace gone,
+// the port taken in it), so it is logged and the pod runs without its
+// endpoint, as with the relay: a scrape then fails where the tenant sees it.
+func (s *service) startPodMetrics(ctx context.Context, p *podMetricsPlan, spec *specs.Spec, pid uint32) {
+	if p == nil || !p.cfg.Enabled || s.traits.PodMetrics != backend.MetricsHostNetns {
+		return
 	}
-	if s.adapter.Traits().PodMetrics != backend.MetricsHostNetns {
-		return func() {}, nil // startPodMetricsRelay, once the sandbox runs
+	if err := s.servePodMetrics(ctx, p, spec, pid); err != nil {
+		log.G(ctx).WithError(err).Error("pod metrics: the endpoint did not start; the pod runs without it")
 	}
-	path := netnsPath(spec)
+}
+
+func (s *service) servePodMetrics(ctx context.Context, p *podMetricsPlan, spec *specs.Spec, pid uint32) error {
+	path, ok := netnsPath(spec)
+	if !ok {
+		return fmt.Errorf("the sandbox has no network namespace of its own, so no pod IP to serve on")
+	}
 	if path == "" {
 		path = fmt.Sprintf("/proc/%d/ns/net", pid)
 	}
 	ns, err := podmetrics.OpenNetNS(path)
 	if err != nil {
-		return nil, fmt.Errorf("pod metrics: %w: %w", err, errdefs.ErrFailedPrecondition)
+		return err
 	}
 	ln, err := ns.Listen(p.cfg.Port)
 	if err != nil {
 		ns.Close()
-		return nil, fmt.Errorf("pod metrics: %w: %w", err, errdefs.ErrFailedPrecondition)
+		return err
 	}
 	logger := podMetricsLogger()
 	src := &podmetrics.HostSource{
@@ -170,30 +182,28 @@ func (s *service) startPodMetrics(ctx context.Context, p *podMetricsPlan, spec *
 		Pod:        func() podmetrics.Pod { return s.podMetricsView(p) },
 	}
 	srv := podmetrics.Serve(ln, podmetrics.NewHandler(podmetrics.NewRegistry(src, logger), logger), logger)
-	stop := func() {
+	s.shutdown.RegisterCallback(func(context.Context) error {
 		srv.Close()
-		ns.Close()
-	}
-	s.shutdown.RegisterCallback(func(context.Context) error { stop(); return nil })
+		return ns.Close()
+	})
 	log.G(ctx).WithField("port", p.cfg.Port).WithField("netns", path).Info("pod metrics endpoint serving in the pod's network namespace")
-	return stop, nil
+	return nil
 }
 
 // podMetricsView is the pod as a scrape sees it; no I/O.
 func (s *service) podMetricsView(p *podMetricsPlan) podmetrics.Pod {
 	view := podmetrics.Pod{Namespace: p.namespace, Name: p.name}
-	// The log collector belongs to Create; a scrape during a Create goes
-	// without log figures rather than wait for it.
-	if s.createMu.TryLock() {
-		if l := s.logs; l != nil {
-			st := l.collector.Stats()
-			view.Logs = &st
-		}
-		s.createMu.Unlock()
+	if l := s.collector.Load(); l != nil {
+		st := l.Stats()
+		view.Logs = &st
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	cs := make([]*container, 0, len(s.containers))
 	for _, c := range s.containers {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	for _, c := range cs {
 		pc := podmetrics.Container{ID: c.id, Name: c.name}
 		if c.spec != nil {
 			if c.spec.Annotations[sandbox.AnnotationContainerType] == string(sandbox.TypeSandbox) {
@@ -221,18 +231,18 @@ func podMetricsLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "podmetrics")
 }
 
-// netnsPath is the network namespace path of a spec, "" when it has none
-// (the runtime makes a new one).
-func netnsPath(spec *specs.Spec) string {
+// netnsPath is the network namespace path of a spec: ok false when the spec
+// has no network namespace, path "" when the runtime makes a new one.
+func netnsPath(spec *specs.Spec) (path string, ok bool) {
 	if spec.Linux == nil {
-		return ""
+		return "", false
 	}
 	for _, ns := range spec.Linux.Namespaces {
 		if ns.Type == specs.NetworkNamespace {
-			return ns.Path
+			return ns.Path, true
 		}
 	}
-	return ""
+	return "", false
 }
 
 // processSpecTypeURL is how containerd names an OCI process spec in an Any.
@@ -244,7 +254,7 @@ const processSpecTypeURL = "types.containerd.io/opencontainers/runtime-spec/1/Pr
 // mounted it at Create. The sandbox already runs, so a failure here is
 // logged, not returned: the pod goes on without its endpoint.
 func (s *service) startPodMetricsRelay(ctx context.Context, c *container, t *taskClient) {
-	if s.adapter.Traits().PodMetrics != backend.MetricsInSandbox || c.spec == nil {
+	if s.traits.PodMetrics != backend.MetricsInSandbox || c.spec == nil {
 		return
 	}
 	pod, err := sandbox.PodFromSpec(c.spec)
@@ -261,7 +271,7 @@ func (s *service) startPodMetricsRelay(ctx context.Context, c *container, t *tas
 }
 
 func (s *service) runPodMetricsRelay(ctx context.Context, c *container, t *taskClient, pod *sandbox.Pod, cfg podmetrics.Config) (retErr error) {
-	dir := filepath.Join(s.ioDir(), c.id)
+	dir := s.ioDir(c.id)
 	paths := [3]string{filepath.Join(dir, "podmetrics-stdin"), filepath.Join(dir, "podmetrics-stdout"), filepath.Join(dir, "podmetrics-stderr")}
 	var files [3]io.ReadWriteCloser
 	closeAll := func() {
@@ -304,7 +314,7 @@ func (s *service) runPodMetricsRelay(ctx context.Context, c *container, t *taskC
 	}
 
 	var ns *podmetrics.NetNS
-	if path := netnsPath(c.spec); path != "" {
+	if path, _ := netnsPath(c.spec); path != "" {
 		// The pod's interface counters, from the host side of its netns.
 		if ns, err = podmetrics.OpenNetNS(path); err != nil {
 			log.G(ctx).WithError(err).Warn("pod metrics: no network figures")

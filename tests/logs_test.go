@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/cci-shim/cci-shim/tests/e2eenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,7 +91,9 @@ echo done > /tmp/done; sleep 3600`, secret, n)
 		t.Fatalf("RemovePodSandbox: %v", err)
 	}
 
-	sink := filepath.Join(env.Dir, "podlogs", "team-a_logger_uid-logger.jsonl")
+	// Sinks are named by containerd namespace and pod sandbox id, never by
+	// the tenant's names, which only appear inside the records.
+	sink := filepath.Join(env.Dir, "podlogs", e2eenv.CRINamespace+"_"+sb.PodSandboxId+".jsonl")
 	f, err := os.Open(sink)
 	if err != nil {
 		t.Fatalf("file sink: %v", err)

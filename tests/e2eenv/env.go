@@ -104,6 +104,7 @@ type Env struct {
 	t     TB
 	tools toolPaths
 	cri   bool
+	opts  Options // as started, for RestartContainerd
 
 	containerdRoot  string
 	containerdState string
@@ -150,7 +151,7 @@ func Start(t TB, opts Options) *Env {
 		t.Fatalf("e2eenv: %v", err)
 	}
 	e := layout(t, dir)
-	e.ToolsDir, e.BinDir, e.tools, e.cri = tools.toolsDir, tools.binDir, tools, opts.CRI
+	e.ToolsDir, e.BinDir, e.tools, e.cri, e.opts = tools.toolsDir, tools.binDir, tools, opts.CRI, opts
 	close(e.exited) // nothing to wait for until containerd starts
 	e.ctx, e.cancel = context.WithCancel(namespaces.WithNamespace(context.Background(), e.Namespace))
 	t.Cleanup(func() {

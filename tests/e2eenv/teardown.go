@@ -283,6 +283,19 @@ func (e *Env) Leaks() []string {
 	for _, s := range socketsUnder(e.stateDirs()...) {
 		leaks = append(leaks, "socket "+s)
 	}
+	for _, f := range fifosUnder(e.stateDirs()...) {
+		leaks = append(leaks, "FIFO "+f)
+	}
+	// ctr puts a container's cgroup at /<namespace>/<id> (the env's own
+	// namespace: CRI's k8s.io is shared with other envs).
+	for _, ctl := range []string{"memory", "cpu", "blkio", "pids"} {
+		cgs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", ctl, e.Namespace, "*"))
+		for _, cg := range cgs {
+			if st, err := os.Stat(cg); err == nil && st.IsDir() {
+				leaks = append(leaks, "cgroup "+cg)
+			}
+		}
+	}
 	ipam, _ := filepath.Glob(filepath.Join(e.cniDataDir(), "*", "*"))
 	for _, f := range ipam {
 		if b := filepath.Base(f); b != "lock" && !strings.HasPrefix(b, "last_reserved_ip") {
