@@ -22,6 +22,7 @@ deps:
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/...
+	$(CC) -static -Os -s -Wall -Wextra -Werror -o $(BIN)/cci-podmetrics cmd/cci-podmetrics/relay.c
 
 vet:
 	$(GO) vet ./...

@@ -9,19 +9,21 @@
 //     monitoring.cci.io/metrics-port (ParseAnnotations, shared with the
 //     admission webhook) and checks the port against the ports the pod's
 //     containers declare (Config.CheckPorts);
-//   - reads a pod's figures at scrape time (HostSource: host cgroups, the
-//     pod's /proc/<pid>/net/dev, statfs of each rootfs, plus the throttle and
-//     log-collection counters the shim holds in memory) and turns them into
+//   - reads a pod's figures at scrape time (HostSource: host cgroups or the
+//     backend's Stats, the interface counters of the pod's network namespace,
+//     statfs of each rootfs, plus the throttle and log-collection counters the
+//     shim holds in memory) and turns them into
 //     Prometheus metrics (Collector, a prometheus.Collector with its own
 //     registry per pod: nothing is computed unless somebody scrapes);
 //   - serves them (NewHandler: /metrics only, a bounded number of
 //     connections and scrapes per second, because the callers are tenants),
 //     from a listening socket created inside the pod's network namespace
-//     (ListenInNetns), never on a host address;
+//     (NetNS.Listen), never on a host address;
 //   - for sandboxes that own the pod's network interface (gVisor's netstack,
 //     Kata's guest), serves the same handler through a relay that runs in the
-//     sandbox and talks to the shim over its stdin/stdout (ServeRelay, and
-//     the relay itself in cmd/cci-podmetrics).
+//     sandbox and talks to the shim over its stdin/stdout (ServeRelay; the
+//     protocol in podmetrics/relay; the relay itself, a small static C
+//     program, in cmd/cci-podmetrics).
 //
 // What it is not for: it does not decide which backend serves the endpoint
 // (the backend adapter's Traits().PodMetrics does), start processes or talk

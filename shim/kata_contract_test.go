@@ -55,7 +55,6 @@ func buildBinaries(t *testing.T, dir string) {
 	for out, pkg := range map[string]string{
 		"containerd-shim-cci-v2":  "./cmd/containerd-shim-cci-v2",
 		"containerd-shim-kata-v2": "./tests/recordingshim",
-		"cci-podmetrics":          "./cmd/cci-podmetrics", // the in-sandbox relay, mounted into Kata sandboxes (R27)
 	} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
 		cmd.Dir = ".."
@@ -63,6 +62,7 @@ func buildBinaries(t *testing.T, dir string) {
 			t.Fatalf("building %s: %v\n%s", pkg, err, b)
 		}
 	}
+	buildRelay(t, dir) // the in-sandbox relay, mounted into Kata sandboxes (R27; shim/podmetrics_contract_test.go)
 }
 
 // TestKataAdapterContract drives the cci shim the way containerd does, with a

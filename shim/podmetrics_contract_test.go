@@ -247,6 +247,21 @@ func TestPodMetricsKataContract(t *testing.T) {
 	off.stop()
 }
 
+// buildRelay compiles the in-sandbox relay (C) into dir beside the shim,
+// as make build does.
+func buildRelay(t *testing.T, dir string) {
+	t.Helper()
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		testutil.Unavailable(t, "no C compiler (Debian packages gcc, libc6-dev)")
+	}
+	cmd := exec.Command(cc, "-static", "-Os", "-s", "-Wall", "-Wextra", "-Werror", "-o", filepath.Join(dir, podmetrics.RelayBinary), "cmd/cci-podmetrics/relay.c")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the relay: %v\n%s", err, out)
+	}
+}
+
 func waitUntil(timeout time.Duration, cond func() bool) bool {
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if cond() {

@@ -1,8 +1,9 @@
-// Package relay is the in-sandbox half of a pod's metrics endpoint (SPEC
-// R27) for sandboxes that own the pod's network interface (gVisor's netstack,
-// Kata's guest): a process started in the sandbox accepts TCP connections on
-// the metrics port there and hands each request to the pod's shim over its
-// own stdin and stdout, where the shim computes the answer (podmetrics.ServeRelay).
+// Package relay is the protocol between a pod's shim and the in-sandbox
+// half of its metrics endpoint (SPEC R27), for sandboxes that own the pod's
+// network interface (gVisor's netstack, Kata's guest): the relay
+// cmd/cci-podmetrics (C, see its source for why) runs in the sandbox, accepts
+// TCP connections on the metrics port and hands each request to the shim over
+// its own stdin and stdout, where the shim answers (podmetrics.ServeRelay).
 //
 // The protocol is frames: a 4-byte big-endian length, then that many bytes.
 // The relay sends one frame per connection holding the request head as
@@ -10,9 +11,8 @@
 // the frame it gets back, a complete HTTP/1.1 response, to the connection,
 // then closes it. One request at a time: scrapes are rare.
 //
-// What it is not for: it parses no HTTP, computes nothing and reads no file;
-// it must stay small (it runs in every such pod), so it uses no net/http and
-// no goroutines; nor fmt or reflection, which would double its memory.
+// What it is not for: HTTP (the shim side uses net/http) or computing
+// figures.
 package relay
 
 import (
@@ -21,7 +21,7 @@ import (
 	"strconv"
 )
 
-// Frame size limits.
+// Frame size limits; cmd/cci-podmetrics/relay.c holds the same.
 const (
 	MaxRequest  = 8 << 10  // a request head
 	MaxResponse = 32 << 20 // a response
