@@ -27,3 +27,18 @@ func FuzzRelayRespond(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPortsFromCRISandboxMetadata: the ports kubelet passes come from the
+// tenant's pod spec; decoding containerd's record of them never panics.
+func FuzzPortsFromCRISandboxMetadata(f *testing.F) {
+	f.Add([]byte(`{"Version":"v1","Metadata":{"Config":{"port_mappings":[{"container_port":19100},{"protocol":1,"container_port":53}]}}}`))
+	f.Add([]byte(`{"Version":"v1","Metadata":{}}`))
+	f.Add([]byte(`{"Version":"v2"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ports, err := PortsFromCRISandboxMetadata(data)
+		if err != nil {
+			return
+		}
+		DefaultConfig().CheckPorts(ports)
+	})
+}

@@ -26,7 +26,9 @@ type NetNS struct {
 // read, init) runs in: the host's, where the endpoint would listen on host
 // addresses.
 func OpenNetNS(path string) (*NetNS, error) {
-	f, err := os.Open(path)
+	// Non-blocking: where the path came from a tenant's spec, a FIFO there
+	// must not hang the caller (the type check below refuses it).
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening network namespace: %w", err)
 	}

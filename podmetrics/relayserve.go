@@ -30,6 +30,11 @@ func RelayArgs(cfg Config) []string {
 // network: each frame from in is a request head, answered with h as one
 // frame on out. It returns when in ends (io.EOF: the relay exited) or
 // either side fails.
+//
+// in is tenant input: the relay runs inside the tenant's sandbox, where a
+// process of the pod may take its place. Frames are bounded (relay.MaxRequest),
+// heads parsed by net/http, and h bounds the rate; the worst a forged frame
+// gets is the pod's own metrics.
 func ServeRelay(in io.Reader, out io.Writer, h http.Handler) error {
 	for {
 		head, err := relay.ReadFrame(in, relay.MaxRequest)

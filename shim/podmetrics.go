@@ -295,7 +295,6 @@ func (s *service) runPodMetricsRelay(ctx context.Context, c *container, t *taskC
 	}
 	proc, err := json.Marshal(&specs.Process{
 		Args:            podmetrics.RelayArgs(cfg),
-		Env:             []string{"GOMAXPROCS=1"},
 		Cwd:             "/",
 		User:            specs.User{UID: 65534, GID: 65534},
 		NoNewPrivileges: true,
