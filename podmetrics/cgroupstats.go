@@ -105,6 +105,22 @@ func FromCgroupV2(m *v2.Metrics, dev *BlockDevice) (*CPUStats, *MemoryStats, *De
 	return cpu, mem, dio
 }
 
+// PressureFromCgroupV2 reads the pressure stall times a cgroup v2 Metrics
+// carries (a backend's Stats on a v2 host or guest); nil when it has none.
+func PressureFromCgroupV2(m *v2.Metrics) *PressureStats {
+	conv := func(p *v2.PSIStats) *PSI {
+		if p == nil || (p.GetSome() == nil && p.GetFull() == nil) {
+			return nil
+		}
+		return &PSI{SomeSeconds: micros(p.GetSome().GetTotal()), FullSeconds: micros(p.GetFull().GetTotal())}
+	}
+	ps := &PressureStats{CPU: conv(m.GetCPU().GetPSI()), Memory: conv(m.GetMemory().GetPSI()), IO: conv(m.GetIo().GetPSI())}
+	if ps.CPU == nil && ps.Memory == nil && ps.IO == nil {
+		return nil
+	}
+	return ps
+}
+
 func nanos(v uint64) float64  { return float64(v) / 1e9 }
 func micros(v uint64) float64 { return float64(v) / 1e6 }
 

@@ -117,6 +117,7 @@ func (h *HostSource) container(ctx context.Context, c Container) (ContainerStats
 			cs.CPU, cs.Memory, io = FromCgroupV1(m, c.Device)
 		case *v2.Metrics:
 			cs.CPU, cs.Memory, io = FromCgroupV2(m, c.Device)
+			cs.Pressure = PressureFromCgroupV2(m)
 		case nil:
 		default:
 			errs = append(errs, fmt.Errorf("backend stats of type %T", m))

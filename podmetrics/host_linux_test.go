@@ -283,7 +283,8 @@ func TestHostSourceBackendStats(t *testing.T) {
 		"v2": &v2.Metrics{
 			CPU:    &v2.CPUStat{UsageUsec: 2_000_000, UserUsec: 1_500_000, SystemUsec: 500_000, NrPeriods: 10, NrThrottled: 1, ThrottledUsec: 1000},
 			Memory: &v2.MemoryStat{Usage: 8192, UsageLimit: 1 << 30, InactiveFile: 1024, Anon: 4096, File: 2048},
-			Io:     &v2.IOStat{Usage: []*v2.IOEntry{{Major: 254, Minor: 16, Rbytes: 100, Wbytes: 200}, {Major: 8, Minor: 0, Wbytes: 999}}},
+			Io: &v2.IOStat{Usage: []*v2.IOEntry{{Major: 254, Minor: 16, Rbytes: 100, Wbytes: 200}, {Major: 8, Minor: 0, Wbytes: 999}},
+				PSI: &v2.PSIStats{Some: &v2.PSIData{Total: 4_000_000}, Full: &v2.PSIData{Total: 3_000_000}}},
 		},
 		"broken": "not metrics",
 	}
@@ -313,5 +314,12 @@ func TestHostSourceBackendStats(t *testing.T) {
 		if c.Rootfs == nil || c.Rootfs.FS != nil || c.Rootfs.IO == nil || c.Rootfs.IO.ReadBytes != 100 || c.Rootfs.IO.WriteBytes != 200 {
 			t.Errorf("%s: rootfs %+v", c.Name, c.Rootfs)
 		}
+	}
+	// v2 carries pressure (v1 has none).
+	if p := s.Containers[1].Pressure; p == nil || p.IO == nil || *p.IO != (PSI{4, 3}) || p.CPU != nil {
+		t.Errorf("v2 pressure = %+v", p)
+	}
+	if s.Containers[0].Pressure != nil {
+		t.Errorf("v1 pressure = %+v", s.Containers[0].Pressure)
 	}
 }
