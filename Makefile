@@ -19,9 +19,15 @@ all: build
 deps:
 	@scripts/deps.sh
 
+# Every binary reports this version and revision (--version, cci_build_info).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+VERSION_PKG := github.com/cci-shim/cci-shim/internal/version
+LDFLAGS   := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(REVISION)
+
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 	$(CC) -static -Os -s -Wall -Wextra -Werror -o $(BIN)/cci-podmetrics cmd/cci-podmetrics/relay.c
 
 vet:

@@ -61,6 +61,7 @@ var (
 	fsWrites       = desc("container_fs_writes_total", "Cumulative count of writes completed.", fsLabels)
 	fsLimitBps     = desc("cci_rootfs_throttle_limit_bytes_per_second", "The rootfs throttle's bandwidth limit (R8); absent when unlimited.", fsLabels, "direction")
 	fsLimitIOPS    = desc("cci_rootfs_throttle_limit_iops", "The rootfs throttle's operations-per-second limit (R8); absent when unlimited.", fsLabels, "direction")
+	fsBurstActive  = desc("cci_rootfs_throttle_burst_active", "1 while the rootfs runs at full speed in its start burst (R8), 0 once the throttle's limits hold; absent without a burst.", fsLabels)
 	stdioBytes     = desc("cci_stdio_forwarded_bytes_total", "Stdout+stderr bytes forwarded to containerd.", ctrLabels)
 	stdioWaits     = desc("cci_stdio_throttle_waits_total", "Times the stdout throttle (R14) made the container wait.", ctrLabels)
 	stdioWait      = desc("cci_stdio_throttle_wait_seconds_total", "Time the stdout throttle (R14) held the container back.", ctrLabels)
@@ -82,7 +83,7 @@ var (
 	logSinkErrors  = desc("cci_log_sink_errors_total", "Failed deliveries to the log sink.", podLabels)
 	logLag         = desc("cci_log_lag_bytes", "Bytes written but not yet delivered.", podLabels)
 	scrapeErrors   = desc("cci_pod_metrics_scrape_error", "1 when part of this scrape's figures could not be read (see the shim's log).", podLabels)
-	allDescs       = []*prometheus.Desc{cpuUsage, cpuUser, cpuSystem, cpuPeriods, cpuThrottledP, cpuThrottledS, cpuQuota, cpuPeriod, memUsage, memWorkingSet, memRSS, memCache, memLimit, memOOM, psiCPUSome, psiCPUFull, psiMemSome, psiMemFull, psiIOSome, psiIOFull, fsUsage, fsLimit, fsInodes, fsInodesFree, fsReadBytes, fsWriteBytes, fsReads, fsWrites, fsLimitBps, fsLimitIOPS, stdioBytes, stdioWaits, stdioWait, stdioLimit, netRxBytes, netRxPackets, netRxErrors, netRxDropped, netTxBytes, netTxPackets, netTxErrors, netTxDropped, logFiles, logLines, logBytes, logSplit, logDropped, logSkipped, logSinkErrors, logLag, scrapeErrors}
+	allDescs       = []*prometheus.Desc{cpuUsage, cpuUser, cpuSystem, cpuPeriods, cpuThrottledP, cpuThrottledS, cpuQuota, cpuPeriod, memUsage, memWorkingSet, memRSS, memCache, memLimit, memOOM, psiCPUSome, psiCPUFull, psiMemSome, psiMemFull, psiIOSome, psiIOFull, fsUsage, fsLimit, fsInodes, fsInodesFree, fsReadBytes, fsWriteBytes, fsReads, fsWrites, fsLimitBps, fsLimitIOPS, fsBurstActive, stdioBytes, stdioWaits, stdioWait, stdioLimit, netRxBytes, netRxPackets, netRxErrors, netRxDropped, netTxBytes, netTxPackets, netTxErrors, netTxDropped, logFiles, logLines, logBytes, logSplit, logDropped, logSkipped, logSinkErrors, logLag, scrapeErrors}
 	_              = prometheus.Collector((*Collector)(nil))
 	counter, gauge = prometheus.CounterValue, prometheus.GaugeValue
 )
@@ -225,6 +226,13 @@ func (e emitter) container(ns, pod string, c ContainerStats) {
 			if lim.v > 0 {
 				e.metric(lim.d, gauge, float64(lim.v), append(fl, lim.dir)...)
 			}
+		}
+		if b := r.BurstActive; b != nil {
+			v := 0.0
+			if *b {
+				v = 1
+			}
+			e.metric(fsBurstActive, gauge, v, fl...)
 		}
 	}
 	if st := c.Stdio; st != nil {

@@ -35,10 +35,11 @@ func fullSnapshot() Snapshot {
 				Memory:   &MemoryStats{UsageBytes: 20480, WorkingSetBytes: 19456, RSSBytes: 8192, CacheBytes: 4096, LimitBytes: 268435456, OOMKills: 2},
 				Pressure: &PressureStats{CPU: &PSI{1.5, 0.5}, Memory: &PSI{0.25, 0.125}, IO: &PSI{4, 3}},
 				Rootfs: &RootfsStats{
-					Device: "/dev/loop3",
-					FS:     &FSUsage{UsageBytes: 1 << 20, LimitBytes: 20 << 30, InodesTotal: 1000, InodesFree: 900},
-					IO:     &DeviceIO{ReadBytes: 4096, WriteBytes: 8192, Reads: 1, Writes: 2},
-					Limits: iothrottle.DeviceLimits{ReadBps: 6_000_000, WriteBps: 3_000_000, WriteIOPS: 1000},
+					Device:      "/dev/loop3",
+					FS:          &FSUsage{UsageBytes: 1 << 20, LimitBytes: 20 << 30, InodesTotal: 1000, InodesFree: 900},
+					IO:          &DeviceIO{ReadBytes: 4096, WriteBytes: 8192, Reads: 1, Writes: 2},
+					Limits:      iothrottle.DeviceLimits{ReadBps: 6_000_000, WriteBps: 3_000_000, WriteIOPS: 1000},
+					BurstActive: new(bool),
 				},
 				Stdio: &iothrottle.Stats{RateBytesPerSec: 1_000_000, BytesForwarded: 5000, Waits: 3, WaitTime: 1500 * time.Millisecond},
 			},
@@ -86,6 +87,9 @@ cci_rootfs_throttle_limit_bytes_per_second{container="app",device="/dev/loop3",d
 # HELP cci_rootfs_throttle_limit_iops The rootfs throttle's operations-per-second limit (R8); absent when unlimited.
 # TYPE cci_rootfs_throttle_limit_iops gauge
 cci_rootfs_throttle_limit_iops{container="app",device="/dev/loop3",direction="write",namespace="team-a",pod="web"} 1000
+# HELP cci_rootfs_throttle_burst_active 1 while the rootfs runs at full speed in its start burst (R8), 0 once the throttle's limits hold; absent without a burst.
+# TYPE cci_rootfs_throttle_burst_active gauge
+cci_rootfs_throttle_burst_active{container="app",device="/dev/loop3",namespace="team-a",pod="web"} 0
 # HELP cci_stdio_throttle_wait_seconds_total Time the stdout throttle (R14) held the container back.
 # TYPE cci_stdio_throttle_wait_seconds_total counter
 cci_stdio_throttle_wait_seconds_total{container="app",namespace="team-a",pod="web"} 1.5
@@ -110,7 +114,7 @@ cci_pod_metrics_scrape_error{namespace="team-a",pod="web"} 0
 		"container_cpu_usage_seconds_total", "container_cpu_cfs_throttled_seconds_total", "container_memory_working_set_bytes",
 		"container_spec_memory_limit_bytes", "container_pressure_io_waiting_seconds_total", "container_fs_writes_bytes_total",
 		"container_fs_usage_bytes", "cci_rootfs_throttle_limit_bytes_per_second", "cci_rootfs_throttle_limit_iops",
-		"cci_stdio_throttle_wait_seconds_total", "container_network_receive_bytes_total",
+		"cci_rootfs_throttle_burst_active", "cci_stdio_throttle_wait_seconds_total", "container_network_receive_bytes_total",
 		"container_network_transmit_packets_dropped_total", "cci_log_skipped_files_total", "cci_log_lag_bytes", "cci_pod_metrics_scrape_error",
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {

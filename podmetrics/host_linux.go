@@ -33,6 +33,7 @@ type Container struct {
 	RootfsDir string
 	Device    *BlockDevice            // the rootfs block device; nil when there is none
 	Limits    iothrottle.DeviceLimits // its throttle
+	Burst     *iothrottle.BurstStatus // its start burst; nil when it has none
 	Stdio     *iothrottle.Stats       // the stdout throttle's counters; nil when off
 }
 
@@ -136,6 +137,10 @@ func (h *HostSource) container(ctx context.Context, c Container) (ContainerStats
 	}
 	if c.Device != nil {
 		cs.Rootfs = &RootfsStats{Device: c.Device.Path, IO: io, Limits: c.Limits}
+		if c.Burst != nil {
+			active := c.Burst.Active
+			cs.Rootfs.BurstActive = &active
+		}
 		if c.RootfsDir != "" {
 			fs, err := statFS(c.RootfsDir, c.Device)
 			if err != nil {

@@ -130,7 +130,8 @@ func TestHostSourceFixtures(t *testing.T) {
 				ProcRoot:   proc,
 				Pod: func() Pod {
 					return Pod{Namespace: "team-a", Name: "web", Logs: logs, Containers: []Container{
-						{Name: "app", CgroupsPath: fixtureGroup, RootfsDir: rootfs, Device: rootDev, Limits: limits, Stdio: stdio},
+						{Name: "app", CgroupsPath: fixtureGroup, RootfsDir: rootfs, Device: rootDev, Limits: limits, Stdio: stdio,
+							Burst: &iothrottle.BurstStatus{Active: true}},
 						// Exited: its cgroup is gone, its stdout counters stay.
 						{Name: "gone", CgroupsPath: "/k8s.io/exited", Stdio: stdio},
 						// A restarted container: the exited attempt first, the running one wins.
@@ -173,6 +174,9 @@ func TestHostSourceFixtures(t *testing.T) {
 				t.Errorf("Rootfs = %+v; want IO %+v", c.Rootfs, wantIO)
 			} else if fs := c.Rootfs.FS; fs == nil || fs.LimitBytes == 0 || fs.UsageBytes > fs.LimitBytes || fs.InodesFree > fs.InodesTotal {
 				t.Errorf("Rootfs.FS = %+v", fs)
+			}
+			if b := c.Rootfs.BurstActive; b == nil || !*b {
+				t.Errorf("burst active = %v; want true", b)
 			}
 			if c.Stdio != stdio {
 				t.Errorf("Stdio = %+v", c.Stdio)

@@ -78,6 +78,9 @@ type RootfsStats struct {
 	FS     *FSUsage                // nil when the filesystem is not mounted on this host (a VM's)
 	IO     *DeviceIO               // nil when unknown
 	Limits iothrottle.DeviceLimits // the throttle; zero fields are unlimited
+	// BurstActive is set when the throttle has a start burst: true while
+	// the device still runs at full speed, false once the limits hold.
+	BurstActive *bool
 }
 
 // FSUsage is a filesystem's space and inodes.

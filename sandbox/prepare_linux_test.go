@@ -1,10 +1,13 @@
 package sandbox
 
 import (
-	"github.com/cci-shim/cci-shim/internal/testutil"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/cci-shim/cci-shim/internal/testutil"
 
 	"github.com/cci-shim/cci-shim/shm"
 	"github.com/moby/sys/mountinfo"
@@ -109,5 +112,29 @@ func TestPrepareUndoesOnError(t *testing.T) {
 	}
 	if n := mountsUnder(t, podDir); n != 0 {
 		t.Fatalf("%d mounts left after a failed Prepare", n)
+	}
+}
+
+// TestPrepareRefusesVolumeBeyondFreeDisk: issue 9 item 12, a replaced
+// volume's sizeLimit far above the node's free disk is refused, not
+// created as a sparse promise the disk cannot keep.
+func TestPrepareRefusesVolumeBeyondFreeDisk(t *testing.T) {
+	testutil.RequireRoot(t, "mounts tmpfs")
+	podDir := filepath.Join(t.TempDir(), "pod")
+	t.Cleanup(func() { _ = Cleanup(podDir) })
+	plan := &Plan{PodDir: podDir, Dirs: []Dir{
+		{Path: filepath.Join(podDir, "volumes/vol-m"), Size: 16 << 20, Memory: true},
+		{Path: filepath.Join(podDir, "volumes/vol-huge"), Image: filepath.Join(podDir, "images/vol-huge.img"), Size: 1 << 60},
+	}}
+	_, err := Prepare(plan, nil)
+	var pe *PolicyError
+	if !errors.As(err, &pe) || pe.Field != "sizeLimit" || !strings.Contains(err.Error(), "free for pod volumes") {
+		t.Fatalf("err = %v", err)
+	}
+	if n := mountsUnder(t, podDir); n != 0 {
+		t.Fatalf("%d mounts left", n)
+	}
+	if _, err := os.Stat(plan.Dirs[1].Image); !os.IsNotExist(err) {
+		t.Fatalf("image left: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package shim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,7 +47,7 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		}
 	}()
 
-	a, err := s.admit(r)
+	a, err := s.admit(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -54,8 +55,14 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err != nil {
 		return nil, err
 	}
+	if err := s.ownPodCgroup(a); err != nil {
+		return nil, err
+	}
 	s.failpoint("create:admitted", r.ID)
 	if err := s.prepareVolumes(ctx, a.plan); err != nil {
+		return nil, err
+	}
+	if err := s.pinSources(ctx, r.ID, a.plan); err != nil {
 		return nil, err
 	}
 	s.failpoint("create:volumes", r.ID)
@@ -68,12 +75,12 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		return nil, err
 	}
 	s.failpoint("create:gpus", r.ID)
-	rootfs, err := s.throttleRootfs(ctx, c, r.Rootfs, a.limits.Rootfs)
+	rootfs, err := s.throttleRootfs(ctx, c, r.Rootfs, a.limits)
 	if err != nil {
 		return nil, err
 	}
 	s.failpoint("create:rootfs", r.ID)
-	if err := s.adapter.AdjustSpec(a.spec, podSize(a.plan)); err != nil {
+	if err := s.adapter.AdjustSpec(a.spec, podSize(a)); err != nil {
 		return nil, fmt.Errorf("adjusting spec for %s: %w", s.adapter.Kind(), err)
 	}
 	if c.bundle, err = s.writeBundle(ctx, r.ID, a.spec); err != nil {
@@ -95,7 +102,10 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		return nil, err
 	}
 	s.failpoint("create:task", r.ID)
-	if err := s.applyHostThrottle(ctx, c); err != nil {
+	if err := s.watchRootfs(context.WithoutCancel(ctx), c); err != nil {
+		return nil, err
+	}
+	if err := s.pod.commit(a, resp.Pid, s.traits.Isolation); err != nil {
 		return nil, err
 	}
 	s.startPodMetrics(ctx, metrics, a.spec, resp.Pid) // R27, shim/podmetrics.go
@@ -108,8 +118,9 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	return resp, nil
 }
 
-// admit reads the container's spec and applies the pod policy to it.
-func (s *service) admit(r *taskv3.CreateTaskRequest) (*admission, error) {
+// admit reads the container's spec (strictly: a field this shim does not
+// know is refused, not passed on) and applies the pod policy to it.
+func (s *service) admit(ctx context.Context, r *taskv3.CreateTaskRequest) (*admission, error) {
 	spec, err := readSpec(filepath.Join(r.Bundle, "config.json"))
 	if err != nil {
 		return nil, err
@@ -118,12 +129,25 @@ func (s *service) admit(r *taskv3.CreateTaskRequest) (*admission, error) {
 	if err != nil {
 		return nil, err
 	}
+	pod.ID = r.ID
 	if pod.ContainerName == "" && pod.Type == sandbox.TypeStandalone {
 		pod.ContainerName = r.ID // ctr: errors and log policies name the container by its id
 	}
-	plan, err := sandbox.Apply(spec, pod, s.policyConfig())
+	if err := sandbox.CheckRootfs(pod.Name(), len(r.Rootfs)); err != nil {
+		return nil, err
+	}
+	cfg := s.policyConfig()
+	if !pod.IsSandbox() {
+		if cfg.Pod = s.pod.state(); cfg.Pod == nil {
+			return nil, fmt.Errorf("container %q: its pod's sandbox was not created by this shim: %w", r.ID, errdefs.ErrFailedPrecondition)
+		}
+	}
+	plan, err := sandbox.Apply(spec, pod, cfg)
 	if err != nil {
 		return nil, err
+	}
+	for _, w := range plan.Warnings {
+		log.G(ctx).Warn(w)
 	}
 	limits, err := iothrottle.LimitsFromConfig(s.cfg.Throttle.NodeLimits(), spec.Annotations)
 	if err != nil {
@@ -136,17 +160,26 @@ func (s *service) admit(r *taskv3.CreateTaskRequest) (*admission, error) {
 func (s *service) policyConfig() sandbox.Config {
 	p := s.cfg.Policy
 	return sandbox.Config{
-		PodDir:           s.volumeDir,
-		KubeletRoot:      p.KubeletRoot,
-		ContainerdRoot:   p.ContainerdRoot,
-		ContainerdState:  p.ContainerdState,
-		OOMScoreAdjFloor: s.oomFloor,
-		ShmSize:          p.ShmSizeBytes,
+		PodDir:                    s.volumeDir,
+		KubeletRoot:               p.KubeletRoot,
+		ContainerdRoot:            p.ContainerdRoot,
+		ContainerdState:           p.ContainerdState,
+		ShimDirs:                  []string{s.cfg.StateDir, p.VolumeDir, s.cfg.Logs.FileDir},
+		Namespace:                 s.launch.namespace,
+		Isolation:                 s.traits.Isolation,
+		AllowHostRootCapabilities: p.InsecureAllowHostRootCapabilities,
+		Namespaces:                sandbox.ProcResolver{},
+		HostNamespaces:            s.hostNamespaces,
+		OOMScoreAdjFloor:          s.oomFloor,
+		ShmSize:                   p.ShmSizeBytes,
 	}
 }
 
-func podSize(plan *sandbox.Plan) backend.PodSize {
-	if plan.PodSize == nil {
+// podSize is what the backend sizes the sandbox from: the normalised pod,
+// for the pod's first container only.
+func podSize(a *admission) backend.PodSize {
+	plan := a.plan
+	if plan.PodSize == nil || !a.pod.IsSandbox() {
 		return backend.PodSize{}
 	}
 	return backend.PodSize{MilliCPU: plan.PodSize.Pod.MilliCPU, MemoryBytes: plan.PodSize.Pod.Memory}
@@ -164,6 +197,35 @@ func (s *service) prepareVolumes(ctx context.Context, plan *sandbox.Plan) error 
 	}
 	if _, err := sandbox.Prepare(plan, runOutput); err != nil {
 		return fmt.Errorf("preparing pod volumes: %w", err)
+	}
+	return nil
+}
+
+// ownPodCgroup records the pod's cgroup parent when the shim chose it (the
+// runtime creates it with the sandbox and leaves it behind).
+func (s *service) ownPodCgroup(a *admission) error {
+	if !a.pod.IsSandbox() || a.plan.State == nil || !sandbox.OwnedCgroupParent(a.plan.State.CgroupParent) {
+		return nil
+	}
+	return s.owner.add(resource{Kind: resCgroup, Path: a.plan.State.CgroupParent}, nil)
+}
+
+// pinSources mounts the platform bind sources the policy checked at the
+// staging paths the spec names (sandbox.PinSources), recorded as the
+// container's.
+func (s *service) pinSources(ctx context.Context, id string, plan *sandbox.Plan) error {
+	if len(plan.Pins) == 0 {
+		return nil
+	}
+	var mounted []string
+	dir := filepath.Join(s.volumeDir, "pins", id)
+	unpin := func(context.Context) error { return errors.Join(sandbox.UnpinSources(mounted), unmountAll(dir)) }
+	if err := s.owner.add(resource{Kind: resMounts, Container: id, Path: dir}, unpin); err != nil {
+		return err
+	}
+	var err error
+	if mounted, err = sandbox.PinSources(plan.Pins); err != nil {
+		return fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
 	}
 	return nil
 }
@@ -321,16 +383,30 @@ func (s *service) backendClosed() {
 	s.shutdown.Shutdown()
 }
 
+// readSpec reads a bundle's spec strictly (sandbox.DecodeSpec): a field the
+// policy does not know is refused by name.
 func readSpec(path string) (*specs.Spec, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading bundle spec: %w", err)
 	}
-	var spec specs.Spec
-	if err := json.Unmarshal(data, &spec); err != nil {
-		return nil, fmt.Errorf("bundle spec %s: %w: %w", path, err, errdefs.ErrInvalidArgument)
+	return sandbox.DecodeSpec(data)
+}
+
+// readAnnotations reads only a bundle's annotations, leniently: the start
+// and delete subcommands need the pod's id before any policy runs.
+func readAnnotations(path string) map[string]string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
 	}
-	return &spec, nil
+	var spec struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if json.Unmarshal(data, &spec) != nil {
+		return nil
+	}
+	return spec.Annotations
 }
 
 func writeSpec(path string, spec *specs.Spec) error {

@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/cci-shim/cci-shim/gpu"
-	"github.com/cci-shim/cci-shim/iothrottle"
 	"github.com/cci-shim/cci-shim/sandbox"
 )
 
@@ -122,11 +121,10 @@ func releaseRecord(cfg releaseEnv) releaser {
 		case resTask:
 			return cfg.deleteTask(ctx, r)
 		case resMounts:
-			if !within(cfg.stateDir, r.Path) {
-				return fmt.Errorf("refusing to release %s outside %s", r.Path, cfg.stateDir)
+			if !within(cfg.stateDir, r.Path) && !within(cfg.volumeDir, r.Path) {
+				return fmt.Errorf("refusing to release %s outside %s and %s", r.Path, cfg.stateDir, cfg.volumeDir)
 			}
-			removeBundle(ctx, r.Path)
-			return nil
+			return unmountAll(r.Path)
 		case resDir:
 			return removeUnder(cfg.stateDir, r.Path)
 		case resVolumes:
@@ -147,11 +145,12 @@ func releaseRecord(cfg releaseEnv) releaser {
 			if _, err := fmt.Sscanf(r.Key, "%d:%d", &major, &minor); err != nil {
 				return fmt.Errorf("throttle record %q: %w", r.Key, err)
 			}
-			err := iothrottle.ApplyToCgroup(r.Path, major, minor, iothrottle.DeviceLimits{})
-			if errors.Is(err, os.ErrNotExist) || err != nil && strings.Contains(err.Error(), "no such file") {
-				return nil // the sandbox's cgroup went with it
+			return clearDeviceLimits(r.Path, major, minor)
+		case resCgroup:
+			if !sandbox.OwnedCgroupParent(r.Path) {
+				return fmt.Errorf("refusing to remove cgroup %s: not one the shim chose", r.Path)
 			}
-			return err
+			return sandbox.RemoveCgroup(r.Path)
 		case resRootfs:
 			return nil // the loop device was attached with autoclear by the dead process
 		}
@@ -183,15 +182,13 @@ func removeUnder(dir, p string) error {
 	return os.RemoveAll(p)
 }
 
-// removeBundle unmounts whatever is left on the backend bundle's rootfs and
-// removes the bundle.
-func removeBundle(ctx context.Context, bundle string) {
-	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), unix.MNT_DETACH); err != nil {
-		log.G(ctx).WithError(err).Warn("unmounting backend rootfs")
+// unmountAll detaches every mount at or under dir (a bundle's rootfs, a
+// container's pinned sources) and removes dir.
+func unmountAll(dir string) error {
+	if err := mount.UnmountRecursive(dir, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("unmounting %s: %w", dir, err)
 	}
-	if err := os.RemoveAll(bundle); err != nil {
-		log.G(ctx).WithError(err).Warn("removing backend bundle")
-	}
+	return os.RemoveAll(dir)
 }
 
 // taskGone treats a task the backend no longer knows as deleted.

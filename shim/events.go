@@ -34,6 +34,7 @@ type eventRelay struct {
 	ctx       context.Context // values only: never cancelled
 	publisher events.Publisher
 	drain     func(containerID, execID string, timeout time.Duration)
+	exited    func(containerID, execID string) // after the drain, before publishing
 
 	mu     sync.Mutex
 	queues map[string][]*eventsapi.ForwardRequest // by container id; guarded by mu
@@ -42,11 +43,12 @@ type eventRelay struct {
 
 var _ eventsapi.TTRPCEventsService = (*eventRelay)(nil)
 
-func newEventRelay(ctx context.Context, p events.Publisher, drain func(string, string, time.Duration)) *eventRelay {
+func newEventRelay(ctx context.Context, p events.Publisher, drain func(string, string, time.Duration), exited func(string, string)) *eventRelay {
 	return &eventRelay{
 		ctx:       context.WithoutCancel(ctx),
 		publisher: p,
 		drain:     drain,
+		exited:    exited,
 		queues:    map[string][]*eventsapi.ForwardRequest{},
 	}
 }
@@ -105,6 +107,9 @@ func (r *eventRelay) publish(req *eventsapi.ForwardRequest) {
 			execID = ""
 		}
 		r.drain(exit.ContainerID, execID, exitDrainTimeout)
+		if r.exited != nil {
+			r.exited(exit.ContainerID, execID)
+		}
 	}
 	if err := r.publisher.Publish(namespaces.WithNamespace(r.ctx, env.Namespace), env.Topic, evt); err != nil {
 		log.G(r.ctx).WithError(err).WithField("topic", env.Topic).Error("relaying backend event")

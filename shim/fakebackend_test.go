@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -46,6 +47,7 @@ type fakeBackend struct {
 	t      *testing.T
 	relay  eventsapi.TTRPCEventsService
 	ns     string
+	pid    uint32 // every task's pid: a real process, whose namespaces the policy reads
 	server *ttrpc.Server
 
 	mu        sync.Mutex
@@ -96,13 +98,13 @@ func (f *fakeBackend) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (
 	if cerr != nil {
 		return nil, errgrpc.ToGRPC(cerr)
 	}
-	f.event("/tasks/create", &eventstypes.TaskCreate{ContainerID: r.ID, Bundle: r.Bundle, Pid: 4242})
-	return &taskv3.CreateTaskResponse{Pid: 4242}, nil
+	f.event("/tasks/create", &eventstypes.TaskCreate{ContainerID: r.ID, Bundle: r.Bundle, Pid: f.pid})
+	return &taskv3.CreateTaskResponse{Pid: f.pid}, nil
 }
 
 func (f *fakeBackend) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.StartResponse, error) {
 	f.record("Start", r.ID)
-	return &taskv3.StartResponse{Pid: 4242}, nil
+	return &taskv3.StartResponse{Pid: f.pid}, nil
 }
 
 func (f *fakeBackend) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*taskv3.DeleteResponse, error) {
@@ -114,12 +116,12 @@ func (f *fakeBackend) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*tas
 	if !ok {
 		return nil, errgrpc.ToGRPC(fmt.Errorf("task %s: %w", r.ID, errdefs.ErrNotFound))
 	}
-	return &taskv3.DeleteResponse{Pid: 4242, ExitStatus: 0}, nil
+	return &taskv3.DeleteResponse{Pid: f.pid, ExitStatus: 0}, nil
 }
 
 func (f *fakeBackend) State(ctx context.Context, r *taskv3.StateRequest) (*taskv3.StateResponse, error) {
 	f.record("State", r.ID)
-	return &taskv3.StateResponse{ID: r.ID, Pid: 4242}, nil
+	return &taskv3.StateResponse{ID: r.ID, Pid: f.pid}, nil
 }
 
 func (f *fakeBackend) Kill(ctx context.Context, r *taskv3.KillRequest) (*emptypb.Empty, error) {
@@ -217,7 +219,7 @@ func (f *fakeBackend) exit(id string, output []byte) {
 		w.Close()
 	}
 	close(ch)
-	f.event("/tasks/exit", &eventstypes.TaskExit{ContainerID: id, ID: id, Pid: 4242})
+	f.event("/tasks/exit", &eventstypes.TaskExit{ContainerID: id, ID: id, Pid: f.pid})
 }
 
 // fakePublisher is containerd's events endpoint: it records what the shim
@@ -259,9 +261,9 @@ func (p *fakePublisher) next(t *testing.T, timeout time.Duration) publishedEvent
 // fakeAdapter is a runc-like backend that is never executed.
 type fakeAdapter struct{}
 
-func (fakeAdapter) Kind() string                                 { return "fake" }
-func (fakeAdapter) Binary() string                               { return "/nonexistent/fake-backend" }
-func (fakeAdapter) Options() (*anypb.Any, error)                 { return nil, nil }
+func (fakeAdapter) Kind() string                                  { return "fake" }
+func (fakeAdapter) Binary() string                                { return "/nonexistent/fake-backend" }
+func (fakeAdapter) Options() (*anypb.Any, error)                  { return nil, nil }
 func (fakeAdapter) AdjustSpec(*specs.Spec, backend.PodSize) error { return nil }
 func (fakeAdapter) Traits() backend.Traits {
 	return backend.Traits{Isolation: backend.IsolationNone, RootfsThrottle: backend.ThrottleContainer,
@@ -272,6 +274,7 @@ func (fakeAdapter) Traits() backend.Traits {
 type testPod struct {
 	t       *testing.T
 	dir     string
+	rootfs  string // an ext4 image every container's rootfs is a loop mount of
 	svc     *service
 	backend *fakeBackend
 	pub     *fakePublisher
@@ -296,11 +299,18 @@ func newTestPod(t *testing.T, stdioBps int64) *testPod {
 	cfg.Logs.FileDir = filepath.Join(dir, "podlogs")
 	cfg.GPU.StateDir = filepath.Join(dir, "gpu")
 	cfg.Throttle.StdioBps = stdioBps
+	cfg.Rootfs.SizeBytes = 32 << 20   // makeExt4Image's
+	cfg.Throttle.RootfsBurstBytes = 0 // the fake makes no cgroup for a burst watcher to watch
 
 	ctx, cancel := context.WithCancel(namespaces.WithNamespace(context.Background(), "test"))
 	_, sd := shutdown.WithShutdown(ctx)
 	pub := &fakePublisher{ch: make(chan publishedEvent, 100)}
-	fb := &fakeBackend{t: t, ns: "test", stdout: map[string]string{}, exits: map[string]chan struct{}{}}
+	task := exec.Command("sleep", "3600")
+	if err := task.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { task.Process.Kill(); task.Wait() })
+	fb := &fakeBackend{t: t, ns: "test", pid: uint32(task.Process.Pid), stdout: map[string]string{}, exits: map[string]chan struct{}{}}
 	p := &testPod{t: t, dir: dir, backend: fb, pub: pub, ctx: ctx}
 	sock := filepath.Join(dir, "backend.sock")
 	svc, err := newTaskService(ctx, serviceDeps{
@@ -315,6 +325,7 @@ func newTestPod(t *testing.T, stdioBps int64) *testPod {
 	}
 	fb.relay = svc.relay
 	p.svc = svc
+	p.rootfs = makeExt4Image(t, filepath.Join(dir, "rootfs.img"))
 	t.Cleanup(func() {
 		// Whatever the test left running goes the way a pod's does.
 		if err := svc.owner.releaseAll(context.WithoutCancel(ctx)); err != nil {
@@ -396,7 +407,24 @@ func (p *testPod) frontFIFO(id string) (string, io.ReadCloser) {
 	return path, r
 }
 
-// create runs Create for id with its stdout at stdout.
+// create runs Create for id with its stdout at stdout, its rootfs a loop
+// mount of the pod's image as the blockfile snapshotter hands it over.
 func (p *testPod) create(id, stdout string, opts ...oci.SpecOpts) (*taskv3.CreateTaskResponse, error) {
-	return p.svc.Create(p.ctx, &taskv3.CreateTaskRequest{ID: id, Bundle: p.bundle(id, opts...), Stdout: stdout})
+	return p.svc.Create(p.ctx, &taskv3.CreateTaskRequest{ID: id, Bundle: p.bundle(id, opts...), Stdout: stdout,
+		Rootfs: []*types.Mount{{Type: "ext4", Source: p.rootfs, Options: []string{"loop", "rw"}}}})
+}
+
+// makeExt4Image makes a small sparse ext4 image.
+func makeExt4Image(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(32 << 20)
+	f.Close()
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", path).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	return path
 }

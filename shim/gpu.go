@@ -2,7 +2,6 @@ package shim
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/cci-shim/cci-shim/config"
 	"github.com/cci-shim/cci-shim/gpu"
@@ -108,22 +106,4 @@ func (g *gpus) apply(ctx context.Context, spec *specs.Spec, req *gpu.Request, po
 	}
 	log.G(ctx).WithField("gpus", uuids).WithField("driver", drv.Version).Info("gpus assigned")
 	return nil
-}
-
-// injectExecEnv appends the driver library and tool dirs to an exec
-// process's LD_LIBRARY_PATH and PATH (R12 beyond: no export after exec).
-func injectExecEnv(procSpec *anypb.Any) (*anypb.Any, error) {
-	if procSpec == nil {
-		return nil, nil
-	}
-	var p specs.Process
-	if err := json.Unmarshal(procSpec.GetValue(), &p); err != nil {
-		return nil, fmt.Errorf("exec process spec: %w: %w", err, errdefs.ErrInvalidArgument)
-	}
-	gpu.InjectEnv(&p)
-	data, err := json.Marshal(&p)
-	if err != nil {
-		return nil, err
-	}
-	return &anypb.Any{TypeUrl: procSpec.GetTypeUrl(), Value: data}, nil
 }

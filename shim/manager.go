@@ -17,10 +17,11 @@ import (
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
-	"github.com/containerd/containerd/v2/version"
 	"github.com/containerd/log"
 
 	"github.com/cci-shim/cci-shim/config"
+	"github.com/cci-shim/cci-shim/internal/version"
+	"github.com/cci-shim/cci-shim/sandbox"
 	"github.com/cci-shim/cci-shim/sandbox/backend"
 )
 
@@ -46,7 +47,8 @@ type manager struct{ name string }
 func (m *manager) Name() string { return m.name }
 
 func (m *manager) Info(ctx context.Context, _ io.Reader) (*types.RuntimeInfo, error) {
-	return &types.RuntimeInfo{Name: m.name, Version: &types.RuntimeVersion{Version: version.Version}}, nil
+	v := version.Get()
+	return &types.RuntimeInfo{Name: m.name, Version: &types.RuntimeVersion{Version: v.Version, Revision: v.Revision}}, nil
 }
 
 // Start returns the address of the pod's cci shim, starting it for the first
@@ -58,24 +60,28 @@ func (m *manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := config.Load(cfgPath)
+	cfg, src, err := config.LoadSource(cfgPath)
 	if err != nil {
+		return nil, err
+	}
+	// An unusable state dir would only show as a closed connection once the
+	// spawned shim fails: say it here, with the file that set it.
+	if err := cfg.PrepareStateDir(src.Path); err != nil {
 		return nil, err
 	}
 	if _, err := backend.New(cfg); err != nil {
 		return nil, err // R2: never fall back to another runtime
 	}
-	spec, err := readSpec("config.json")
-	if err != nil {
+	pod := podID(readAnnotations("config.json"), params.GetInstanceID())
+	if err := sandbox.ValidateIdentifier("containerd namespace", params.GetNamespace()); err != nil {
 		return nil, err
 	}
-	pod := podID(spec, params.GetInstanceID())
-	// The spawned shim keeps the pod's state here; a state dir it cannot
-	// write would only show as a closed connection, so say it now.
+	if err := sandbox.ValidateIdentifier("pod id (annotation "+annotationSandboxID+")", pod); err != nil {
+		return nil, err
+	}
 	podDir := filepath.Join(cfg.StateDir, params.GetNamespace(), pod)
 	if err := os.MkdirAll(podDir, 0o700); err != nil {
-		path, _ := config.Path(cfgPath)
-		return nil, fmt.Errorf("state_dir %q (node config %s) is not usable: %w", cfg.StateDir, path, err)
+		return nil, fmt.Errorf("state_dir %q (node config %s) is not usable: %w", cfg.StateDir, src.Path, err)
 	}
 	defer func() {
 		if retErr != nil {
@@ -184,8 +190,11 @@ func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) 
 	if err != nil {
 		return status, err
 	}
-	spec, _ := readSpec("config.json")
-	podDir := filepath.Join(cfg.StateDir, ns, podID(spec, id))
+	pod := podID(readAnnotations("config.json"), id)
+	if sandbox.ValidateIdentifier("containerd namespace", ns) != nil || sandbox.ValidateIdentifier("pod id", pod) != nil {
+		return status, nil // the start subcommand refused it: nothing of it exists
+	}
+	podDir := filepath.Join(cfg.StateDir, ns, pod)
 	if _, err := os.Stat(podDir); errors.Is(err, os.ErrNotExist) {
 		return status, nil
 	}

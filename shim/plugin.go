@@ -49,7 +49,7 @@ func newService(ic *plugin.InitContext) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := config.Load("")
+	cfg, src, err := config.LoadSource("")
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +63,7 @@ func newService(ic *plugin.InitContext) (any, error) {
 	}
 	return newTaskService(ic.Context, serviceDeps{
 		cfg:              cfg,
+		cfgPath:          src.Path,
 		adapter:          adapter,
 		publisher:        pp.(shim.Publisher),
 		shutdown:         ss.(shutdown.Service),
@@ -79,6 +80,7 @@ func newService(ic *plugin.InitContext) (any, error) {
 // serviceDeps is what a pod's task service is built from.
 type serviceDeps struct {
 	cfg              config.Config
+	cfgPath          string // the node config file cfg came from, for errors
 	adapter          backend.Adapter
 	publisher        shim.Publisher
 	shutdown         shutdown.Service
@@ -110,6 +112,7 @@ func newTaskService(ctx context.Context, d serviceDeps) (*service, error) {
 	s := &service{
 		ctx:          ctx,
 		cfg:          cfg,
+		cfgPath:      d.cfgPath,
 		adapter:      d.adapter,
 		traits:       d.adapter.Traits(),
 		publisher:    d.publisher,
@@ -135,6 +138,14 @@ func newTaskService(ctx context.Context, d serviceDeps) (*service, error) {
 	if s.startBackend == nil {
 		s.startBackend = startBackend
 	}
+	// Both become host paths: containerd validates them, and so do we.
+	if err := sandbox.ValidateIdentifier("containerd namespace", d.namespace); err != nil {
+		return nil, err
+	}
+	if err := sandbox.ValidateIdentifier("pod id", d.pod); err != nil {
+		return nil, err
+	}
+	s.pod = newPodPolicy(s.podDir)
 	if err := os.MkdirAll(s.podDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state_dir %q: creating pod state dir: %w", cfg.StateDir, err)
 	}
@@ -170,10 +181,13 @@ func newTaskService(ctx context.Context, d serviceDeps) (*service, error) {
 	if s.oomFloor, err = sandbox.ReadOOMScoreAdjFloor(); err != nil {
 		return nil, err
 	}
+	if s.hostNamespaces, err = sandbox.ReadHostNamespaces(); err != nil {
+		return nil, err
+	}
 	if s.gpus, err = newGPUs(cfg, s.traits.GPU); err != nil {
 		return nil, err
 	}
-	s.relay = newEventRelay(ctx, s.publisher, s.drain)
+	s.relay = newEventRelay(ctx, s.publisher, s.drain, s.exited)
 	go s.writeStatsLoop(ctx)
 	return s, nil
 }

@@ -217,6 +217,10 @@ func (s *service) podMetricsView(p *podMetricsPlan) podmetrics.Pod {
 			pc.Device = &podmetrics.BlockDevice{Path: t.dev.Path, Major: uint64(t.dev.Major), Minor: uint64(t.dev.Minor)}
 			pc.Limits = t.limits
 			pc.RootfsDir = filepath.Join(c.bundle, "rootfs")
+			if t.watch != nil {
+				st := t.watch.Status()
+				pc.Burst = &st
+			}
 		}
 		if c.stdio != nil {
 			st := c.stdio.Stats()

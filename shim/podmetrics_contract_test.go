@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net"
@@ -49,9 +51,9 @@ func startKataPod(t *testing.T, tmp, bin, evSock, id string, annotations map[str
 	t.Helper()
 	const ns = "k8s.io"
 	cfgPath := filepath.Join(tmp, "cci.toml")
-	writeFile(t, cfgPath, "state_dir = \""+filepath.Join(tmp, "state")+"\"\n[policy]\nvolume_dir = \""+filepath.Join(tmp, "volumes")+
+	writeFile(t, cfgPath, "state_dir = \""+filepath.Join(tmp, "state")+"\"\n[rootfs]\nsize_bytes = 33554432\n[throttle]\nrootfs_burst_bytes = 0\n[policy]\nvolume_dir = \""+filepath.Join(tmp, "volumes")+
 		"\"\n[backend]\nkind = \"kata\"\nbinary = \""+filepath.Join(bin, "containerd-shim-kata-v2")+"\"\nconfig_path = \""+kataConfigPath+"\"\n")
-	bundle := filepath.Join(tmp, "bundle", id)
+	bundle := filepath.Join(tmp, "bundle", id[:8])
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +65,7 @@ func startKataPod(t *testing.T, tmp, bin, evSock, id string, annotations map[str
 	spec := specs.Spec{Version: specs.Version, Process: &specs.Process{Args: []string{"/pause"}, Cwd: "/"},
 		Root: &specs.Root{Path: "rootfs"}, Annotations: a,
 		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: "pid"}, {Type: "ipc"}, {Type: "uts"}, {Type: "mount"},
-			{Type: "network", Path: "/var/run/netns/cni-test"}}}}
+			{Type: "network"}}}}
 	specJSON, _ := json.Marshal(spec)
 	writeFile(t, filepath.Join(bundle, "config.json"), string(specJSON))
 	readFifo(t, filepath.Join(bundle, "log"))
@@ -75,7 +77,7 @@ func startKataPod(t *testing.T, tmp, bin, evSock, id string, annotations map[str
 	cciOpts, _ := typeurl.MarshalAnyToProto(&runtimeoptions.Options{TypeUrl: "cci", ConfigPath: cfgPath})
 	params.AddExtension(cciOpts)
 	in, _ := proto.Marshal(params)
-	records := filepath.Join(tmp, id+".jsonl")
+	records := filepath.Join(tmp, id[:8]+".jsonl")
 	start := exec.Command(filepath.Join(bin, "containerd-shim-cci-v2"), "-namespace", ns, "-address", params.ContainerdGrpcAddress,
 		"-publish-binary", "/bin/true", "-id", id, "start")
 	start.Dir = bundle
@@ -96,8 +98,9 @@ func startKataPod(t *testing.T, tmp, bin, evSock, id string, annotations map[str
 	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), 30*time.Second)
 	t.Cleanup(cancel)
 	p := &kataPod{t: t, id: id, task: taskv3.NewTTRPCTaskClient(ttrpc.NewClient(conn)), ctx: ctx, records: records}
+	rootfs := []*types.Mount{{Type: "ext4", Source: makeImage(t, filepath.Join(tmp, id[:8]+"-rootfs.img")), Options: []string{"loop", "rw"}}}
 	mustOK(t, "Create", func() error {
-		_, err := p.task.Create(ctx, &taskv3.CreateTaskRequest{ID: id, Bundle: bundle, Options: cciOpts})
+		_, err := p.task.Create(ctx, &taskv3.CreateTaskRequest{ID: id, Bundle: bundle, Rootfs: rootfs, Options: cciOpts})
 		return err
 	})
 	mustOK(t, "Start", func() error { _, err := p.task.Start(ctx, &taskv3.StartRequest{ID: id}); return err })
@@ -174,7 +177,7 @@ func TestPodMetricsKataContract(t *testing.T) {
 	go srv.Serve(context.Background(), l)
 	t.Cleanup(func() { srv.Close() })
 
-	p := startKataPod(t, tmp, bin, evSock, "pm1", map[string]string{podmetrics.AnnotationPort: "9300"})
+	p := startKataPod(t, tmp, bin, evSock, criID("pm1"), map[string]string{podmetrics.AnnotationPort: "9300"})
 	spec := p.backendSpec()
 	i := slices.IndexFunc(spec.Mounts, func(m specs.Mount) bool { return m.Destination == podmetrics.RelayPath })
 	if i < 0 {
@@ -191,7 +194,7 @@ func TestPodMetricsKataContract(t *testing.T) {
 	if err := json.Unmarshal(e.GetSpec().GetValue(), &proc); err != nil {
 		t.Fatal(err)
 	}
-	if e.ID != "pm1" || !slices.Equal(proc.Args, []string{podmetrics.RelayPath, "-port", "9300"}) || proc.User.UID != 65534 ||
+	if e.ID != p.id || !slices.Equal(proc.Args, []string{podmetrics.RelayPath, "-port", "9300"}) || proc.User.UID != 65534 ||
 		!proc.NoNewPrivileges || proc.Capabilities == nil || len(proc.Capabilities.Bounding)+len(proc.Capabilities.Effective) != 0 || proc.Terminal {
 		t.Errorf("relay exec in %s: %+v", e.ID, proc)
 	}
@@ -236,7 +239,7 @@ func TestPodMetricsKataContract(t *testing.T) {
 	}
 	p.stop()
 
-	off := startKataPod(t, tmp, bin, evSock, "pm2", map[string]string{podmetrics.AnnotationEnable: "false"})
+	off := startKataPod(t, tmp, bin, evSock, criID("pm2"), map[string]string{podmetrics.AnnotationEnable: "false"})
 	if slices.ContainsFunc(off.backendSpec().Mounts, func(m specs.Mount) bool { return m.Destination == podmetrics.RelayPath }) {
 		t.Error("relay mounted into a pod that turned its endpoint off")
 	}
@@ -260,6 +263,12 @@ func buildRelay(t *testing.T, dir string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building the relay: %v\n%s", err, out)
 	}
+}
+
+// criID is a sandbox id as containerd's CRI makes them: 64 hex digits.
+func criID(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return hex.EncodeToString(sum[:])
 }
 
 func waitUntil(timeout time.Duration, cond func() bool) bool {

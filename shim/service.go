@@ -22,6 +22,7 @@ import (
 
 	"github.com/cci-shim/cci-shim/config"
 	"github.com/cci-shim/cci-shim/logfwd"
+	"github.com/cci-shim/cci-shim/sandbox"
 	"github.com/cci-shim/cci-shim/sandbox/backend"
 )
 
@@ -40,6 +41,7 @@ type service struct {
 	// copies, the log collector) must outlive the RPC that started it.
 	ctx       context.Context
 	cfg       config.Config
+	cfgPath   string // the node config file, named in errors about it
 	adapter   backend.Adapter
 	traits    backend.Traits
 	publisher shim.Publisher
@@ -71,6 +73,8 @@ type service struct {
 	sandboxCgroupPath string // guarded by mu
 	failpoints        failpoints
 	startBackend      backendStarter
+	pod               *podPolicy
+	hostNamespaces    []sandbox.NSRef // the host's own, which no container may join
 }
 
 var (
@@ -143,6 +147,17 @@ func (s *service) processIO(id, execID string) *processIO {
 		return nil
 	}
 	return c.proc(execID)
+}
+
+// exited runs when a process of the pod has exited: a container's claims on
+// the pod (the R5 increment) pass on.
+func (s *service) exited(id, execID string) {
+	if execID != "" {
+		return
+	}
+	if err := s.pod.exited(id); err != nil {
+		log.G(s.ctx).WithError(err).WithField(fieldID, id).Warn("updating the pod's policy state")
+	}
 }
 
 // drain waits for a process's output to reach containerd.

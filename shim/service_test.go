@@ -102,9 +102,18 @@ func TestRPCsDoNotWaitOnCreate(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for _, call := range []func(context.Context) error{
-		func(ctx context.Context) error { _, err := p.svc.State(ctx, &taskv3.StateRequest{ID: "c1"}); return err },
-		func(ctx context.Context) error { _, err := p.svc.Kill(ctx, &taskv3.KillRequest{ID: "c1", Signal: 15}); return err },
-		func(ctx context.Context) error { _, err := p.svc.Stats(ctx, &taskv3.StatsRequest{ID: "c1"}); return err },
+		func(ctx context.Context) error {
+			_, err := p.svc.State(ctx, &taskv3.StateRequest{ID: "c1"})
+			return err
+		},
+		func(ctx context.Context) error {
+			_, err := p.svc.Kill(ctx, &taskv3.KillRequest{ID: "c1", Signal: 15})
+			return err
+		},
+		func(ctx context.Context) error {
+			_, err := p.svc.Stats(ctx, &taskv3.StatsRequest{ID: "c1"})
+			return err
+		},
 		func(ctx context.Context) error { _, err := p.svc.Pids(ctx, &taskv3.PidsRequest{ID: "c1"}); return err },
 	} {
 		wg.Add(1)

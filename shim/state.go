@@ -3,8 +3,6 @@ package shim
 import (
 	"fmt"
 	"os"
-
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // On-disk state of a pod, under <state_dir>/<namespace>/<pod id>/:
@@ -16,6 +14,7 @@ import (
 //	io/<id>/          our stdio FIFOs
 //	logs.json         the log collector's config; logs.checkpoint its offsets
 //	stats.json        the pod's stats for the node agent
+//	pod-state.json    the pod's policy state (sandbox.PodState)
 //
 // It lets the delete subcommand release everything after this shim died.
 
@@ -34,12 +33,11 @@ func writeFileAtomic(path string, data []byte) error {
 	return nil
 }
 
-// podID returns the pod a container belongs to: its CRI sandbox, else itself.
-func podID(spec *specs.Spec, id string) string {
-	if spec != nil {
-		if sb := spec.Annotations[annotationSandboxID]; sb != "" {
-			return sb
-		}
+// podID returns the pod a container belongs to: its CRI sandbox, else
+// itself. The caller validates it before it becomes part of a path.
+func podID(annotations map[string]string, id string) string {
+	if sb := annotations[annotationSandboxID]; sb != "" {
+		return sb
 	}
 	return id
 }

@@ -42,8 +42,10 @@ func (s *service) writeStats() {
 		return
 	}
 	out := make(map[string]podstats.Container, len(cs))
+	var pod podstats.PodIdentity
 	for _, c := range cs {
 		st := podstats.Container{Stdio: c.stdio.Stats()}
+		pod, st.ContainerIdentity = podstats.FromCRI(c.spec.Annotations)
 		if t := c.rootfs; t != nil {
 			st.Rootfs = &podstats.Rootfs{Device: fmt.Sprintf("%d:%d", t.dev.Major, t.dev.Minor), Limits: t.limits}
 			if io, err := iothrottle.DeviceStats(t.cgroupPath, t.dev.Major, t.dev.Minor); err == nil {
@@ -52,7 +54,7 @@ func (s *service) writeStats() {
 		}
 		out[c.id] = st
 	}
-	doc := podstats.Pod{Time: time.Now(), Containers: out}
+	doc := podstats.Pod{Time: time.Now(), PodIdentity: pod, Containers: out}
 	if c := s.collector.Load(); c != nil {
 		st := c.Stats()
 		doc.Logs = &st

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
@@ -18,7 +21,9 @@ import (
 type rootfsThrottle struct {
 	dev        *iothrottle.BlockDevice
 	limits     iothrottle.DeviceLimits
-	cgroupPath string // the cgroup the limits are in: the container's or the sandbox's
+	burst      iothrottle.StartBurst
+	cgroupPath string                   // the cgroup the limits are in: the container's or the sandbox's
+	watch      *iothrottle.BurstWatcher // writes the limits into cgroupPath; nil when the spec carries them
 }
 
 // throttleRootfs finds the container's rootfs block device, attaching the
@@ -27,38 +32,49 @@ type rootfsThrottle struct {
 // container's cgroup, through its spec (runc), or in the sandbox's host
 // cgroup once the task exists (applyHostThrottle; gVisor and Kata, whose
 // sandbox processes do every container's I/O). A rootfs that is not a block
-// device (overlayfs on a development host) cannot be throttled by device:
-// that is logged.
-func (s *service) throttleRootfs(ctx context.Context, c *container, rootfs []*types.Mount, limits iothrottle.DeviceLimits) ([]*types.Mount, error) {
-	if len(rootfs) == 0 {
-		return rootfs, nil
-	}
+// device (overlayfs) cannot be throttled by device and is refused.
+//
+// With a start burst the device starts unlimited and a watcher writes the
+// limits into the cgroup once the burst is spent (watchRootfs), wherever
+// they go.
+func (s *service) throttleRootfs(ctx context.Context, c *container, rootfs []*types.Mount, limits iothrottle.Limits) ([]*types.Mount, error) {
 	dev, err := iothrottle.RootfsDevice(rootfs)
 	if errors.Is(err, iothrottle.ErrNoBlockDevice) {
-		log.G(ctx).WithError(err).Warn("rootfs is not a block device: the rootfs throttle does not apply")
-		return rootfs, nil
+		// R7/R8 fail closed: a rootfs the throttle cannot hold is refused,
+		// not run unthrottled.
+		return nil, fmt.Errorf("container %q: rootfs is not a block device (%v); allowed: a block-device rootfs from the devmapper or blockfile snapshotter (R7, R8): %w",
+			c.name, err, errdefs.ErrFailedPrecondition)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("finding rootfs block device: %w", err)
+	}
+	if err := s.cfg.Rootfs.CheckDevice(dev.Path, blockDeviceSize(dev), s.cfgPath); err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
 	}
 	if err := s.owner.add(resource{Kind: resRootfs, Container: c.id, Path: dev.Path},
 		func(context.Context) error { return dev.Close() }); err != nil {
 		dev.Close()
 		return nil, err
 	}
-	t := &rootfsThrottle{dev: dev, limits: limits}
+	t := &rootfsThrottle{dev: dev, limits: limits.Rootfs, burst: limits.RootfsBurst}
 	switch s.traits.RootfsThrottle {
 	case backend.ThrottleContainer:
 		if c.spec.Linux != nil {
 			t.cgroupPath = c.spec.Linux.CgroupsPath
 		}
-		iothrottle.ApplyToSpec(c.spec, dev.Major, dev.Minor, limits)
+		inSpec := t.limits
+		if t.burst.Enabled() {
+			inSpec = iothrottle.DeviceLimits{} // the watcher writes them after the burst
+		}
+		iothrottle.ApplyToSpec(c.spec, dev.Major, dev.Minor, inSpec)
 	case backend.ThrottleSandbox:
 		t.cgroupPath = s.sandboxCgroup(c.spec)
 	}
 	c.rootfs = t
 	log.G(ctx).WithField("device", fmt.Sprintf("%s (%d:%d)", dev.Path, dev.Major, dev.Minor)).
-		WithField("limits", fmt.Sprintf("%+v", limits)).WithField("cgroup", t.cgroupPath).Info("rootfs throttled")
+		WithField("limits", fmt.Sprintf("%+v", t.limits)).WithField("burst", fmt.Sprintf("%+v", t.burst)).
+		WithField("cgroup", t.cgroupPath).Info("rootfs throttled")
 	return dev.Mounts, nil
 }
 
@@ -74,33 +90,60 @@ func (s *service) sandboxCgroup(spec *specs.Spec) string {
 	return s.sandboxCgroupPath
 }
 
-// applyHostThrottle writes the container's rootfs limits into the sandbox's
-// host cgroup when the adapter puts them there, recording them so that the
-// container's teardown clears them again (the device number is reused).
-func (s *service) applyHostThrottle(ctx context.Context, c *container) error {
+// watchRootfs writes the container's rootfs limits into the host cgroup
+// that holds the pod's I/O — at once, or once the start burst is spent —
+// unless the container's spec already carries them (runc, no burst). The
+// limits are recorded with the owner, which clears them when the container
+// goes (the device number is reused by the next pod).
+func (s *service) watchRootfs(ctx context.Context, c *container) error {
 	t := c.rootfs
-	if t == nil || s.traits.RootfsThrottle != backend.ThrottleSandbox {
+	if t == nil || s.traits.RootfsThrottle == backend.ThrottleContainer && !t.burst.Enabled() {
 		return nil
 	}
 	if t.cgroupPath == "" {
-		return fmt.Errorf("rootfs throttle: the %s backend throttles the sandbox's cgroup, but the pod has no cgroup path: %w",
+		return fmt.Errorf("rootfs throttle: the %s backend throttles in a cgroup, but the container has no cgroup path: %w",
 			s.adapter.Kind(), errdefs.ErrFailedPrecondition)
 	}
 	key := fmt.Sprintf("%d:%d", t.dev.Major, t.dev.Minor)
-	clear := func(context.Context) error {
-		return iothrottle.ApplyToCgroup(t.cgroupPath, t.dev.Major, t.dev.Minor, iothrottle.DeviceLimits{})
+	release := func(context.Context) error {
+		t.watch.Close()
+		return clearDeviceLimits(t.cgroupPath, t.dev.Major, t.dev.Minor)
 	}
-	if err := s.owner.add(resource{Kind: resThrottle, Container: c.id, Path: t.cgroupPath, Key: key}, clear); err != nil {
+	if err := s.owner.add(resource{Kind: resThrottle, Container: c.id, Path: t.cgroupPath, Key: key}, release); err != nil {
 		return err
 	}
-	if err := iothrottle.ApplyToCgroup(t.cgroupPath, t.dev.Major, t.dev.Minor, t.limits); err != nil {
-		return fmt.Errorf("throttling the sandbox cgroup: %w: %w", err, errdefs.ErrFailedPrecondition)
+	logger := log.G(ctx).WithField(fieldID, c.id)
+	w, err := iothrottle.WatchBurst(t.cgroupPath, t.dev.Major, t.dev.Minor, t.limits, t.burst, func(e iothrottle.BurstEnd) {
+		logger.WithField("reason", e.Reason).WithField("after", e.After).WithField("used", fmt.Sprintf("%+v", e.Used)).
+			WithError(e.Err).Info("rootfs start burst ended")
+	})
+	if err != nil {
+		return fmt.Errorf("throttling the rootfs in cgroup %s: %w: %w", t.cgroupPath, err, errdefs.ErrFailedPrecondition)
 	}
+	t.watch = w
 	return nil
 }
 
-func (t *rootfsThrottle) close() {
-	if t != nil {
-		t.dev.Close()
+// clearDeviceLimits removes a device's limits from a cgroup; a cgroup that
+// is gone (it went with its container or sandbox) holds none.
+func clearDeviceLimits(cgroupPath string, major, minor int64) error {
+	err := iothrottle.ApplyToCgroup(cgroupPath, major, minor, iothrottle.DeviceLimits{})
+	if err != nil && (errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "cgroup deleted") || strings.Contains(err.Error(), "no such file")) {
+		return nil
 	}
+	return err
+}
+
+// blockDeviceSize is the device's size in bytes (sysfs counts 512-byte
+// sectors whatever the device's block size), or -1.
+func blockDeviceSize(dev *iothrottle.BlockDevice) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/size", dev.Major, dev.Minor))
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n * 512
 }

@@ -114,7 +114,9 @@ func listeningPorts(t *testing.T, procNet string) map[int]bool {
 // inside the pod network and nowhere on the host; the annotations move or
 // disable the endpoint; bad values and taken ports are refused (R27).
 func TestPodMetrics(t *testing.T) {
-	env := startEnv(t, true)
+	// No start burst: the rootfs throttle holds from the first byte, so
+	// the app's writes show its effect.
+	env := startEnv(t, true, "[throttle]\nrootfs_burst_bytes = 0\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 

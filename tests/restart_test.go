@@ -94,14 +94,6 @@ func readFile(p string) string {
 	return string(b)
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // TestContainerdRestartDuringCreateAndDelete: containerd restarts while a
 // pod's containers are being created and deleted. Afterwards the pod is
 // either manageable or cleanly gone, and nothing leaks.
