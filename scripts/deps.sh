@@ -21,6 +21,7 @@ packages=(
 	util-linux
 	gcc
 	prometheus
+	libc6-dev
 )
 missing=()
 for p in "${packages[@]}"; do

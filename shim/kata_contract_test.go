@@ -63,6 +63,7 @@ func buildBinaries(t *testing.T, dir string) {
 			t.Fatalf("building %s: %v\n%s", pkg, err, b)
 		}
 	}
+	buildRelay(t, dir) // the in-sandbox relay, mounted into Kata sandboxes (R27; shim/podmetrics_contract_test.go)
 }
 
 // TestKataAdapterContract drives the cci shim the way containerd does, with a
