@@ -12,6 +12,8 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/cci-shim/cci-shim/podmetrics"
 )
 
 // exitDrainTimeout bounds how long an exit event waits for the process's
@@ -101,6 +103,9 @@ func (r *eventRelay) publish(req *eventsapi.ForwardRequest) {
 	if err != nil {
 		return // checked in Forward
 	}
+	if internalExec(evt) {
+		return // the shim's own exec (the R27 relay in a sandbox): not the tenant's
+	}
 	if exit, ok := evt.(*eventstypes.TaskExit); ok {
 		execID := exit.ID
 		if execID == exit.ContainerID {
@@ -158,4 +163,18 @@ func containerOf(evt any) string {
 		return e.ContainerID
 	}
 	return ""
+}
+
+// internalExec reports whether an event is about the exec the shim runs in a
+// sandbox for the pod's metrics endpoint (podmetrics.RelayExecID).
+func internalExec(evt any) bool {
+	switch e := evt.(type) {
+	case *eventstypes.TaskExecAdded:
+		return e.ExecID == podmetrics.RelayExecID
+	case *eventstypes.TaskExecStarted:
+		return e.ExecID == podmetrics.RelayExecID
+	case *eventstypes.TaskExit:
+		return e.ID == podmetrics.RelayExecID
+	}
+	return false
 }
