@@ -7,11 +7,13 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	eventsapi "github.com/containerd/containerd/api/services/ttrpc/events/v1"
+	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/core/events"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cci-shim/cci-shim/podmetrics"
 )
@@ -77,6 +79,19 @@ func (r *eventRelay) Forward(ctx context.Context, req *eventsapi.ForwardRequest)
 		go r.run(key)
 	}
 	return &emptypb.Empty{}, nil
+}
+
+// Publish queues an event of an in-process backend, as Forward does for a
+// backend in a process of its own.
+func (r *eventRelay) Publish(ctx context.Context, topic string, evt events.Event) error {
+	a, err := typeurl.MarshalAnyToProto(evt)
+	if err != nil {
+		return err
+	}
+	ns, _ := namespaces.Namespace(ctx)
+	_, err = r.Forward(ctx, &eventsapi.ForwardRequest{Envelope: &types.Envelope{
+		Timestamp: timestamppb.Now(), Namespace: ns, Topic: topic, Event: a}})
+	return err
 }
 
 // run publishes key's queue in order until it is empty.

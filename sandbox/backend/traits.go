@@ -19,6 +19,12 @@ type Traits struct {
 	// side, listening in the pod's network namespace, or the sandbox, which
 	// owns the pod's network interface.
 	PodMetrics MetricsServer
+	// InProcess says that the backend's task service is containerd's runc
+	// task service run inside the cci shim (runc, and runsc through it),
+	// not a shim process of its own: one process per pod instead of two.
+	// The backend binary is still what containerd's delete subcommand path
+	// runs after a crash.
+	InProcess bool
 }
 
 // Isolation is how far a backend separates containers from the host kernel.
