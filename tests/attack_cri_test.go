@@ -232,6 +232,26 @@ func TestAttackCRINoEffect(t *testing.T) {
 		assertClean(t, env)
 	})
 
+	t.Run("13: the insecure node option lets CAP_SYS_ADMIN through on runc, loudly", func(t *testing.T) {
+		if err := env.SetNodeConfig(insecureHostRootCaps); err != nil {
+			t.Fatal(err)
+		}
+		defer env.SetNodeConfig("")
+		p := runPodT(ctx, t, env, podConfig(env, "insecure", nil)) // a new pod: a shim that reads the option
+		cc := sleeper(env, "admin")
+		cc.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{Capabilities: &runtimeapi.Capability{AddCapabilities: []string{"SYS_ADMIN"}}}
+		id := p.mustStart(ctx, t, cc)
+		if out := p.exec(ctx, t, id, "grep CapEff /proc/self/status"); !strings.Contains(out, "CapEff:\t00000000a82425fb") {
+			t.Errorf("the container's effective capabilities: %q, want the defaults and CAP_SYS_ADMIN", out)
+		}
+		const warning = `INSECURE: container \"admin\" runs with host-root capabilities CAP_SYS_ADMIN on a backend that shares the host kernel, because policy.insecure_allow_host_root_capabilities = true; never set it on a node that runs tenants`
+		if !strings.Contains(env.ContainerdLog(), warning) {
+			t.Errorf("the shim did not log %s", warning)
+		}
+		p.remove(ctx, t)
+		assertClean(t, env)
+	})
+
 	t.Run("6: a container without limits gets the pod's", func(t *testing.T) {
 		cfg := podConfig(env, "nolimits", nil)
 		cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 50000, CpuShares: 512, MemoryLimitInBytes: 1 << 30}

@@ -33,7 +33,7 @@ import (
 // insecureHostRootCaps is the development option that lets host-root
 // capabilities through on runc (R25). Tests that need CAP_SYS_ADMIN on runc
 // set it; gVisor is where such capabilities are tested for real.
-const insecureHostRootCaps = "[policy]\ninsecure_allow_host_root_capabilities = true\n"
+const insecureHostRootCaps = "policy.insecure_allow_host_root_capabilities = true\n"
 
 // apiTask is a container created through containerd's Go client, as a
 // tenant with access to the containerd API (ctr, nerdctl, a virtual
