@@ -76,7 +76,7 @@ func TestAttackCRIRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	containerCases := []struct {
-		item, name string
+		item, name  string
 		annotations map[string]string
 		setup       func(k *kubeletPod, c *runtimeapi.ContainerConfig)
 		want        []string

@@ -148,4 +148,3 @@ func (k *kubeletPod) subPath(volume, container string, index int, src string) st
 	k.mounts = append(k.mounts, d)
 	return d
 }
-
