@@ -176,8 +176,9 @@ func ctrRunDetached(t *testing.T, env *e2eenv.Env, id string, args ...string) (s
 	return id, hostCgroup(t, taskPid(t, env, id), "memory")
 }
 
-// TestAttackAPI: items 1, 2, 5, 7, 8, 9, 10 and 12 with containerd's Go
-// client, in the env's namespace and in CRI's (k8s.io) claiming a CRI pod.
+// TestAttackAPI: items 1, 2, 7, 8, 9, 12 and 13 (and R24's hooks and
+// backend annotations) with containerd's Go client in the env's namespace:
+// spec fields neither CRI nor ctr's flags produce.
 func TestAttackAPI(t *testing.T) {
 	env := startPolicyEnv(t)
 	ns := env.Namespace
@@ -197,7 +198,7 @@ func TestAttackAPI(t *testing.T) {
 			[]string{`mount /sys/fs/cgroup "cgroup nosuid,noexec,nodev,rw" is not allowed (cgroupfs only read-only at /sys/fs/cgroup)`}},
 		{"7", "root.path a host directory", []oci.SpecOpts{oci.WithRootFSPath("/")},
 			[]string{`root.path "/" is not allowed; allowed: "rootfs": the container's snapshot, mounted in its bundle`}},
-		{"7", "hooks", []oci.SpecOpts{withSpec(func(s *specs.Spec) {
+		{"24", "hooks from a tenant", []oci.SpecOpts{withSpec(func(s *specs.Spec) {
 			s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "touch /tmp/pwned"}}}}
 		})}, []string{`hooks "`, "is not allowed"}},
 		{"8", "a user namespace with host mappings", []oci.SpecOpts{oci.WithUserNamespace([]specs.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: 65536}}, []specs.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: 65536}})},
@@ -207,9 +208,9 @@ func TestAttackAPI(t *testing.T) {
 		})}, []string{`linux.namespaces "user" is not allowed; allowed: pid, network, ipc, uts, mount and cgroup namespaces`}},
 		{"8", "the host's uts namespace (entry left out)", []oci.SpecOpts{oci.WithHostNamespace(specs.UTSNamespace)},
 			[]string{`linux.namespaces.uts "host" is not allowed (host uts namespace); allowed: a pod-private uts namespace`}},
-		{"9", "a full capability set for the container", []oci.SpecOpts{oci.WithCapabilities(allCaps)},
+		{"13", "every capability for the container on runc", []oci.SpecOpts{oci.WithCapabilities(allCaps)},
 			[]string{`process.capabilities "CAP_`, hostRootText}},
-		{"13", "Kata hypervisor annotation", []oci.SpecOpts{oci.WithAnnotations(map[string]string{"io.katacontainers.config.hypervisor.path": "/tmp/evil"})},
+		{"24", "a Kata hypervisor annotation", []oci.SpecOpts{oci.WithAnnotations(map[string]string{"io.katacontainers.config.hypervisor.path": "/tmp/evil"})},
 			[]string{`annotation "io.katacontainers.config.hypervisor.path" is not allowed`}},
 	} {
 		t.Run(tc.item+": "+tc.name, func(t *testing.T) {
@@ -268,7 +269,7 @@ func TestAttackAPI(t *testing.T) {
 				c.Bounding, c.Effective, c.Permitted = append(c.Bounding, "CAP_NET_ADMIN"), append(c.Effective, "CAP_NET_ADMIN"), append(c.Permitted, "CAP_NET_ADMIN")
 			}, []string{`exec process.capabilities.bounding "CAP_NET_ADMIN" is not allowed (wider than the container's); allowed: the container's bounding capabilities: CAP_CHOWN`}},
 			{"ambient", func(p *specs.Process) { p.Capabilities.Ambient = []string{"CAP_NET_RAW"} },
-				[]string{`exec process.capabilities.ambient "CAP_NET_RAW" is not allowed (wider than the container's)`}},
+				[]string{`exec process.capabilities.ambient "CAP_NET_RAW" is not allowed (wider than the container's); allowed: the container's ambient capabilities: (none)`}},
 			{"apparmor unconfined", func(p *specs.Process) { p.ApparmorProfile = "unconfined" },
 				[]string{`process.apparmorProfile "unconfined" is not allowed`}},
 		} {

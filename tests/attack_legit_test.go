@@ -74,6 +74,10 @@ func TestAttackLegitimate(t *testing.T) {
 		if out := p.exec(ctx, t, sid, "cat /data/f"); out != "from-app\n" {
 			t.Errorf("the sidecar reads %q from the shared emptyDir, want from-app", out)
 		}
+		// Without kubelet's /etc/hosts, CRI's own (from its sandbox dir).
+		if out := p.exec(ctx, t, sid, "grep ' /etc/hosts ' /proc/mounts | grep -c nodev; grep -c localhost /etc/hosts"); out != "1\n1\n" {
+			t.Errorf("the sidecar's /etc/hosts is not CRI's pinned file: %q", out)
+		}
 		if b, err := os.ReadFile(termLog); err != nil || string(b) != "bye\n" {
 			t.Errorf("termination log on the host: %q, %v", b, err)
 		}
