@@ -52,9 +52,6 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		return nil, err
 	}
 	s.failpoint("create:admitted", r.ID)
-	if err := s.recordPodCgroup(a); err != nil {
-		return nil, err
-	}
 	if err := s.prepareVolumes(ctx, a.plan); err != nil {
 		return nil, err
 	}
@@ -178,16 +175,6 @@ func podSize(a *admission) backend.PodSize {
 		return backend.PodSize{}
 	}
 	return backend.PodSize{MilliCPU: plan.PodSize.Pod.MilliCPU, MemoryBytes: plan.PodSize.Pod.Memory}
-}
-
-// recordPodCgroup records the pod's cgroup parent when the shim chose it,
-// so that it goes with the pod (runc creates it with the sandbox's cgroup).
-func (s *service) recordPodCgroup(a *admission) error {
-	p := podCgroupParent(s.launch.namespace, a)
-	if p == "" || s.owner.has(resCgroup, "") {
-		return nil
-	}
-	return s.owner.add(resource{Kind: resCgroup, Path: p}, func(context.Context) error { return removeCgroupDir(p) })
 }
 
 // prepareVolumes mounts the pod's host volumes (/dev/shm, hostPath

@@ -148,8 +148,6 @@ func releaseRecord(cfg releaseEnv) releaser {
 			return clearDeviceLimits(r.Path, major, minor)
 		case resRootfs:
 			return nil // the loop device was attached with autoclear by the dead process
-		case resCgroup:
-			return removeCgroupDir(r.Path)
 		}
 		return fmt.Errorf("unknown resource kind %q", r.Kind)
 	}

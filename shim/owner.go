@@ -59,10 +59,6 @@ const (
 	// resThrottle is a device limit the shim wrote into a sandbox's host
 	// cgroup: Path the cgroup, Key "major:minor". Released by clearing it.
 	resThrottle resourceKind = "throttle"
-	// resCgroup is the pod's cgroup parent when the shim chose it (a CRI
-	// pod without kubelet's pod cgroup): Path. Released by removing the
-	// empty cgroup from every hierarchy.
-	resCgroup resourceKind = "cgroup"
 )
 
 // resource is one host resource of a pod, as persisted. Container is ""
