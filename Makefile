@@ -34,7 +34,7 @@ vet:
 
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests')
 # The shim and the leaves it runs concurrently run under the race detector.
-RACE_PKGS = ./shim/... ./iothrottle/... ./logfwd/... ./gpu/... ./shm/... ./sandbox/...
+RACE_PKGS = ./shim/... ./iothrottle/... ./logfwd/... ./gpu/... ./shm/... ./sandbox/... ./admission/... ./cmd/cci-webhook/...
 
 ## unit: tests of every package except the end-to-end suite
 unit: build

@@ -86,7 +86,6 @@ func TestDDArgs(t *testing.T) {
 }
 
 func TestNodeConfigParses(t *testing.T) {
-	burstErr := BurstConfigSupported()
 	for _, th := range []Throttle{Off, Defaults(), NoBurst(Defaults()), {Throttle: config.Throttle{StdioBps: 123, RootfsReadIOPS: 7}}} {
 		toml := strings.NewReplacer("{{StateDir}}", "/s", "{{Dir}}", "/d").Replace(nodeConfig("", th))
 		cfg := config.Default()
@@ -97,18 +96,8 @@ func TestNodeConfigParses(t *testing.T) {
 			t.Errorf("throttle %+v, want %+v", cfg.Throttle, th.Throttle)
 		}
 	}
-	withBurst := nodeConfig("backend.kind = \"runc\"", Throttle{Burst: &iothrottle.StartBurst{Bytes: 5, Ops: 6, Window: 7 * time.Second}})
-	for _, want := range []string{"backend.kind = \"runc\"\n[throttle]\n", "rootfs_burst_bytes = 5\n", "rootfs_burst_ops = 6\n", "rootfs_burst_seconds = 7\n"} {
-		if !strings.Contains(withBurst, want) {
-			t.Errorf("node config lacks %q:\n%s", want, withBurst)
-		}
-	}
-	// Until config has the burst keys, the bench must not write them.
-	if burstErr != nil && NoBurst(Defaults()).Burst != nil {
-		t.Errorf("NoBurst wrote burst keys into a config that refuses them (%v)", burstErr)
-	}
-	if strings.Contains(nodeConfig("", Defaults()), "burst") {
-		t.Error("the default throttle writes burst keys")
+	if nb := NoBurst(Defaults()); nb.NodeLimits().RootfsBurst.Enabled() || !Defaults().NodeLimits().RootfsBurst.Enabled() {
+		t.Errorf("NoBurst(Defaults()) = %+v: want the burst off, and on by default", nb)
 	}
 }
 

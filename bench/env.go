@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/cci-shim/cci-shim/config"
-	"github.com/cci-shim/cci-shim/iothrottle"
 	"github.com/cci-shim/cci-shim/tests/e2eenv"
 )
 
@@ -26,10 +25,11 @@ const (
 	Runc = e2eenv.RuncRuntime // io.containerd.runc.v2, the baseline
 )
 
-// podUID is the pod UID the bench's containers claim (annotation
-// io.kubernetes.cri.sandbox-uid), so that binds from the emulated kubelet
-// pod dir are the pod's own volumes (emptyDir), not hostPath (R4).
-const podUID = "ccibench"
+// volumeReplacement asks the cci shim to replace the container's bind
+// mounts with a pod-private disk volume (R4 replaceByEmptyDir): with `ctr`
+// the platform gives a pod no host directory, and a pod volume is not
+// throttled (R8).
+const volumeReplacement = `coordinator.cci.io/hostpath-replacement=[{"name":"*","policyType":"replaceByEmptyDir","emptyDir":{"sizeLimit":"4Gi"}}]`
 
 // volumeDst is where a bench volume appears in a container.
 const volumeDst = "/vol"
@@ -37,27 +37,18 @@ const volumeDst = "/vol"
 // Throttle is the [throttle] table the bench gives the cci shims it starts.
 type Throttle struct {
 	config.Throttle
-	// Burst is the rootfs start burst (throttle.rootfs_burst_bytes, _ops,
-	// _seconds). nil writes no burst keys, so the node's default applies
-	// and a shim built without the burst accepts the config; a zero value
-	// turns the burst off. See BurstConfigSupported.
-	Burst *iothrottle.StartBurst `json:"burst,omitempty"`
 }
 
-// Off turns every throttle off.
+// Off turns every throttle off, the start burst with them.
 var Off = Throttle{}
 
-// Defaults are the node's default throttles (R8, R14), with the node's
-// default start burst, whatever that is in this build.
+// Defaults are the node's default throttles (R8, R14) and start burst.
 func Defaults() Throttle { return Throttle{Throttle: config.Default().Throttle} }
 
 // NoBurst is th with the start burst off: what the accuracy benches need,
-// so that R8 holds from the first byte. Without burst support in the node
-// config it is th (there is no burst then).
+// so that R8 holds from the first byte.
 func NoBurst(th Throttle) Throttle {
-	if BurstConfigSupported() == nil {
-		th.Burst = &iothrottle.StartBurst{}
-	}
+	th.RootfsBurstBytes, th.RootfsBurstOps, th.RootfsBurstSeconds = 0, 0, 0
 	return th
 }
 
@@ -171,23 +162,12 @@ rootfs_write_bps = %d
 rootfs_read_iops = %d
 rootfs_write_iops = %d
 stdio_bps = %d
-`, th.RootfsReadBps, th.RootfsWriteBps, th.RootfsReadIOPS, th.RootfsWriteIOPS, th.StdioBps)
-	if b := th.Burst; b != nil {
-		s += fmt.Sprintf("rootfs_burst_bytes = %d\nrootfs_burst_ops = %d\nrootfs_burst_seconds = %d\n",
-			b.Bytes, b.Ops, uint64(b.Window/time.Second))
-	}
+rootfs_burst_bytes = %d
+rootfs_burst_ops = %d
+rootfs_burst_seconds = %d
+`, th.RootfsReadBps, th.RootfsWriteBps, th.RootfsReadIOPS, th.RootfsWriteIOPS, th.StdioBps,
+		th.RootfsBurstBytes, th.RootfsBurstOps, th.RootfsBurstSeconds)
 	return s
-}
-
-// BurstConfigSupported returns nil when this build's node config has the
-// start burst keys, else the parse error saying it does not.
-func BurstConfigSupported() error {
-	cfg := config.Default()
-	if err := config.Parse([]byte(nodeConfig("", Throttle{Burst: &iothrottle.StartBurst{}})), &cfg); err != nil {
-		first, _, _ := strings.Cut(err.Error(), "\n")
-		return fmt.Errorf("this build's node config has no throttle.rootfs_burst_* keys (%s)", strings.TrimSpace(first))
-	}
-	return nil
 }
 
 // SetThrottle makes the cci shims started from now on use th.
@@ -212,11 +192,11 @@ func (b *Bench) newID(prefix string) string {
 	return fmt.Sprintf("%s-%d", prefix, b.seq.Add(1))
 }
 
-// Volume returns the host dir of a pod volume named name, created empty if
-// missing: an emptyDir as kubelet lays it out under its root, which the
-// shim keeps as the pod's own bind (R8: volumes are not throttled).
+// Volume returns a host dir to bind at volumeDst: under cci the shim
+// replaces it with a pod-private volume (volumeReplacement), under runc it
+// is bound as it is.
 func (b *Bench) Volume(name string) (string, error) {
-	dir := filepath.Join(b.Env.Dir, "kubelet", "pods", podUID, "volumes", "kubernetes.io~empty-dir", name)
+	dir := filepath.Join(b.Env.Dir, "bench-volumes", name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("creating volume: %w", err)
 	}
@@ -227,12 +207,14 @@ func (b *Bench) Volume(name string) (string, error) {
 type container struct {
 	runtime string
 	id      string
-	volume  string // host dir bound at volumeDst, or ""
+	volume  string // host dir bound at volumeDst (a pod volume under cci), or ""
+	image   string // default the env's busybox image
 	detach  bool
 	// annotations are added to the spec (ctr run --annotation k=v).
 	annotations []string
 	args        []string
 	stdout      io.Writer // nil: kept in the returned string
+	stderr      io.Writer // nil: kept for the error
 }
 
 // ctrCmd builds a ctr command against the env.
@@ -256,24 +238,38 @@ func (b *Bench) run(ctx context.Context, c container) (string, error) {
 		args = append(args, "--rm")
 	}
 	if c.volume != "" {
-		args = append(args, "--mount", "type=bind,src="+c.volume+",dst="+volumeDst+",options=rbind:rw",
-			"--annotation", "io.kubernetes.cri.sandbox-uid="+podUID)
+		args = append(args, "--mount", "type=bind,src="+c.volume+",dst="+volumeDst+",options=rbind:rw")
+		if c.runtime == CCI {
+			args = append(args, "--annotation", volumeReplacement)
+		}
 	}
 	for _, a := range c.annotations {
 		args = append(args, "--annotation", a)
 	}
-	args = append(append(args, b.Env.Image, c.id), c.args...)
-	return b.ctr(ctx, c.stdout, args...)
+	image := c.image
+	if image == "" {
+		image = b.Env.Image
+	}
+	args = append(append(args, image, c.id), c.args...)
+	return b.ctrStreams(ctx, c.stdout, c.stderr, args...)
 }
 
 // ctr runs ctr with args. stdout goes to w, or into the returned string
 // when w is nil.
 func (b *Bench) ctr(ctx context.Context, w io.Writer, args ...string) (string, error) {
+	return b.ctrStreams(ctx, w, nil, args...)
+}
+
+// ctrStreams is ctr with stderr also copied to ew when not nil.
+func (b *Bench) ctrStreams(ctx context.Context, w, ew io.Writer, args ...string) (string, error) {
 	cmd := b.ctrCmd(ctx, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if w != nil {
 		cmd.Stdout = w
+	}
+	if ew != nil {
+		cmd.Stderr = io.MultiWriter(&errb, ew)
 	}
 	if err := cmd.Run(); err != nil {
 		return out.String(), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, ctrErrors(errb.String()))

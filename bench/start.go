@@ -8,7 +8,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/cci-shim/cci-shim/iothrottle"
 	"github.com/cci-shim/cci-shim/tests/e2eenv"
 )
 
@@ -70,16 +69,8 @@ func (b *Bench) Start(ctx context.Context, o StartOptions) (*StartResult, error)
 		{Name: StartCCIOff, Runtime: CCI, Throttle: Off},
 		{Name: StartCCIDefaults, Runtime: CCI, Throttle: Defaults()},
 	}
-	noBurst, burst := Defaults(), Defaults()
-	noBurst.Burst = &iothrottle.StartBurst{}
-	def := iothrottle.DefaultStartBurst()
-	burst.Burst = &def
-	skipped := ""
-	if err := BurstConfigSupported(); err != nil {
-		skipped = err.Error()
-	}
-	series = append(series, StartSeries{Name: StartCCINoBurst, Runtime: CCI, Throttle: noBurst, Skipped: skipped},
-		StartSeries{Name: StartCCIBurst, Runtime: CCI, Throttle: burst, Skipped: skipped})
+	series = append(series, StartSeries{Name: StartCCINoBurst, Runtime: CCI, Throttle: NoBurst(Defaults())},
+		StartSeries{Name: StartCCIBurst, Runtime: CCI, Throttle: Defaults()})
 	prog := b.progress("start")
 	// One unmeasured start per runtime warms the page cache with the shim
 	// and runtime binaries.

@@ -37,6 +37,12 @@ type receiver struct {
 	entries   []fwdEntry
 	resent    int
 	maxChunkB int
+	// stallAfter > 0: only that many chunks are acknowledged (and
+	// recorded); later ones are read and never answered, as by an endpoint
+	// that hangs. unacked counts those.
+	stallAfter int
+	acked      int
+	unacked    int
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -132,6 +138,12 @@ func (r *receiver) handle(c net.Conn) {
 			r.t.Errorf("receiver: size option %v, %d entries", opts["size"], len(ents))
 		}
 		r.mu.Lock()
+		if r.stallAfter > 0 && r.acked >= r.stallAfter {
+			r.unacked++
+			r.mu.Unlock()
+			continue
+		}
+		r.acked++
 		if r.chunks[chunk] {
 			r.resent++
 		} else {

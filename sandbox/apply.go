@@ -296,9 +296,9 @@ func CheckRootfs(container string, mounts int) error {
 func rewriteShm(spec *specs.Spec, pod *Pod, cfg *Config, podMemory int64) (ShmMount, error) {
 	in := shm.Input{PodMemory: podMemory, Default: cfg.ShmSize}
 	if v, ok := pod.Annotations[AnnotationShmSize]; ok {
-		n, err := ParseBytes(v)
-		if err != nil || n <= 0 {
-			return ShmMount{}, annotationError(AnnotationShmSize, v, "not a positive memory quantity")
+		n, err := ParseShmSize(v)
+		if err != nil {
+			return ShmMount{}, err
 		}
 		in.Annotation = n
 	}
@@ -332,4 +332,15 @@ func rewriteShm(spec *specs.Spec, pod *Pod, cfg *Config, podMemory int64) (ShmMo
 	spec.Mounts = slices.DeleteFunc(spec.Mounts, func(m specs.Mount) bool { return m.Destination == "/dev/shm" })
 	spec.Mounts = append(spec.Mounts, m)
 	return sm, nil
+}
+
+// ParseShmSize reads the shm.cci.io/size annotation: a positive memory
+// quantity (R10). Whether it fits the pod's memory is checked where the pod
+// size is known.
+func ParseShmSize(v string) (int64, error) {
+	n, err := ParseBytes(v)
+	if err != nil || n <= 0 {
+		return 0, annotationError(AnnotationShmSize, v, "not a positive memory quantity")
+	}
+	return n, nil
 }

@@ -138,10 +138,16 @@ func TestAttacks(t *testing.T) {
 			c.Pod.Described = []ContainerResources{{Name: "app", Limits: Resources{300, 16 * GiB}}, {Name: "side", Limits: Resources{0, 256 * MiB}}}
 			c.Pod.Size.Containers = []NormalisedContainer{{Name: "app"}, {Name: "side"}}
 		}, wantErr: `annotation resources.cci.io/containers "memory limit 16 GiB" is not allowed (container "app"'s memory limit is 700 MiB as CRI set it)`},
-		{item: "6", name: "a container the annotation does not list", on: container, mut: func(s *specs.Spec, c *Config) {
+		{item: "6", name: "a container the annotation does not list (kubectl debug) keeps its own limits, within the pod", on: container, mut: func(s *specs.Spec, c *Config) {
 			c.Pod.Described = []ContainerResources{{Name: "other", Limits: Resources{300, 700 * MiB}}}
 			c.Pod.Size.Containers = []NormalisedContainer{{Name: "other"}}
-		}, wantErr: "the annotation does not describe this container"},
+			mem := int64(64 * GiB)
+			s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &mem}
+		}, check: func(t *testing.T, s *specs.Spec, _ *Plan) {
+			if r := s.Linux.Resources; *r.CPU.Quota != 50000 || *r.Memory.Limit != GiB {
+				t.Errorf("quota %d memory %d, want its own 300m rounded (0.5 core) and its 64 GiB capped at the pod's 1 GiB", *r.CPU.Quota, *r.Memory.Limit)
+			}
+		}},
 		{item: "6", name: "a container without limits gets the pod's", on: container, mut: func(s *specs.Spec, _ *Config) {
 			s.Linux.Resources.CPU, s.Linux.Resources.Memory = &specs.LinuxCPU{Shares: u64(2)}, nil
 		}, check: func(t *testing.T, s *specs.Spec, _ *Plan) {

@@ -301,17 +301,14 @@ func containerLimits(spec *specs.Spec, pod *Pod, cfg *Config, st *PodState, own 
 		}
 		return r
 	}
-	if st.Described != nil {
-		i := -1
-		for j, d := range st.Described {
-			if d.Name == name {
-				i = j
-			}
+	described := -1
+	for j, d := range st.Described {
+		if d.Name == name {
+			described = j
 		}
-		if i < 0 {
-			return Resources{}, &PolicyError{Container: name, Field: "annotation " + AnnotationContainers, Value: clip(name),
-				Reason: "the annotation does not describe this container", Allowed: "a description that lists every container of the pod"}
-		}
+	}
+	if st.Described != nil && described >= 0 {
+		i := described
 		d := st.Described[i]
 		if field, said, got := mismatch(d.Limits.MilliCPU, requestCPU(d), d.Limits.Memory, own); field != "" {
 			return Resources{}, describedError(name, field, said, got, fmt.Sprintf("container %q's", name))
@@ -330,7 +327,11 @@ func containerLimits(spec *specs.Spec, pod *Pod, cfg *Config, st *PodState, own 
 	if l.Memory > 0 {
 		r.Memory = max(l.Memory, minMemory)
 	}
-	if st.IncrementHolder == "" || st.IncrementHolder == pod.ID {
+	// A container the description does not list (an ephemeral debug
+	// container: kubectl debug adds it after the pod's annotations were
+	// fixed) keeps its own CRI limits within the pod's size, and never takes
+	// the increment, which the description gave away.
+	if st.Described == nil && (st.IncrementHolder == "" || st.IncrementHolder == pod.ID) {
 		st.IncrementHolder = pod.ID
 		a := st.CRI.limits()
 		ar := Resources{MilliCPU: roundUp(a.MilliCPU, cpuStep), Memory: a.Memory}

@@ -130,6 +130,8 @@ func matchReplacement(src string, repl []Replacement, vols map[string]string) (r
 		}
 		return repl[i], true
 	}
+	// The volume whose path is the longest prefix of the source wins (a
+	// volume inside another volume's path is its own); equal paths go by name.
 	names := slices.Sorted(func(yield func(string) bool) {
 		for n := range vols {
 			if !yield(n) {
@@ -137,12 +139,19 @@ func matchReplacement(src string, repl []Replacement, vols map[string]string) (r
 			}
 		}
 	})
+	best, bestLen := "", -1
 	for _, n := range names {
-		if under(src, filepath.Clean(vols[n])) || filepath.Clean(vols[n]) == "/" {
-			if r, ok := byName(n); ok {
-				return r, "vol-" + HashKey("volume", n), true
-			}
+		p := filepath.Clean(vols[n])
+		if !under(src, p) && p != "/" {
+			continue
 		}
+		if _, ok := byName(n); ok && len(p) > bestLen {
+			best, bestLen = n, len(p)
+		}
+	}
+	if best != "" {
+		r, _ := byName(best)
+		return r, "vol-" + HashKey("volume", best), true
 	}
 	base := filepath.Base(src)
 	if r, ok := byName(base); ok {

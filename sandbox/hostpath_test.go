@@ -172,3 +172,18 @@ func TestHostPathReplacement(t *testing.T) {
 		})
 	}
 }
+
+// TestMatchReplacementPrefersTheInnerVolume: a hostPath volume inside
+// another volume's path takes its own entry, whatever the names' order.
+func TestMatchReplacementPrefersTheInnerVolume(t *testing.T) {
+	repl := []Replacement{{Name: "a-outer", Policy: PolicyRemove}, {Name: "z-inner", Policy: PolicyReplaceByEmptyDir}}
+	vols := map[string]string{"a-outer": "/data", "z-inner": "/data/cache"}
+	r, _, ok := matchReplacement("/data/cache/x", repl, vols)
+	if !ok || r.Name != "z-inner" {
+		t.Errorf("/data/cache/x matched %+v, want z-inner", r)
+	}
+	r, _, ok = matchReplacement("/data/other", repl, vols)
+	if !ok || r.Name != "a-outer" {
+		t.Errorf("/data/other matched %+v, want a-outer", r)
+	}
+}

@@ -51,6 +51,9 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err != nil {
 		return nil, err
 	}
+	if err := s.ownPodCgroup(a); err != nil {
+		return nil, err
+	}
 	s.failpoint("create:admitted", r.ID)
 	if err := s.prepareVolumes(ctx, a.plan); err != nil {
 		return nil, err
@@ -191,6 +194,15 @@ func (s *service) prepareVolumes(ctx context.Context, plan *sandbox.Plan) error 
 		return fmt.Errorf("preparing pod volumes: %w", err)
 	}
 	return nil
+}
+
+// ownPodCgroup records the pod's cgroup parent when the shim chose it (the
+// runtime creates it with the sandbox and leaves it behind).
+func (s *service) ownPodCgroup(a *admission) error {
+	if !a.pod.IsSandbox() || a.plan.State == nil || !sandbox.OwnedCgroupParent(a.plan.State.CgroupParent) {
+		return nil
+	}
+	return s.owner.add(resource{Kind: resCgroup, Path: a.plan.State.CgroupParent}, nil)
 }
 
 // pinSources mounts the platform bind sources the policy checked at the

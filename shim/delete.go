@@ -146,6 +146,11 @@ func releaseRecord(cfg releaseEnv) releaser {
 				return fmt.Errorf("throttle record %q: %w", r.Key, err)
 			}
 			return clearDeviceLimits(r.Path, major, minor)
+		case resCgroup:
+			if !sandbox.OwnedCgroupParent(r.Path) {
+				return fmt.Errorf("refusing to remove cgroup %s: not one the shim chose", r.Path)
+			}
+			return sandbox.RemoveCgroup(r.Path)
 		case resRootfs:
 			return nil // the loop device was attached with autoclear by the dead process
 		}

@@ -299,7 +299,7 @@ func newTestPod(t *testing.T, stdioBps int64) *testPod {
 	cfg.Logs.FileDir = filepath.Join(dir, "podlogs")
 	cfg.GPU.StateDir = filepath.Join(dir, "gpu")
 	cfg.Throttle.StdioBps = stdioBps
-	cfg.Rootfs.SizeBytes = 32 << 20 // makeExt4Image's
+	cfg.Rootfs.SizeBytes = 32 << 20   // makeExt4Image's
 	cfg.Throttle.RootfsBurstBytes = 0 // the fake makes no cgroup for a burst watcher to watch
 
 	ctx, cancel := context.WithCancel(namespaces.WithNamespace(context.Background(), "test"))

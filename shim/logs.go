@@ -72,7 +72,11 @@ func collectorConfig(cfg config.Config, root, podDir, namespace, podID string, p
 			}
 			c.Forward = &logfwd.ForwardConfig{Address: cfg.Logs.ForwardAddress, RequireAck: cfg.Logs.ForwardRequireAck}
 		default:
-			c.FileSink = &logfwd.FileSinkConfig{Path: filepath.Join(cfg.Logs.FileDir, namespace+"_"+podID+".jsonl")}
+			name, err := logfwd.SinkFileName(namespace, podID)
+			if err != nil {
+				return c, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+			}
+			c.FileSink = &logfwd.FileSinkConfig{Dir: cfg.Logs.FileDir, Name: name}
 		}
 	}
 	return c, nil
@@ -175,7 +179,7 @@ func (s *service) startLogs(ctx context.Context, cfg logfwd.Config) error {
 		}
 	}
 	if cfg.FileSink != nil {
-		if err := os.MkdirAll(filepath.Dir(cfg.FileSink.Path), 0o755); err != nil {
+		if err := os.MkdirAll(cfg.FileSink.Dir, 0o755); err != nil {
 			return fmt.Errorf("creating log sink dir: %w", err)
 		}
 	}

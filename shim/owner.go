@@ -56,6 +56,9 @@ const (
 	// Path. The live closer detaches it; the kernel does after a crash
 	// (autoclear), so the record needs no release.
 	resRootfs resourceKind = "rootfs"
+	// resCgroup is a pod cgroup parent the shim chose (Path, relative to
+	// the hierarchies' root): removed once empty.
+	resCgroup resourceKind = "cgroup"
 	// resThrottle is a device limit the shim wrote into a sandbox's host
 	// cgroup: Path the cgroup, Key "major:minor". Released by clearing it.
 	resThrottle resourceKind = "throttle"

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/cci-shim/cci-shim/tests/e2eenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,7 +92,7 @@ echo done > /tmp/done; sleep 3600`, secret, n)
 
 	// Sinks are named by containerd namespace and pod sandbox id, never by
 	// the tenant's names, which only appear inside the records.
-	sink := filepath.Join(env.Dir, "podlogs", e2eenv.CRINamespace+"_"+sb.PodSandboxId+".jsonl")
+	sink := filepath.Join(env.Dir, "podlogs", sinkName(t, sb.PodSandboxId))
 	f, err := os.Open(sink)
 	if err != nil {
 		t.Fatalf("file sink: %v", err)

@@ -129,7 +129,7 @@ func TestSoak(t *testing.T) {
 	}
 	assertEveryLine(t, logPath, "soak ", n)
 	pod.remove(ctx, t)
-	assertFileSinkLines(t, filepath.Join(env.Dir, "podlogs", e2eenv.CRINamespace+"_"+pod.id+".jsonl"), "soak ", n)
+	assertFileSinkLines(t, filepath.Join(env.Dir, "podlogs", sinkName(t, pod.id)), "soak ", n)
 	assertClean(t, env)
 }
 

@@ -95,9 +95,24 @@ type Metadata struct {
 	Attempt   uint32 `json:"attempt,omitempty"`
 }
 
-// PodLinux holds the pod's sysctls.
+// PodLinux holds the pod's sysctls and its pod-level resources (kubelet
+// sends the sum of its containers' limits).
 type PodLinux struct {
-	Sysctls map[string]string `json:"sysctls,omitempty"`
+	Sysctls   map[string]string `json:"sysctls,omitempty"`
+	Resources *Resources        `json:"resources,omitempty"`
+}
+
+// Resources are CRI's LinuxContainerResources: CFS quota and period in
+// microseconds, memory in bytes.
+type Resources struct {
+	CPUPeriod          int64 `json:"cpu_period,omitempty"`
+	CPUQuota           int64 `json:"cpu_quota,omitempty"`
+	MemoryLimitInBytes int64 `json:"memory_limit_in_bytes,omitempty"`
+}
+
+// ContainerLinux holds a container's resources.
+type ContainerLinux struct {
+	Resources *Resources `json:"resources,omitempty"`
 }
 
 // Container is crictl's container config (a CRI ContainerConfig in JSON).
@@ -107,6 +122,7 @@ type Container struct {
 	Command     []string          `json:"command,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 	LogPath     string            `json:"log_path,omitempty"`
+	Linux       *ContainerLinux   `json:"linux,omitempty"`
 }
 
 // Image names a container's image.

@@ -45,15 +45,6 @@ type demo struct {
 func Run(p e2eenv.TB) {
 	d := &demo{p: p}
 	p.Logf("== cci-shim demo: containerd v2 + containerd-shim-cci-v2 (runc backend, blockfile rootfs)")
-	// Registered first, so it runs last, after the env's teardown: the
-	// parent cgroup of the namespace's containers, which nothing else removes.
-	p.Cleanup(func() {
-		if d.env != nil {
-			if err := removeNamespaceCgroups(d.env.Namespace); err != nil {
-				p.Errorf("removing the namespace's cgroups: %v", err)
-			}
-		}
-	})
 	d.env = e2eenv.Start(p, e2eenv.Options{NodeConfig: nodeConfig, CRI: true, LogLevel: "info"})
 	bin, err := crictl.Find(d.env.ToolsDir)
 	if err != nil {
@@ -65,13 +56,13 @@ func Run(p e2eenv.TB) {
 	d.prepareGPUNode()
 
 	d.section("R1 R2 R22", "one pod = one cci shim in front of one backend shim (crictl, RuntimeClass handler cci, two containers)")
-	sb, podCfg := d.criPod()
+	sb, _ := d.criPod()
 	d.shims()
 
 	d.section("R7", "the pod's root filesystem is its own 20 GiB block device")
 	d.exec(sb, "app", "grep ' / ' /proc/mounts; df -h / | tail -1")
 
-	d.section("R5", "pod size normalised: app asks 300m CPU / 1Gi, gets a valid size (0.5 core, 1 GiB)")
+	d.section("R5", "pod size normalised from what CRI sends: app has limits 300m CPU / 700Mi, gets a valid size (0.5 core, 1 GiB)")
 	d.exec(sb, "app", "echo cfs_quota_us=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) cfs_period_us=$(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us) memory.limit_in_bytes=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)")
 
 	d.section("R9", "allowed pod sysctl applied; a sysctl outside the allow-list refuses the pod")
@@ -81,7 +72,7 @@ func Run(p e2eenv.TB) {
 	d.section("R10", "/dev/shm is a tmpfs of the requested size (annotation shm.cci.io/size=128Mi)")
 	d.exec(sb, "app", "df -h /dev/shm | tail -1")
 
-	d.section("R3", "privileged and host-network containers are refused; SYS_ADMIN is allowed")
+	d.section("R3, R25", "privileged and host-network containers are refused; SYS_ADMIN is allowed in a sandbox (gVisor, Kata) and refused where the container shares the host kernel (runc)")
 	d.ctrRun("privileged", "--privileged")
 	d.ctrRun("host-network", "--net-host")
 	d.ctrRun("sys-admin", "--cap-add", "CAP_SYS_ADMIN", "--", "sh", "-c", "mount -o remount,size=32m /dev/shm && df -h /dev/shm | tail -1")
@@ -115,7 +106,7 @@ e=$(cut -d' ' -f1 /proc/uptime); awk -v s=$s -v e=$e 'BEGIN { printf "wrote 1887
 	if err := d.cri.RemovePod(sb); err != nil {
 		d.p.Errorf("%v", err)
 	}
-	d.sinkSummary(podCfg)
+	d.sinkSummary(sb)
 	if leaks := d.env.WaitNoLeaks(10 * time.Second); len(leaks) > 0 {
 		d.p.Errorf("left behind: %v", leaks)
 	} else {

@@ -10,20 +10,24 @@ import (
 	"time"
 
 	"github.com/cci-shim/cci-shim/internal/crictl"
+	"github.com/cci-shim/cci-shim/logfwd"
 	"github.com/cci-shim/cci-shim/tests/e2eenv"
 )
 
 var podAnnotations = map[string]string{
-	"resources.cci.io/containers": `[{"name":"app","limits":{"cpu":"300m","memory":"1Gi"}},{"name":"sidecar"}]`,
-	"shm.cci.io/size":             "128Mi",
-	"logs.cci.io/policies":        `[{"container":"app","paths":["/var/log/app/*.log"]}]`,
+	"shm.cci.io/size":      "128Mi",
+	"logs.cci.io/policies": `[{"container":"app","paths":["/var/log/app/*.log"]}]`,
 }
+
+// appResources are what kubelet sends for a container with limits 300m CPU
+// and 700Mi memory; the pod's are the same (the sidecar sets none).
+var appResources = &crictl.Resources{CPUPeriod: 100000, CPUQuota: 30000, MemoryLimitInBytes: 700 << 20}
 
 func (d *demo) podConfig(name string, sysctls map[string]string) crictl.Pod {
 	return crictl.Pod{
 		Metadata:     crictl.Metadata{Name: name, Namespace: "demo", UID: e2eenv.PodUID(name)},
 		LogDirectory: filepath.Join(d.env.Dir, "pod-logs", name),
-		Linux:        &crictl.PodLinux{Sysctls: sysctls},
+		Linux:        &crictl.PodLinux{Sysctls: sysctls, Resources: appResources},
 		Annotations:  podAnnotations,
 	}
 }
@@ -37,12 +41,16 @@ func (d *demo) criPod() (string, crictl.Pod) {
 	}
 	d.p.Logf("   $ crictl runp --runtime cci pod.json\n   | %s", sb)
 	for _, name := range []string{"app", "sidecar"} {
-		if _, err := d.cri.StartContainer(sb, pod, crictl.Container{
+		c := crictl.Container{
 			Metadata:    crictl.Metadata{Name: name},
 			Image:       crictl.Image{Image: d.env.Image},
 			Command:     []string{"sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"},
 			Annotations: podAnnotations,
-		}); err != nil {
+		}
+		if name == "app" {
+			c.Linux = &crictl.ContainerLinux{Resources: appResources}
+		}
+		if _, err := d.cri.StartContainer(sb, pod, c); err != nil {
 			d.p.Fatalf("%v", err)
 		}
 	}
@@ -168,9 +176,15 @@ func (d *demo) logs(sb string) {
 	d.exec(sb, "app", `cd /var/log/app && i=0; while [ $i -lt 150 ]; do echo "request $i served" >> access.log; i=$((i+1)); [ $((i % 50)) -eq 0 ] && mv access.log access.$i.log; done; ls`)
 }
 
-func (d *demo) sinkSummary(cfg crictl.Pod) {
-	m := cfg.Metadata
-	path := filepath.Join(d.env.Dir, "podlogs", m.Namespace+"_"+m.Name+"_"+m.UID+".jsonl")
+// sinkSummary reads the pod's file sink, named by containerd namespace and
+// sandbox id (the pod's names are inside the records only).
+func (d *demo) sinkSummary(sb string) {
+	name, err := logfwd.SinkFileName(e2eenv.CRINamespace, sb)
+	if err != nil {
+		d.p.Errorf("log sink: %v", err)
+		return
+	}
+	path := filepath.Join(d.env.Dir, "podlogs", name)
 	f, err := os.Open(path)
 	if err != nil {
 		d.p.Errorf("log sink: %v", err)
