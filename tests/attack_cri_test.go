@@ -218,6 +218,10 @@ func TestAttackCRINoEffect(t *testing.T) {
 		attacker.remove(ctx, t)
 		removeCgroups(t, parent) // kubelet removes its pod cgroups
 		assertClean(t, env)
+		// The shim's own pod cgroup goes with the pod.
+		if left, _ := filepath.Glob("/sys/fs/cgroup/*/cci-shim/" + e2eenv.CRINamespace + "/pod-" + attacker.id); len(left) > 0 {
+			t.Errorf("the pod's cgroup is left: %v", left)
+		}
 	})
 
 	t.Run("13: seccomp unconfined on runc gets the default profile", func(t *testing.T) {
