@@ -100,12 +100,6 @@ func TestAttackCRIRefusals(t *testing.T) {
 			}
 		}, []string{`mount source "` + filepath.Join(env.Dir, "forged", "pods"), "differs from " + filepath.Join(env.Dir, "kubelet") + ", seen earlier for this pod",
 			"allowed: the pod's own volumes under one kubelet root and one containerd root"}},
-		{"6", "a container the annotation does not list", map[string]string{
-			"resources.cci.io/containers": `[{"name":"app","limits":{"cpu":"500m","memory":"1Gi"}}]`,
-		}, func(_ *kubeletPod, c *runtimeapi.ContainerConfig) {
-			c.Metadata.Name = "intruder"
-			c.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 200000, MemoryLimitInBytes: 1 << 30}
-		}, []string{`container "intruder"`, "the annotation does not describe this container"}},
 		{"7", "bind onto /proc/sys", nil, func(k *kubeletPod, c *runtimeapi.ContainerConfig) {
 			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/proc/sys", HostPath: k.emptyDir("data")}}
 		}, []string{"mount /proc/sys", "(a bind onto /, /dev, /proc or /sys); " + mountsAllowed}},
@@ -133,9 +127,6 @@ func TestAttackCRIRefusals(t *testing.T) {
 	for _, tc := range containerCases {
 		t.Run(tc.item+": "+tc.name, func(t *testing.T) {
 			cfg := podConfig(env, "attack-c"+tc.item, tc.annotations)
-			if r := tc.annotations["resources.cci.io/containers"]; r != "" {
-				cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 50000, CpuShares: 512, MemoryLimitInBytes: 1 << 30}
-			}
 			k := newKubeletPod(t, env, cfg.Metadata.Uid)
 			p := runPodT(ctx, t, env, cfg)
 			cc := sleeper(env, "app")
@@ -264,6 +255,26 @@ func TestAttackCRINoEffect(t *testing.T) {
 		out := p.exec(ctx, t, id, "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/memory/memory.limit_in_bytes")
 		if want := fmt.Sprintf("50000\n%d\n", 1<<30); out != want {
 			t.Errorf("cfs quota, memory limit = %q, want the pod's %q", out, want)
+		}
+		p.remove(ctx, t)
+		assertClean(t, env)
+	})
+
+	t.Run("6: a container the annotation does not list stays within the pod", func(t *testing.T) {
+		// kubectl debug adds a container after the description was fixed:
+		// it keeps its own CRI limits, capped at the pod's size.
+		cfg := podConfig(env, "unlisted", map[string]string{"resources.cci.io/containers": `[{"name":"app","limits":{"cpu":"500m","memory":"1Gi"}}]`})
+		cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 50000, CpuShares: 512, MemoryLimitInBytes: 1 << 30}
+		p := runPodT(ctx, t, env, cfg)
+		app := sleeper(env, "app")
+		app.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 50000, CpuShares: 512, MemoryLimitInBytes: 1 << 30}
+		p.mustStart(ctx, t, app)
+		intruder := sleeper(env, "intruder")
+		intruder.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 800000, CpuShares: 8192, MemoryLimitInBytes: 16 << 30}
+		id := p.mustStart(ctx, t, intruder)
+		out := p.exec(ctx, t, id, "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/memory/memory.limit_in_bytes")
+		if want := fmt.Sprintf("50000\n%d\n", 1<<30); out != want {
+			t.Errorf("an unlisted container asking for 8 cores and 16 GiB got cfs quota, memory limit %q, want the pod's %q", out, want)
 		}
 		p.remove(ctx, t)
 		assertClean(t, env)
