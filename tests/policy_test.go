@@ -190,8 +190,13 @@ func TestPolicyRefusals(t *testing.T) {
 // TestPolicyShm: /dev/shm is a 64 MiB tmpfs by default, the annotation or a
 // Memory emptyDir sizes it, writes past it fail, CAP_SYS_ADMIN may remount
 // it (R10).
+//
+// CAP_SYS_ADMIN is host root on runc, refused there unless the node sets
+// policy.insecure_allow_host_root_capabilities (R25): this env sets it so
+// that runc can show the remount; gVisor is where a container holds
+// CAP_SYS_ADMIN for real.
 func TestPolicyShm(t *testing.T) {
-	env := startPolicyEnv(t)
+	env := startEnv(t, true, insecureHostRootCaps)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
