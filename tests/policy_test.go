@@ -380,22 +380,28 @@ func TestPolicyPodSize(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
+	// As kubelet delivers it: the pod's limits with the sandbox (app 300m/1Gi
+	// + sidecar 250m/512Mi), each container's own with the container; the
+	// annotation (the webhook writes it) says which is which and must match.
 	// app 300m/1Gi -> 500m/1Gi; sidecar 250m/512Mi; pod 750m/1.5Gi -> 2 GiB
 	// (whole GiB, ratio 2.67): the 512 MiB increment goes to app.
-	const containers = `[{"name":"app","limits":{"cpu":"300m","memory":"1Gi"}},{"name":"sidecar","requests":{"cpu":"250m","memory":"512Mi"}}]`
-	p := mustRunPod(ctx, t, env, podConfig(env, "podsize", map[string]string{"resources.cci.io/containers": containers}))
+	const containers = `[{"name":"app","limits":{"cpu":"300m","memory":"1Gi"}},{"name":"sidecar","limits":{"cpu":"250m","memory":"512Mi"}}]`
+	cfg := podConfig(env, "podsize", map[string]string{"resources.cci.io/containers": containers})
+	cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 55000, MemoryLimitInBytes: 1536 << 20}
+	p := mustRunPod(ctx, t, env, cfg)
 	const cgroupScript = "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/memory/memory.limit_in_bytes /proc/1/oom_score_adj"
 	for _, c := range []struct {
 		name                  string
 		kubeletQuota, kubelet int64 // what kubelet asked: the container's own limits
+		kubeletShares         int64 // and its request (requests equal limits here)
 		quota, shares, memory int64
 	}{
-		{"sidecar", 25000, 512 << 20, 25000, 256, 512 << 20},
-		{"app", 30000, 1 << 30, 50000, 512, 1536 << 20},
+		{"sidecar", 25000, 512 << 20, 256, 25000, 256, 512 << 20},
+		{"app", 30000, 1 << 30, 307, 50000, 512, 1536 << 20},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cc := sleeper(env, c.name)
-			cc.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: c.kubeletQuota, CpuShares: 307, MemoryLimitInBytes: c.kubelet, OomScoreAdj: -997}
+			cc.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: c.kubeletQuota, CpuShares: c.kubeletShares, MemoryLimitInBytes: c.kubelet, OomScoreAdj: -997}
 			id := p.mustStart(ctx, t, cc)
 			floor := 0
 			if pids := env.ShimPIDs(e2eenv.CCIShimBinary); len(pids) == 1 {
@@ -425,8 +431,10 @@ func TestPolicyPodSize(t *testing.T) {
 			env.Ctr("task", "rm", "-f", id)
 			env.Ctr("container", "rm", id)
 		}()
+		// The shim chooses the cgroup (R24): read it from the process.
+		pid := taskPid(t, env, id)
 		var got []string
-		for _, f := range []string{"cpu/" + env.Namespace + "/" + id + "/cpu.cfs_quota_us", "memory/" + env.Namespace + "/" + id + "/memory.limit_in_bytes"} {
+		for _, f := range []string{"cpu" + hostCgroup(t, pid, "cpu") + "/cpu.cfs_quota_us", "memory" + hostCgroup(t, pid, "memory") + "/memory.limit_in_bytes"} {
 			b, err := os.ReadFile("/sys/fs/cgroup/" + f)
 			if err != nil {
 				t.Fatal(err)
