@@ -85,6 +85,9 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if hasGPU && s.noContainers() {
 		undo = append(undo, func() { s.gpus.release(ctx, s.gpuKey) })
 	}
+	if pod.IsSandbox() && spec.Linux != nil {
+		s.sandboxCgroup = spec.Linux.CgroupsPath
+	}
 	rootfs, throttle, err := s.throttleRootfs(ctx, spec, r.Rootfs, limits.Rootfs)
 	if err != nil {
 		return nil, err

@@ -54,6 +54,12 @@ type service struct {
 	oomFloor  int         // the lowest oom_score_adj this host lets us set
 	address   string      // our own socket
 
+	// sandboxCgroup is the cgroupsPath of the pod's sandbox container (the
+	// CRI sandbox, or a ctr container, which is its own pod): where the
+	// rootfs throttle goes when the adapter says ThrottleSandbox. Guarded
+	// by createMu.
+	sandboxCgroup string
+
 	createMu sync.Mutex // serialises Create and Shutdown
 
 	mu         sync.Mutex

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -50,16 +51,26 @@ func (s *service) throttleRootfs(ctx context.Context, spec *specs.Spec, rootfs [
 	if spec.Linux != nil {
 		t.cgroupPath = spec.Linux.CgroupsPath
 	}
-	if s.adapter.Traits().RootfsThrottle == backend.ThrottleContainer {
+	traits := s.adapter.Traits()
+	switch traits.RootfsThrottle {
+	case backend.ThrottleContainer:
 		iothrottle.ApplyToSpec(spec, dev.Major, dev.Minor, limits)
+	case backend.ThrottleSandbox:
+		// The sandbox's processes do every container's I/O: each
+		// container's device is limited on the sandbox's cgroup.
+		t.cgroupPath = s.sandboxCgroup
+	}
+	mounts := dev.Mounts
+	if traits.RootfsSyncWrites && cgroups.Mode() != cgroups.Unified {
+		mounts = backend.SyncMounts(mounts)
 	}
 	log.G(ctx).WithField("device", fmt.Sprintf("%s (%d:%d)", dev.Path, dev.Major, dev.Minor)).
-		WithField("limits", fmt.Sprintf("%+v", limits)).Info("rootfs throttled")
-	return dev.Mounts, t, nil
+		WithField("limits", fmt.Sprintf("%+v", limits)).WithField("cgroup", t.cgroupPath).Info("rootfs throttled")
+	return mounts, t, nil
 }
 
-// applyHostThrottle limits the VMM's I/O on the sandbox cgroup (Kata): the
-// hypervisor-independent enforcement of R8.
+// applyHostThrottle limits the sandbox's I/O on its cgroup (Kata's VMM,
+// gVisor's sentry and gofers): the backend-independent enforcement of R8.
 func (s *service) applyHostThrottle(t *rootfsThrottle) error {
 	if t == nil || s.adapter.Traits().RootfsThrottle != backend.ThrottleSandbox || t.cgroupPath == "" {
 		return nil
