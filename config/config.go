@@ -148,6 +148,10 @@ type GVisor struct {
 	Shim string `toml:"shim"`
 	// Runsc is the runsc binary, in PATH or absolute. Default "runsc".
 	Runsc string `toml:"runsc"`
+	// Helper is cci-runsc, which the runc shim runs as its OCI runtime
+	// (shim "runc" only): absolute, or a name looked up beside the cci
+	// shim's own binary, then in PATH. Default "cci-runsc".
+	Helper string `toml:"helper"`
 	// Root is runsc's state root. Default <state_dir>/runsc.
 	Root string `toml:"root"`
 	// Platform is how the sentry traps system calls: "ptrace" (default),
@@ -320,6 +324,9 @@ func (c *Config) finishGVisor() error {
 	}
 	if g.Runsc == "" {
 		g.Runsc = "runsc"
+	}
+	if g.Helper == "" {
+		g.Helper = "cci-runsc"
 	}
 	if g.Root == "" {
 		g.Root = filepath.Join(c.StateDir, "runsc")

@@ -34,14 +34,14 @@ func TestParse(t *testing.T) {
 			}},
 		{name: "unknown backend", toml: "[backend]\nkind = \"firecracker\"\n", wantErr: `backend.kind "firecracker": allowed values are "runc", "gvisor" and "kata"`},
 		{name: "gvisor defaults", toml: "[backend]\nkind = \"gvisor\"\n", check: func(t *testing.T, c Config) {
-			want := GVisor{Shim: "runc", Runsc: "runsc", Root: "/run/cci-shim/runsc", Platform: "ptrace", Network: "sandbox"}
+			want := GVisor{Shim: "runc", Runsc: "runsc", Helper: "cci-runsc", Root: "/run/cci-shim/runsc", Platform: "ptrace", Network: "sandbox"}
 			if c.Backend.Binary != "containerd-shim-runc-v2" || c.Backend.GVisor != want || c.Backend.RuncRoot != "" {
 				t.Errorf("backend = %+v", c.Backend)
 			}
 		}},
 		{name: "gvisor's own shim", toml: "[backend]\nkind = \"gvisor\"\n[backend.gvisor]\nshim = \"runsc\"\nplatform = \"kvm\"\nnetwork = \"none\"\nroot = \"/run/r\"\nnvproxy = true\n",
 			check: func(t *testing.T, c Config) {
-				want := GVisor{Shim: "runsc", Runsc: "runsc", Root: "/run/r", Platform: "kvm", Network: "none", NVProxy: true}
+				want := GVisor{Shim: "runsc", Runsc: "runsc", Helper: "cci-runsc", Root: "/run/r", Platform: "kvm", Network: "none", NVProxy: true}
 				if c.Backend.Binary != "containerd-shim-runsc-v1" || c.Backend.GVisor != want {
 					t.Errorf("backend = %+v", c.Backend)
 				}

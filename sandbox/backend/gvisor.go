@@ -22,13 +22,15 @@ const RunscOptionsType = "io.containerd.runsc.v1.options"
 // gvisor runs every pod in one gVisor sandbox: runsc's user-space kernel
 // (the sentry) and its file proxy (the gofer), with the pod's containers
 // grouped into one sandbox by the CRI annotations. runsc is driven either
-// by containerd's runc shim, as its OCI runtime binary (through a wrapper
-// that adds the node's flags), or by gVisor's own shim (through a runsc.toml
-// carrying the same flags).
+// by containerd's runc shim, as its OCI runtime binary (through cci-runsc,
+// which adds the node's flags and bridges what runsc does differently from
+// runc), or by gVisor's own shim (through a runsc.toml carrying the same
+// flags).
 type gvisor struct {
 	shim    string // config.GVisorShimRunc or config.GVisorShimRunsc
 	binary  string // the backend shim, resolved
 	runsc   string // runsc, resolved
+	helper  string // cci-runsc, resolved (shim "runc" only)
 	root    string // runsc --root
 	flags   []string
 	nvproxy bool
@@ -46,10 +48,18 @@ func newGVisor(cfg config.Config, binary string) (*gvisor, error) {
 		return nil, fmt.Errorf("%w: backend.kind = %q needs runsc %q (%v); install it (Debian package runsc) or set backend.gvisor.runsc in the node config",
 			ErrBinaryNotFound, cfg.Backend.Kind, g.Runsc, err)
 	}
+	var helper string
+	if g.Shim == config.GVisorShimRunc {
+		if helper, err = findHelper(g.Helper); err != nil {
+			return nil, fmt.Errorf("%w: backend.kind = %q with the runc shim needs its OCI runtime %q (%v); install it beside containerd-shim-cci-v2 or set backend.gvisor.helper",
+				ErrBinaryNotFound, cfg.Backend.Kind, g.Helper, err)
+		}
+	}
 	return &gvisor{
 		shim:    g.Shim,
 		binary:  binary,
 		runsc:   runsc,
+		helper:  helper,
 		root:    g.Root,
 		flags:   RunscFlags(g),
 		nvproxy: g.NVProxy,
@@ -64,7 +74,8 @@ func (g *gvisor) Binary() string { return g.binary }
 func (g *gvisor) Runsc() string { return g.runsc }
 
 // Options names runsc and the node's flags for the backend shim. For the
-// runc shim that is a wrapper script (runc options: BinaryName, Root); for
+// runc shim that is a script running cci-runsc with runsc and the flags
+// (runc options: BinaryName, Root); for
 // gVisor's shim a runsc.toml (ConfigPath). Options writes that file under
 // <state_dir>/gvisor, named after its content, so that shims with the same
 // node config share it and a changed config never rewrites a file in use.
@@ -77,7 +88,7 @@ func (g *gvisor) Options() (*anypb.Any, error) {
 		}
 		return marshalOptions(&runtimeoptions.Options{TypeUrl: RunscOptionsType, ConfigPath: path})
 	default:
-		path, err := writeContentAddressed(g.dir, "runsc-", "", runscWrapper(g.runsc, g.flags), 0o755)
+		path, err := writeContentAddressed(g.dir, "runsc-", "", runscWrapper(g.helper, g.runsc, g.flags), 0o755)
 		if err != nil {
 			return nil, fmt.Errorf("writing runsc wrapper: %w", err)
 		}

@@ -43,17 +43,31 @@ func RunscFlags(g config.GVisor) []string {
 	return flags
 }
 
-// runscWrapper is the OCI runtime binary handed to the runc shim: runsc
-// with the node's flags ahead of whatever the shim passes (--root, --log,
-// the subcommand).
-func runscWrapper(runsc string, flags []string) []byte {
+// runscWrapper is the OCI runtime binary handed to the runc shim: cci-runsc
+// with runsc and the node's flags, then whatever the shim passes (--root,
+// --log, the subcommand).
+func runscWrapper(helper, runsc string, flags []string) []byte {
 	var b bytes.Buffer
-	b.WriteString("#!/bin/sh\n# Written by containerd-shim-cci-v2 (gvisor backend): runsc with the node's flags.\nexec")
-	for _, a := range append([]string{runsc}, flags...) {
+	b.WriteString("#!/bin/sh\n# Written by containerd-shim-cci-v2 (gvisor backend): runsc with the node's flags, through cci-runsc.\nexec")
+	for _, a := range append(append([]string{helper, runsc}, flags...), "--") {
 		b.WriteString(" " + shellQuote(a))
 	}
 	b.WriteString(" \"$@\"\n")
 	return b.Bytes()
+}
+
+// findHelper resolves cci-runsc: an absolute path as it is, a name beside
+// the running binary (containerd-shim-cci-v2, cci-agent), then in PATH.
+func findHelper(name string) (string, error) {
+	if filepath.IsAbs(name) {
+		return exec.LookPath(name)
+	}
+	if self, err := os.Executable(); err == nil {
+		if p, err := exec.LookPath(filepath.Join(filepath.Dir(self), name)); err == nil {
+			return p, nil
+		}
+	}
+	return exec.LookPath(name)
 }
 
 func shellQuote(s string) string {

@@ -32,12 +32,24 @@ func fakeRunsc(t *testing.T, version string) string {
 	return p
 }
 
+// fakeHelper is a cci-runsc that prints its arguments one a line.
+func fakeHelper(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "cci-runsc")
+	script := "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done\n"
+	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func gvisorConfig(t *testing.T, toml string) config.Config {
 	t.Helper()
 	cfg := config.Default()
 	cfg.StateDir = t.TempDir()
 	if err := config.Parse([]byte(`backend.kind = "gvisor"
 backend.binary = "`+fakeBinary(t, "containerd-shim-x")+`"
+backend.gvisor.helper = "`+fakeHelper(t)+`"
 `+toml), &cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +73,19 @@ func TestGVisorMissingRunsc(t *testing.T) {
 	}
 }
 
+func TestGVisorMissingHelper(t *testing.T) {
+	cfg := gvisorConfig(t, "backend.gvisor.runsc = \""+fakeRunsc(t, "0.0~20221219.0")+"\"\n")
+	cfg.Backend.GVisor.Helper = "cci-runsc-not-installed"
+	_, err := New(cfg)
+	if !errors.Is(err, ErrBinaryNotFound) || !strings.Contains(err.Error(), `"cci-runsc-not-installed"`) {
+		t.Fatalf("err = %v, want ErrBinaryNotFound naming the helper", err)
+	}
+	cfg.Backend.GVisor.Shim = config.GVisorShimRunsc // gVisor's shim does not need it
+	if _, err := New(cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestGVisorRuncShimWrapper(t *testing.T) {
 	runsc := fakeRunsc(t, "0.0~20221219.0")
 	cfg := gvisorConfig(t, "backend.gvisor.runsc = \""+runsc+"\"\nbackend.gvisor.platform = \"kvm\"\nbackend.gvisor.debug_log_dir = \"/var/log/runsc\"\n")
@@ -79,12 +104,13 @@ func TestGVisorRuncShimWrapper(t *testing.T) {
 	if o.Root != filepath.Join(cfg.StateDir, "runsc") || filepath.Dir(o.BinaryName) != filepath.Join(cfg.StateDir, "gvisor") {
 		t.Fatalf("runc options = %+v", &o)
 	}
-	// The runc shim runs the wrapper as runsc: the node's flags come first.
+	// The runc shim runs the wrapper as runsc: cci-runsc gets runsc and the
+	// node's flags, then what the runc shim passed.
 	out, err := exec.Command(o.BinaryName, "--root", "/r", "--log", "/l.json", "create", "--bundle", "/b", "it's").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "--platform=kvm\n--network=sandbox\n--overlay2=none\n--file-access-mounts=shared\n--debug\n--debug-log=/var/log/runsc/\n--root\n/r\n--log\n/l.json\ncreate\n--bundle\n/b\nit's\n"
+	want := runsc + "\n--platform=kvm\n--network=sandbox\n--overlay2=none\n--file-access-mounts=shared\n--debug\n--debug-log=/var/log/runsc/\n--\n--root\n/r\n--log\n/l.json\ncreate\n--bundle\n/b\nit's\n"
 	if string(out) != want {
 		t.Errorf("wrapper ran runsc with\n%s\nwant\n%s", out, want)
 	}
@@ -165,12 +191,17 @@ func TestGVisorAdjustSpec(t *testing.T) {
 		{name: "runsc annotation", runsc: old, spec: specs.Spec{Annotations: map[string]string{"dev.gvisor.spec.cgroup-parent": "/"}},
 			wantErr: `annotations "dev.gvisor.spec.cgroup-parent" is not allowed (runsc settings come from the node config, never from a pod); allowed: no dev.gvisor.* annotation`},
 		{name: "sysctl runsc ignores", runsc: old, spec: specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{"net.core.somaxconn": "1024", "kernel.shmmax": "1"}}},
-			wantErr: `linux.sysctl "kernel.shmmax" is not allowed (the gvisor backend cannot apply it: gVisor's user-space kernel keeps its own value, and runsc ignores the pod's); allowed: on gvisor (runsc 20221219): none`},
+			wantErr: `linux.sysctl "kernel.shmmax=1" is not allowed (the gvisor backend cannot apply it: gVisor's user-space kernel keeps its own value, and runsc ignores the pod's); allowed: on gvisor (runsc 20221219): net.ipv4.ip_unprivileged_port_start = 0; net.ipv4.ping_group_range = 0 2147483647 (every group)`},
+		{name: "containerd's CRI defaults hold", runsc: old, spec: specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}}}},
+		{name: "privileged ports cannot be kept", runsc: old, spec: specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{"net.ipv4.ip_unprivileged_port_start": "1024"}}},
+			wantErr: `linux.sysctl "net.ipv4.ip_unprivileged_port_start=1024" is not allowed`},
+		{name: "ping for some groups only", runsc: old, spec: specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{"net.ipv4.ping_group_range": "1 0"}}},
+			wantErr: `linux.sysctl "net.ipv4.ping_group_range=1 0" is not allowed`},
 		{name: "ipv6 sysctl on an old runsc", runsc: old, spec: specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{"net.ipv6.conf.all.disable_ipv6": "1"}}},
-			wantErr: `allowed: on gvisor (runsc 20221219): none`},
+			wantErr: `linux.sysctl "net.ipv6.conf.all.disable_ipv6=1" is not allowed`},
 		{name: "ipv6 sysctl on a newer runsc", runsc: newer, spec: specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{"net.ipv6.conf.all.disable_ipv6": "1"}}}},
 		{name: "other sysctl on a newer runsc", runsc: newer, spec: specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{"kernel.sem": "1 2 3 4"}}},
-			wantErr: `allowed: on gvisor (runsc 20260817): net.ipv6.conf.all.disable_ipv6`},
+			wantErr: `allowed: on gvisor (runsc 20260817): net.ipv4.ip_unprivileged_port_start = 0; net.ipv4.ping_group_range = 0 2147483647 (every group); net.ipv6.conf.all.disable_ipv6 = 0 or 1`},
 		{name: "gpu without nvproxy", runsc: old, spec: specs.Spec{Linux: &specs.Linux{Devices: gpu}},
 			wantErr: `linux.devices "/dev/nvidiactl" is not allowed (GPUs on the gvisor backend go through gVisor's nvproxy, which this node does not enable (backend.gvisor.nvproxy))`, wantKind: errdefs.ErrFailedPrecondition},
 		{name: "gpu with nvproxy", runsc: old, nvproxy: true, spec: specs.Spec{Linux: &specs.Linux{Devices: gpu}}},
