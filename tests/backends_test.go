@@ -1,12 +1,16 @@
 package tests
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cci-shim/cci-shim/sandbox/backend"
 	"github.com/cci-shim/cci-shim/tests/e2eenv"
@@ -22,8 +26,11 @@ type testBackend struct {
 	// nodeConfig holds root-level keys for the backend, placed right after
 	// backend.kind in the env's node config.
 	nodeConfig string
-	// note says how the backend differs on this host, for the test log.
+	// note says which runtime binary runs and how the backend differs on
+	// this host, for the test log.
 	note string
+	// noNetwork: pods get loopback only, not their CNI network.
+	noNetwork bool
 }
 
 // isGVisor reports whether the backend is gVisor.
@@ -58,17 +65,15 @@ func testBackends(t *testing.T) []testBackend {
 }
 
 // gvisorBackend describes the gvisor backend on this host, or says why it
-// cannot run.
+// cannot run. The runsc it uses is $CCI_E2E_RUNSC, else the tools dir's
+// (scripts/deps.sh builds one there where Debian's is too old for the
+// kernel), else the one in PATH.
 func gvisorBackend() (testBackend, string) {
-	runsc, err := exec.LookPath("runsc")
+	runsc, err := findRunsc()
 	if err != nil {
-		return testBackend{}, "runsc is not installed (Debian package runsc; scripts/deps.sh installs it)"
+		return testBackend{}, err.Error()
 	}
-	out, err := exec.Command(runsc, "--version").CombinedOutput()
-	if err != nil {
-		return testBackend{}, "runsc --version: " + err.Error()
-	}
-	version, err := backend.ParseRunscVersion(string(out))
+	version, err := backend.RunscVersion(runsc)
 	if err != nil {
 		return testBackend{}, err.Error()
 	}
@@ -77,6 +82,7 @@ func gvisorBackend() (testBackend, string) {
 		// runsc's own debug logs, one file per command, for failures.
 		b.nodeConfig += "backend.gvisor.debug_log_dir = \"" + dir + "\"\n"
 	}
+	b.note = fmt.Sprintf("%s (release %d)", runsc, version)
 	if version < runscNetnsFix && netCoreNamespaced() {
 		// runsc before 20240731 takes any network namespace with
 		// /proc/sys/net/core/rmem_default for the host's, and Linux 6.6
@@ -84,9 +90,34 @@ func gvisorBackend() (testBackend, string) {
 		// every pod ("cannot run with network enabled in root network
 		// namespace"). Such a runsc gets loopback only.
 		b.nodeConfig += "backend.gvisor.network = \"none\"\n"
-		b.note = "network none: runsc " + firstLine(string(out)) + " cannot use a pod network namespace on this kernel (fixed in runsc 20240731)"
+		b.noNetwork = true
+		b.note += "; network none: this runsc cannot use a pod network namespace on this kernel (fixed in runsc 20240731)"
 	}
 	return b, ""
+}
+
+// findRunsc returns the runsc the gvisor tests use.
+func findRunsc() (string, error) {
+	if p := os.Getenv("CCI_E2E_RUNSC"); p != "" {
+		return exec.LookPath(p)
+	}
+	for _, dir := range []string{os.Getenv("CCI_TOOLS_DIR"), "../.tools/bin"} {
+		if p := filepath.Join(dir, "runsc"); dir != "" {
+			if abs, err := filepath.Abs(p); err == nil && isExecutableFile(abs) {
+				return abs, nil
+			}
+		}
+	}
+	p, err := exec.LookPath("runsc")
+	if err != nil {
+		return "", errors.New("runsc is not installed (Debian package runsc; scripts/deps.sh installs it)")
+	}
+	return p, nil
+}
+
+func isExecutableFile(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }
 
 // runscNetnsFix is the runsc release whose root-netns test works on Linux
@@ -129,7 +160,18 @@ func (b testBackend) startEnv(t *testing.T, cri bool, extraConfig ...string) *e2
 	// does not let a later line redefine: the shims read a copy that names
 	// this backend instead, through CCI_SHIM_CONFIG in containerd's
 	// environment. Shims read it at start, after Start has returned.
-	path := filepath.Join(t.TempDir(), "cci-shim.toml")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cci-shim.toml")
+	nodeConfig := b.nodeConfig
+	if b.isGVisor() {
+		// runsc's root holds node-wide state besides each sandbox's:
+		// newer runsc pin a shared empty network namespace for gofers
+		// there (null-netns, a mount), which outlives every pod. Outside
+		// the env it is not a pod's leak; it goes after the env.
+		root := filepath.Join(dir, "runsc")
+		nodeConfig += "backend.gvisor.root = \"" + root + "\"\n"
+		t.Cleanup(func() { unmountUnder(t, root) })
+	}
 	env := e2eenv.Start(t, e2eenv.Options{NodeConfig: strings.Join(extraConfig, ""), CRI: cri,
 		ExtraEnv: []string{e2eenv.NodeConfigEnv + "=" + path}})
 	base, err := os.ReadFile(env.NodeConfigPath)
@@ -140,9 +182,28 @@ func (b testBackend) startEnv(t *testing.T, cri bool, extraConfig ...string) *e2
 	if !strings.Contains(string(base), runcLine) {
 		t.Fatalf("e2eenv's node config no longer selects the backend with %q:\n%s", runcLine, base)
 	}
-	cfg := strings.Replace(string(base), runcLine, "backend.kind = \""+b.kind+"\"\n"+b.nodeConfig, 1)
+	cfg := strings.Replace(string(base), runcLine, "backend.kind = \""+b.kind+"\"\n"+nodeConfig, 1)
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return env
+}
+
+// unmountUnder unmounts every mount below dir (deepest first).
+func unmountUnder(t *testing.T, dir string) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var targets []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			targets = append(targets, f[4])
+		}
+	}
+	for i := len(targets) - 1; i >= 0; i-- {
+		if err := unix.Unmount(targets[i], unix.MNT_DETACH); err != nil {
+			t.Logf("unmounting %s: %v", targets[i], err)
+		}
+	}
 }

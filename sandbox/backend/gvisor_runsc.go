@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"debug/buildinfo"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -146,14 +149,38 @@ func ParseRunscVersion(out string) (int, error) {
 }
 
 func readRunscVersion(runsc string) (runscVersion, error) {
+	v, err := RunscVersion(runsc)
+	return runscVersion(v), err
+}
+
+// RunscVersion is the release date (YYYYMMDD) of the runsc binary at path:
+// from `runsc --version`, or for a runsc built with go install (which says
+// VERSION_MISSING) from the gvisor.dev/gvisor module version in its build
+// information (v0.0.0-YYYYMMDDhhmmss-commit).
+func RunscVersion(path string) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, runsc, "--version").CombinedOutput()
+	out, err := exec.CommandContext(ctx, path, "--version").CombinedOutput()
 	if err != nil {
-		return 0, fmt.Errorf("running %s --version: %w: %s", runsc, err, firstLine(string(out)))
+		return 0, fmt.Errorf("running %s --version: %w: %s", path, err, firstLine(string(out)))
 	}
-	v, err := ParseRunscVersion(string(out))
-	return runscVersion(v), err
+	v, verr := ParseRunscVersion(string(out))
+	if verr == nil {
+		return v, nil
+	}
+	if bi, err := buildinfo.ReadFile(path); err == nil {
+		mods := append([]*debug.Module{&bi.Main}, bi.Deps...)
+		for _, m := range mods {
+			if m.Path == "gvisor.dev/gvisor" {
+				if p := strings.Split(m.Version, "-"); len(p) == 3 && len(p[1]) == 14 {
+					if v, err := strconv.Atoi(p[1][:8]); err == nil {
+						return v, nil
+					}
+				}
+			}
+		}
+	}
+	return 0, verr
 }
 
 func firstLine(s string) string {
