@@ -4,9 +4,10 @@ import (
 	"context"
 	"io"
 	"net"
-	"os/exec"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +135,80 @@ func TestGVisorNetwork(t *testing.T) {
 	}
 	p.remove(ctx, t)
 	assertClean(t, env)
+}
+
+// gvisorRootDevice checks R7 under gVisor. The sandbox's kernel sees its
+// root through the gofer ("none / 9p" in /proc/mounts), so the block device
+// is checked where it is mounted, on the host: the container's bundle
+// rootfs is a /dev/loopN ext4 mount (with the sync options the R8 throttle
+// needs on cgroup v1), 20 GiB as the container sees it, and what the
+// container writes is on that device.
+func gvisorRootDevice(t *testing.T, env *e2eenv.Env) {
+	const id = "rootfs-gvisor"
+	if _, errOut, err := env.CtrRun("-d", "--runtime", cciRuntime, env.Image, id, "sh", "-c", "echo on-the-device > /marker; sleep 600"); err != nil {
+		t.Fatalf("run: %v: %s", err, errOut)
+	}
+	defer func() {
+		env.Ctr("task", "kill", "-s", "SIGKILL", id)
+		waitFor(10*time.Second, func() bool {
+			out, _, _ := env.Ctr("task", "ls")
+			return !strings.Contains(out, id+" ") || strings.Contains(out, "STOPPED")
+		})
+		env.Ctr("task", "rm", "-f", id)
+		env.Ctr("container", "rm", id)
+	}()
+	var m hostMount
+	if !waitFor(10*time.Second, func() bool { m = bundleRootfsMount(env, id); return m.source != "" }) {
+		t.Fatalf("no host mount of %s's bundle rootfs under %s", id, env.StateDir)
+	}
+	if !strings.HasPrefix(m.source, "/dev/loop") || m.fsType != "ext4" {
+		t.Errorf("the sandbox's rootfs on the host is %s (%s), want a /dev/loopN ext4 mount", m.source, m.fsType)
+	}
+	if cgroupV1() && !strings.Contains(","+m.superOptions+",", ",sync,") {
+		t.Errorf("rootfs %s mounted %q on cgroup v1: without sync, gVisor's writes escape the blkio throttle (R8)", m.source, m.superOptions)
+	}
+	var marker []byte
+	if !waitFor(10*time.Second, func() bool {
+		marker, _ = os.ReadFile(filepath.Join(m.target, "marker"))
+		return string(marker) == "on-the-device\n"
+	}) {
+		t.Errorf("the container's /marker is not on %s: %q", m.source, marker)
+	}
+	out, _, err := env.Ctr("task", "exec", "--exec-id", "df", id, "df", "-k", "/")
+	if err != nil {
+		t.Fatalf("exec df: %v", err)
+	}
+	fields := strings.Fields(lastLine(out))
+	kb, _ := strconv.ParseInt(fields[1], 10, 64)
+	if kb < 19<<20 || kb > 20<<20 {
+		t.Errorf("root size %d KiB, want about 20 GiB:\n%s", kb, out)
+	}
+	t.Logf("container root: %s (%s, %s) on the host, %d KiB in the sandbox", m.source, m.fsType, m.superOptions, kb)
+}
+
+// hostMount is one line of /proc/self/mountinfo.
+type hostMount struct{ target, fsType, source, superOptions string }
+
+// bundleRootfsMount finds the host mount of container id's backend bundle
+// rootfs, which the runc shim mounted for runsc's gofer.
+func bundleRootfsMount(env *e2eenv.Env, id string) hostMount {
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(data), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 3 {
+			continue
+		}
+		if strings.HasPrefix(f[4], env.StateDir+"/") && strings.HasSuffix(f[4], "/bundles/"+id+"/rootfs") {
+			return hostMount{target: f[4], fsType: g[0], source: g[1], superOptions: g[2]}
+		}
+	}
+	return hostMount{}
+}
+
+func cgroupV1() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err != nil
 }
 
 // runscProcs returns the pids of the env's runsc processes called name
