@@ -83,6 +83,12 @@ func gvisorBackend() (testBackend, string) {
 		b.nodeConfig += "backend.gvisor.debug_log_dir = \"" + dir + "\"\n"
 	}
 	b.note = fmt.Sprintf("%s (release %d)", runsc, version)
+	if version >= runscSystrap {
+		// systrap, gVisor's default platform since 2023, traps system
+		// calls several times faster than ptrace.
+		b.nodeConfig += "backend.gvisor.platform = \"systrap\"\n"
+		b.note += ", platform systrap"
+	}
 	if version < runscNetnsFix && netCoreNamespaced() {
 		// runsc before 20240731 takes any network namespace with
 		// /proc/sys/net/core/rmem_default for the host's, and Linux 6.6
@@ -119,6 +125,9 @@ func isExecutableFile(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }
+
+// runscSystrap is the first runsc release with the systrap platform.
+const runscSystrap = 20230501
 
 // runscNetnsFix is the runsc release whose root-netns test works on Linux
 // 6.6 and later (gVisor commit 19f6b0c, issue 10704).
