@@ -36,6 +36,17 @@ type testBackend struct {
 // isGVisor reports whether the backend is gVisor.
 func (b testBackend) isGVisor() bool { return b.kind == "gvisor" }
 
+// fsType is the type a container's /proc/mounts shows for a host
+// filesystem of type host bind-mounted into it: gVisor's kernel reaches
+// every host mount (the rootfs, volumes, /dev/shm) through its gofer and
+// shows it as 9p; size, contents and sharing are the host filesystem's.
+func (b testBackend) fsType(host string) string {
+	if b.isGVisor() {
+		return "9p"
+	}
+	return host
+}
+
 var (
 	backendsOnce sync.Once
 	backendList  []testBackend

@@ -2,6 +2,8 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cci-shim/cci-shim/tests/e2eenv"
@@ -184,6 +187,26 @@ func gvisorRootDevice(t *testing.T, env *e2eenv.Env) {
 		t.Errorf("root size %d KiB, want about 20 GiB:\n%s", kb, out)
 	}
 	t.Logf("container root: %s (%s, %s) on the host, %d KiB in the sandbox", m.source, m.fsType, m.superOptions, kb)
+}
+
+// bundleLimits returns, in the order of the policy test's cgroup script
+// (cfs quota, period, shares, memory limit, oom_score_adj), the resources in
+// the spec the cci shim gave the backend for container id of pod.
+func bundleLimits(t *testing.T, env *e2eenv.Env, pod, id string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(env.StateDir, e2eenv.CRINamespace, pod, "bundles", id, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		t.Fatal(err)
+	}
+	r := spec.Linux.Resources
+	if r == nil || r.CPU == nil || r.Memory == nil || r.CPU.Quota == nil || r.CPU.Period == nil || r.CPU.Shares == nil || r.Memory.Limit == nil || spec.Process.OOMScoreAdj == nil {
+		t.Fatalf("backend spec of %s lacks cpu/memory limits or oomScoreAdj: %s", id, data)
+	}
+	return fmt.Sprintf("%d\n%d\n%d\n%d\n%d\n", *r.CPU.Quota, *r.CPU.Period, *r.CPU.Shares, *r.Memory.Limit, *spec.Process.OOMScoreAdj)
 }
 
 // hostMount is one line of /proc/self/mountinfo.
