@@ -179,34 +179,36 @@ func (inv *invocation) start() int {
 	return 0
 }
 
-// kill signals the container. runsc refuses to signal a container that was
-// created and never started; the runc shim kills before it deletes, so such
-// a container is destroyed instead, which ends its pid as a kill would.
+// kill signals the container. A container that was created and never
+// started is destroyed instead, which ends its pid (the holder's or the
+// sandbox's) as a kill would: runsc refuses to signal it (20221219), or
+// accepts the signal and leaves it created (2026), and either way the runc
+// shim, which kills before it deletes, would wait for an exit that never
+// comes.
 func (inv *invocation) kill() int {
+	id := containerID(inv.cmd, inv.args)
+	if inv.state(id) == "created" {
+		if st := inv.run(nil, io.Discard, os.Stderr, "delete", "--force", id); st != 0 {
+			return st
+		}
+		ask(inv.holderSocket(id), "abort "+signalNumber(inv.args))
+		return 0
+	}
 	var errOut bytes.Buffer
 	status := inv.run(nil, os.Stdout, &errOut, "kill", inv.args...)
 	if status == 0 {
 		return 0
 	}
-	id := containerID(inv.cmd, inv.args)
-	switch inv.state(id) {
-	case "created":
-	case "stopped", "":
+	if st := inv.state(id); st == "stopped" || st == "" {
 		// The container (or its whole sandbox) is gone. runc says
 		// "container not running", which the runc shim takes for "already
 		// finished"; runsc says "sandbox is not running", which it takes
 		// for a failure to retry.
 		fmt.Fprintf(os.Stderr, "container not running: %s", errOut.Bytes())
 		return status
-	default:
-		os.Stderr.Write(errOut.Bytes())
-		return status
 	}
-	if st := inv.run(nil, io.Discard, os.Stderr, "delete", "--force", id); st != 0 {
-		return st
-	}
-	ask(inv.holderSocket(id), "abort "+signalNumber(inv.args))
-	return 0
+	os.Stderr.Write(errOut.Bytes())
+	return status
 }
 
 // delete runs runsc delete and lets the container's holder go, if it is
