@@ -138,7 +138,7 @@ func isExecutableFile(p string) bool {
 }
 
 // runscSystrap is the first runsc release with the systrap platform.
-const runscSystrap = 20230501
+const runscSystrap = 20230223
 
 // runscNetnsFix is the runsc release whose root-netns test works on Linux
 // 6.6 and later (gVisor commit 19f6b0c, issue 10704).
