@@ -70,13 +70,10 @@ func newGVisor(cfg config.Config, binary string) (*gvisor, error) {
 func (g *gvisor) Kind() string   { return config.BackendGVisor }
 func (g *gvisor) Binary() string { return g.binary }
 
-// Runsc is the resolved runsc binary (for node checks).
-func (g *gvisor) Runsc() string { return g.runsc }
-
-// Options names runsc and the node's flags for the backend shim. For the
-// runc shim that is a script running cci-runsc with runsc and the flags
-// (runc options: BinaryName, Root); for
-// gVisor's shim a runsc.toml (ConfigPath). Options writes that file under
+// Options names runsc and the node's flags for the backend shim: for the
+// runc shim a script running cci-runsc with runsc and the flags (runc
+// options: BinaryName, Root), for gVisor's shim a runsc.toml (ConfigPath
+// with TypeUrl RunscOptionsType). Options writes that file under
 // <state_dir>/gvisor, named after its content, so that shims with the same
 // node config share it and a changed config never rewrites a file in use.
 func (g *gvisor) Options() (*anypb.Any, error) {

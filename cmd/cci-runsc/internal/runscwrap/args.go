@@ -119,8 +119,9 @@ func parseCreate(args []string) (createArgs, error) {
 	return c, nil
 }
 
-// lastArg is the container id of start, kill, delete and state: the last
-// argument that is not a flag, skipping a trailing signal for kill.
+// containerID is the container id among a subcommand's arguments: the
+// first that is not a flag for start, kill, delete and state (kill's
+// signal follows it), else the last.
 func containerID(cmd string, args []string) string {
 	var pos []string
 	for _, a := range args {
