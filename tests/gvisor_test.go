@@ -57,6 +57,19 @@ func TestGVisorCRIPod(t *testing.T) {
 	sandboxes := runscProcs(env, "runsc-sandbox")
 	if len(sandboxes) != 1 {
 		t.Errorf("runsc-sandbox processes for one pod: %v, want exactly one", sandboxes)
+	} else if cgroupV1() {
+		// R8: the sentry and every container's gofer are in the sandbox's
+		// cgroup, which holds every container's rootfs limit.
+		cg := blkioCgroup(t, sandboxes[0])
+		for _, g := range runscProcs(env, "runsc-gofer") {
+			if got := blkioCgroup(t, g); got != cg {
+				t.Errorf("gofer %d is in blkio cgroup %s, the sandbox in %s", g, got, cg)
+			}
+		}
+		limits, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup/blkio", cg, "blkio.throttle.write_bps_device"))
+		if n := strings.Count(string(limits), " 6000000\n"); n != 3 {
+			t.Errorf("the sandbox's cgroup %s limits %d devices, want 3 (pause, app, sidecar):\n%s", cg, n, limits)
+		}
 	}
 	// Both containers share the sandbox's kernel: a file in the pod's
 	// /dev/shm written by one is read by the other.
@@ -227,6 +240,22 @@ func bundleRootfsMount(env *e2eenv.Env, id string) hostMount {
 		}
 	}
 	return hostMount{}
+}
+
+// blkioCgroup is the blkio cgroup of pid (cgroup v1).
+func blkioCgroup(t *testing.T, pid int) string {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.SplitN(line, ":", 3); len(f) == 3 && f[1] == "blkio" {
+			return f[2]
+		}
+	}
+	t.Fatalf("pid %d has no blkio cgroup:\n%s", pid, data)
+	return ""
 }
 
 func cgroupV1() bool {
