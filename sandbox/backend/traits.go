@@ -13,6 +13,13 @@ type Traits struct {
 	// sandbox's (the VMM or gVisor's sentry and gofer do it for every
 	// container of the pod).
 	RootfsThrottle ThrottlePlacement
+	// RootfsSyncWrites says the sandbox turns every write of the pod, direct
+	// ones included, into a buffered write to the host's page cache (gVisor
+	// does), whose writeback cgroup v1 charges to no one: on cgroup v1 the
+	// shim mounts a block-device rootfs with SyncMounts, so that each write
+	// reaches the device in the writer's context, where the throttle sees
+	// it.
+	RootfsSyncWrites bool
 	// GPU says how whole GPUs reach the pod (R11).
 	GPU GPUMode
 	// PodMetrics says who serves the pod's metrics endpoint (R27): the host
