@@ -28,7 +28,7 @@ import (
 
 // TestAttackCtr: items 1, 5, 7, 8, 9, 10, 12 and 13 with the ctr command.
 func TestAttackCtr(t *testing.T) {
-	env := startPolicyEnv(t)
+	env := startEnv(t, true)
 	loop, major, minor := envLoopDevice(t, env)
 	hostRoot := filepath.Join(env.Dir, "hostroot")
 	if err := os.MkdirAll(filepath.Join(hostRoot, "bin"), 0o755); err != nil {
@@ -180,7 +180,7 @@ func ctrRunDetached(t *testing.T, env *e2eenv.Env, id string, args ...string) (s
 // backend annotations) with containerd's Go client in the env's namespace:
 // spec fields neither CRI nor ctr's flags produce.
 func TestAttackAPI(t *testing.T) {
-	env := startPolicyEnv(t)
+	env := startEnv(t, true)
 	ns := env.Namespace
 
 	for _, tc := range []struct {
@@ -323,7 +323,7 @@ func claimPod(p *criPod, name string) oci.SpecOpts {
 // identity (the sandbox id, name, namespace and UID CRI recorded) and then
 // reaches for another pod or the host.
 func TestAttackAPIInCRINamespace(t *testing.T) {
-	env := startPolicyEnv(t)
+	env := startEnv(t, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cri := e2eenv.CRINamespace

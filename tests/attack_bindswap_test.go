@@ -26,7 +26,7 @@ import (
 // in the pod's own shim-made dirs (its /dev/shm, its replacement volumes)
 // are not platform sources at all.
 func TestAttackBindSwap(t *testing.T) {
-	env := startPolicyEnv(t)
+	env := startEnv(t, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	hostDir := filepath.Join(env.Dir, "host-secrets")

@@ -33,7 +33,7 @@ const (
 // TestAttackCRIRefusals: items 1, 3, 6, 7, 12 and 13 of issue 9 through CRI,
 // each refused with its documented message and leaving nothing behind.
 func TestAttackCRIRefusals(t *testing.T) {
-	env := startPolicyEnv(t)
+	env := startEnv(t, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	loop, major, minor := envLoopDevice(t, env)
@@ -150,7 +150,7 @@ func TestAttackCRIRefusals(t *testing.T) {
 // where the shim rewrites what the tenant asked for: the attack runs and
 // has no effect.
 func TestAttackCRINoEffect(t *testing.T) {
-	env := startPolicyEnv(t)
+	env := startEnv(t, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 

@@ -21,7 +21,7 @@ import (
 // resolv.conf, /dev/shm), a CRI image volume, the default devices,
 // kubectl debug --target, and GPU nodes the shim adds.
 func TestAttackLegitimate(t *testing.T) {
-	env := startPolicyEnv(t)
+	env := startEnv(t, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 

@@ -29,15 +29,19 @@ import (
 // The read phases therefore drop the file's pages on the host first.
 func TestGVisorThrottleRootfs(t *testing.T) {
 	b := gvisorBackendOrSkip(t)
-	env := b.startEnv(t, false)
+	// R8 from the first byte: no start burst.
+	env := b.startEnv(t, false, noBurst)
 	limits := iothrottle.DefaultNodeLimits().Rootfs
 
-	vol := filepath.Join(env.Dir, "kubelet", "pods", "gvbench", "volumes", "kubernetes.io~empty-dir", "vol")
+	// The volume to compare with: with ctr a pod gets no host directory,
+	// so the bind is replaced by a pod-private disk volume (R4).
+	vol := filepath.Join(env.Dir, "hostside")
 	if err := os.MkdirAll(vol, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	const id = "gvisor-throttle"
-	if _, errOut, err := env.CtrRun("-d", "--runtime", cciRuntime, "--annotation", "io.kubernetes.cri.sandbox-uid=gvbench",
+	if _, errOut, err := env.CtrRun("-d", "--runtime", cciRuntime,
+		"--annotation", `coordinator.cci.io/hostpath-replacement=[{"name":"*","policyType":"replaceByEmptyDir","emptyDir":{"sizeLimit":"1Gi"}}]`,
 		"--mount", "type=bind,src="+vol+",dst=/vol,options=rbind:rw", env.Image, id, "sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"); err != nil {
 		t.Fatalf("run: %v: %s", err, errOut)
 	}
@@ -57,8 +61,9 @@ func TestGVisorThrottleRootfs(t *testing.T) {
 		t.Fatal(err)
 	}
 	major, minor := int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
-	// The sandbox's cgroup: a ctr container is its own pod.
-	cgroupPath := "/" + env.Namespace + "/" + id
+	// The sandbox's cgroup (a ctr container is its own pod), chosen by the
+	// shim: read it from the task's process.
+	cgroupPath := hostCgroup(t, taskPid(t, env, id), "blkio")
 	t.Logf("rootfs %s (%d:%d) mounted %s, throttled on the sandbox's cgroup %s to %+v", m.source, major, minor, m.superOptions, cgroupPath, limits)
 
 	const mib, smallOps = 60, 10500 // 10.5 s each at 6 MB/s or 1000 IOPS
