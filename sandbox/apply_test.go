@@ -196,7 +196,7 @@ func TestApplyIsolatedBackend(t *testing.T) {
 	cfg.Isolation = backend.IsolationNone
 	s = ctrSpec(t, "admin", oci.WithAddedCapabilities([]string{"CAP_SYS_ADMIN"}))
 	_, err := applySpec(s, "admin", cfg)
-	if err == nil || !strings.Contains(err.Error(), `process.capabilities "CAP_SYS_ADMIN" is not allowed (on this node's backend (none) containers share the host kernel`) {
+	if err == nil || !strings.Contains(err.Error(), `process.capabilities "CAP_SYS_ADMIN" is not allowed (this node's backend runs containers on the host kernel (isolation none, e.g. runc)`) {
 		t.Fatalf("runc: %v", err)
 	}
 	cfg.AllowHostRootCapabilities = true

@@ -277,6 +277,14 @@ func sizeSandbox(spec *specs.Spec, pod *Pod, cfg *Config, st *PodState) error {
 		return err
 	}
 	st.Size = *size
+	if pod.Type == TypeSandbox {
+		// The sandbox container's cgroup holds the pod's total: under a
+		// sandboxing backend (gVisor's sentry and gofers, which do every
+		// container's work) it is where the pod's size is enforced; under
+		// runc the pause process uses next to nothing of it.
+		WriteContainerResources(spec, st.Size.Pod)
+		return nil
+	}
 	if pod.Type == TypeStandalone {
 		limits, err := containerLimits(spec, pod, cfg, st, agg)
 		if err != nil {

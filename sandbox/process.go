@@ -99,7 +99,7 @@ func checkCapabilities(container string, p *specs.Process, cfg *Config) (warning
 			container, strings.Join(hostRoot, ", "), InsecureCapsOption), nil
 	}
 	return "", &PolicyError{Container: container, Field: "process.capabilities", Value: strings.Join(hostRoot, ", "),
-		Reason:  "on this node's backend (" + isolationName(cfg) + ") containers share the host kernel, where these capabilities are host root",
+		Reason:  "this node's backend runs containers on the host kernel (isolation " + isolationName(cfg) + ", e.g. runc), where these capabilities are host root",
 		Allowed: "capabilities other than " + strings.Join(HostRootCapabilities, ", ") + " (a sandboxed backend allows them)"}
 }
 

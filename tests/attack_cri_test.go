@@ -25,7 +25,7 @@ import (
 // Texts of the documented refusals (sandbox/).
 const (
 	devicesText   = "allowed: the OCI default devices /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom, /dev/tty, /dev/console, /dev/ptmx and the pod's ptys"
-	hostRootText  = "containers share the host kernel, where these capabilities are host root); allowed: capabilities other than CAP_SYS_ADMIN, CAP_SYS_MODULE"
+	hostRootText  = "e.g. runc), where these capabilities are host root); allowed: capabilities other than CAP_SYS_ADMIN, CAP_SYS_MODULE"
 	podUIDText    = "allowed: a pod UID: a lowercase UUID, or 32 hex digits for a static pod"
 	mountsAllowed = "allowed: proc at /proc, sysfs ro at /sys, cgroup ro at /sys/fs/cgroup"
 )
@@ -116,7 +116,7 @@ func TestAttackCRIRefusals(t *testing.T) {
 		}, []string{`sizeLimit "102400 GiB" is not allowed (the node has `, "free for pod volumes); allowed: a sizeLimit the node's disk can hold"}},
 		{"13", "CAP_SYS_ADMIN on runc", nil, func(_ *kubeletPod, c *runtimeapi.ContainerConfig) {
 			c.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{Capabilities: &runtimeapi.Capability{AddCapabilities: []string{"SYS_ADMIN"}}}
-		}, []string{`process.capabilities "CAP_SYS_ADMIN" is not allowed (on this node's backend`, hostRootText}},
+		}, []string{`process.capabilities "CAP_SYS_ADMIN" is not allowed (this node's backend runs containers on the host kernel`, hostRootText}},
 		{"13", "ptrace and open_by_handle_at on runc", nil, func(_ *kubeletPod, c *runtimeapi.ContainerConfig) {
 			c.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{Capabilities: &runtimeapi.Capability{AddCapabilities: []string{"SYS_PTRACE", "DAC_READ_SEARCH"}}}
 		}, []string{`process.capabilities "`, "CAP_DAC_READ_SEARCH", "CAP_SYS_PTRACE", hostRootText}},

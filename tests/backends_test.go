@@ -1,10 +1,7 @@
 package tests
 
 import (
-	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,7 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cci-shim/cci-shim/sandbox/backend"
 	"github.com/cci-shim/cci-shim/tests/e2eenv"
 )
 
@@ -75,84 +71,15 @@ func testBackends(t *testing.T) []testBackend {
 	return backendList
 }
 
-// gvisorBackend describes the gvisor backend on this host, or says why it
-// cannot run. The runsc it uses is $CCI_E2E_RUNSC, else the tools dir's
-// (scripts/deps.sh builds one there where Debian's is too old for the
-// kernel), else the one in PATH.
+// gvisorBackend describes the gvisor backend on this host (e2eenv.FindGVisor),
+// or says why it cannot run.
 func gvisorBackend() (testBackend, string) {
-	runsc, err := findRunsc()
+	g, err := e2eenv.FindGVisor("")
 	if err != nil {
 		return testBackend{}, err.Error()
 	}
-	version, err := backend.RunscVersion(runsc)
-	if err != nil {
-		return testBackend{}, err.Error()
-	}
-	b := testBackend{kind: "gvisor", nodeConfig: "backend.gvisor.runsc = \"" + runsc + "\"\n"}
-	if dir := os.Getenv("CCI_E2E_RUNSC_DEBUG_DIR"); dir != "" {
-		// runsc's own debug logs, one file per command, for failures.
-		b.nodeConfig += "backend.gvisor.debug_log_dir = \"" + dir + "\"\n"
-	}
-	b.note = fmt.Sprintf("%s (release %d)", runsc, version)
-	if version >= runscSystrap {
-		// systrap, gVisor's default platform since 2023, traps system
-		// calls several times faster than ptrace.
-		b.nodeConfig += "backend.gvisor.platform = \"systrap\"\n"
-		b.note += ", platform systrap"
-	}
-	if version < runscNetnsFix && netCoreNamespaced() {
-		// runsc before 20240731 takes any network namespace with
-		// /proc/sys/net/core/rmem_default for the host's, and Linux 6.6
-		// made that file per namespace: --network=sandbox then refuses
-		// every pod ("cannot run with network enabled in root network
-		// namespace"). Such a runsc gets loopback only.
-		b.nodeConfig += "backend.gvisor.network = \"none\"\n"
-		b.noNetwork = true
-		b.note += "; network none: this runsc cannot use a pod network namespace on this kernel (fixed in runsc 20240731)"
-	}
-	return b, ""
-}
-
-// findRunsc returns the runsc the gvisor tests use.
-func findRunsc() (string, error) {
-	if p := os.Getenv("CCI_E2E_RUNSC"); p != "" {
-		return exec.LookPath(p)
-	}
-	for _, dir := range []string{os.Getenv("CCI_TOOLS_DIR"), "../.tools/bin"} {
-		if p := filepath.Join(dir, "runsc"); dir != "" {
-			if abs, err := filepath.Abs(p); err == nil && isExecutableFile(abs) {
-				return abs, nil
-			}
-		}
-	}
-	p, err := exec.LookPath("runsc")
-	if err != nil {
-		return "", errors.New("runsc is not installed (Debian package runsc; scripts/deps.sh installs it)")
-	}
-	return p, nil
-}
-
-func isExecutableFile(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
-}
-
-// runscSystrap is the first runsc release with the systrap platform.
-const runscSystrap = 20230223
-
-// runscNetnsFix is the runsc release whose root-netns test works on Linux
-// 6.6 and later (gVisor commit 19f6b0c, issue 10704).
-const runscNetnsFix = 20240731
-
-// netCoreNamespaced reports whether net.core.rmem_default exists in a fresh
-// network namespace (Linux 6.6+).
-func netCoreNamespaced() bool {
-	return exec.Command("unshare", "--net", "test", "-e", "/proc/sys/net/core/rmem_default").Run() == nil
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return s
+	return testBackend{kind: "gvisor", nodeConfig: strings.TrimPrefix(g.Backend, "backend.kind = \"gvisor\"\n"),
+		note: g.Note, noNetwork: g.NoNetwork}, ""
 }
 
 // forEachBackend runs body as one subtest per backend ("runc", "gvisor"),
@@ -176,37 +103,18 @@ func (b testBackend) startEnv(t *testing.T, cri bool, extraConfig ...string) *e2
 	if b.kind == "runc" {
 		return startEnv(t, cri, extraConfig...)
 	}
-	// e2eenv's node config starts with backend.kind = "runc", which TOML
-	// does not let a later line redefine: the shims read a copy that names
-	// this backend instead, through CCI_SHIM_CONFIG in containerd's
-	// environment. Shims read it at start, after Start has returned.
-	dir := t.TempDir()
-	path := filepath.Join(dir, "cci-shim.toml")
 	nodeConfig := b.nodeConfig
 	if b.isGVisor() {
 		// runsc's root holds node-wide state besides each sandbox's:
 		// newer runsc pin a shared empty network namespace for gofers
 		// there (null-netns, a mount), which outlives every pod. Outside
 		// the env it is not a pod's leak; it goes after the env.
-		root := filepath.Join(dir, "runsc")
+		root := filepath.Join(t.TempDir(), "runsc")
 		nodeConfig += "backend.gvisor.root = \"" + root + "\"\n"
 		t.Cleanup(func() { unmountUnder(t, root) })
 	}
-	env := e2eenv.Start(t, e2eenv.Options{NodeConfig: strings.Join(extraConfig, ""), CRI: cri,
-		ExtraEnv: []string{e2eenv.NodeConfigEnv + "=" + path}})
-	base, err := os.ReadFile(env.NodeConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const runcLine = "backend.kind = \"runc\"\n"
-	if !strings.Contains(string(base), runcLine) {
-		t.Fatalf("e2eenv's node config no longer selects the backend with %q:\n%s", runcLine, base)
-	}
-	cfg := strings.Replace(string(base), runcLine, "backend.kind = \""+b.kind+"\"\n"+nodeConfig, 1)
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return env
+	return e2eenv.Start(t, e2eenv.Options{NodeConfig: strings.Join(extraConfig, ""), CRI: cri,
+		Backend: "backend.kind = \"" + b.kind + "\"\n" + nodeConfig})
 }
 
 // unmountUnder unmounts every mount below dir (deepest first).

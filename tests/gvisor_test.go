@@ -55,14 +55,14 @@ func TestGVisorCRIPod(t *testing.T) {
 			t.Errorf("container %s does not run on gVisor's kernel: dmesg says %q", id, out)
 		}
 	}
-	sandboxes := runscProcs(env, "runsc-sandbox")
+	sandboxes := env.RunscPIDs("runsc-sandbox")
 	if len(sandboxes) != 1 {
 		t.Errorf("runsc-sandbox processes for one pod: %v, want exactly one", sandboxes)
 	} else if cgroupV1() {
 		// R8: the sentry and every container's gofer are in the sandbox's
 		// cgroup, which holds every container's rootfs limit.
 		cg := blkioCgroup(t, sandboxes[0])
-		for _, g := range runscProcs(env, "runsc-gofer") {
+		for _, g := range env.RunscPIDs("runsc-gofer") {
 			if got := blkioCgroup(t, g); got != cg {
 				t.Errorf("gofer %d is in blkio cgroup %s, the sandbox in %s", g, got, cg)
 			}
@@ -262,27 +262,4 @@ func blkioCgroup(t *testing.T, pid int) string {
 func cgroupV1() bool {
 	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
 	return err != nil
-}
-
-// runscProcs returns the pids of the env's runsc processes called name
-// (runsc-sandbox, runsc-gofer: their argv[0]) whose command line names the
-// env.
-func runscProcs(env *e2eenv.Env, name string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		argv0, _, _ := strings.Cut(string(cmd), "\x00")
-		if err != nil || argv0 != name {
-			continue
-		}
-		if strings.Contains(string(cmd), env.Dir) {
-			var pid int
-			for _, ch := range e.Name() {
-				pid = pid*10 + int(ch-'0')
-			}
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }

@@ -17,11 +17,14 @@ import (
 
 const usage = `ccidemo — the demo behind make run.
 
-Usage: ccidemo [--help] [--version]
+Usage: ccidemo [--backend gvisor|runc] [--help] [--version]
 
-As root, starts a private containerd v2 with the cci runtime (runc backend,
-blockfile rootfs) in a temp dir, runs demo pods through crictl and ctr, and
-prints each platform rule (SPEC.md) as the pod sees it. At the end, or on
+As root, starts a private containerd v2 with the cci runtime (blockfile
+rootfs) in a temp dir, runs demo pods through crictl and ctr, and prints
+each platform rule (SPEC.md) as the pod sees it. The pods run in gVisor
+sandboxes (a user-space kernel per pod) when runsc is installed; without
+runsc the demo says so and falls back to the runc backend, which shares the
+host kernel (development only). --backend chooses explicitly. At the end, or on
 SIGINT/SIGTERM at the next step, it removes everything it started:
 containerd, shims, containers, mounts, loop devices, the CNI bridge, cgroups.
 
@@ -40,6 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {}
 	showVersion := fs.Bool("version", false, "")
+	backend := fs.String("backend", "", "")
 	fs.BoolVar(showVersion, "v", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -60,7 +64,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	p := e2eenv.NewProgram(stdout)
 	g := interrupt.Watch(p)
 	defer g.Stop()
-	err := p.Run(g.Work(func() error { demo.Run(g); return nil }))
+	if *backend != "" && *backend != "gvisor" && *backend != "runc" {
+		fmt.Fprintf(stderr, "ccidemo: --backend %q: allowed values are gvisor and runc\n", *backend)
+		return 2
+	}
+	err := p.Run(g.Work(func() error { demo.Run(g, *backend); return nil }))
 	if code := g.ExitCode(); code != 0 {
 		fmt.Fprintf(stderr, "ccidemo: interrupted by %v; cleaned up (the log above names anything that could not be removed)\n", g.Signal())
 		return code

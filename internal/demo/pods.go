@@ -34,7 +34,11 @@ func (d *demo) podConfig(name string, sysctls map[string]string) crictl.Pod {
 
 // criPod starts the demo pod with crictl: app and sidecar in one sandbox.
 func (d *demo) criPod() (string, crictl.Pod) {
-	pod := d.podConfig("web", map[string]string{"net.core.somaxconn": "1024"})
+	sysctls := map[string]string{"net.core.somaxconn": "1024"}
+	if d.gvisor {
+		sysctls = nil // gVisor applies few sysctls: R9 shows the refusal instead
+	}
+	pod := d.podConfig("web", sysctls)
 	sb, err := d.cri.RunPod(pod, "cci")
 	if err != nil {
 		d.p.Fatalf("%v", err)
@@ -66,8 +70,12 @@ func (d *demo) criPod() (string, crictl.Pod) {
 
 // shims prints the shim processes serving the pod.
 func (d *demo) shims() {
-	for _, bin := range []string{e2eenv.CCIShimBinary, e2eenv.RuncShimBinary} {
-		for _, pid := range d.env.ShimPIDs(bin) {
+	for _, bin := range []string{e2eenv.CCIShimBinary, e2eenv.RuncShimBinary, "runsc-sandbox", "runsc-gofer"} {
+		pids := d.env.ShimPIDs(bin)
+		if strings.HasPrefix(bin, "runsc-") {
+			pids = d.env.RunscPIDs(bin)
+		}
+		for _, pid := range pids {
 			d.p.Logf("   %-24s pid %-7d RSS %5d KiB  parent %d", bin, pid, e2eenv.RSS(pid)>>10, ppid(pid))
 		}
 	}
@@ -206,4 +214,36 @@ func (d *demo) sinkSummary(sb string) {
 	}
 	d.p.Logf("   log sink %s: %d records, %d distinct lines (150 written, rotated every 50)\n   first record: %s",
 		filepath.Base(path), total, len(seen), first)
+}
+
+// sandboxLimits prints the CPU and memory limits of the gVisor sandbox's
+// host cgroup, read on the host.
+func (d *demo) sandboxLimits() {
+	pids := d.env.RunscPIDs("runsc-sandbox")
+	if len(pids) == 0 {
+		d.p.Errorf("no runsc-sandbox process")
+		return
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pids[0]))
+	if err != nil {
+		d.p.Errorf("%v", err)
+		return
+	}
+	paths := map[string]string{}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.SplitN(l, ":", 3); len(f) == 3 {
+			for _, c := range strings.Split(f[1], ",") {
+				paths[c] = f[2]
+			}
+		}
+	}
+	read := func(ctl, file string) string {
+		b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", ctl, paths[ctl], file))
+		if err != nil {
+			return "?"
+		}
+		return strings.TrimSpace(string(b))
+	}
+	d.p.Logf("   on the host, the sandbox's cgroup %s (sentry and gofers):\n   | cfs_quota_us=%s cfs_period_us=%s memory.limit_in_bytes=%s",
+		paths["cpu"], read("cpu", "cpu.cfs_quota_us"), read("cpu", "cpu.cfs_period_us"), read("memory", "memory.limit_in_bytes"))
 }

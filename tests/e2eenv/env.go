@@ -82,6 +82,10 @@ type Options struct {
 	// ExtraEnv is added to containerd's environment (and so to every shim's); it can override
 	// PATH, CCI_SHIM_CONFIG and the rest.
 	ExtraEnv []string
+	// Backend is the node config's backend lines: root-level dotted keys such as
+	// `backend.kind = "gvisor"` and `backend.gvisor.runsc = "..."`. Default
+	// `backend.kind = "runc"`.
+	Backend string
 }
 
 // Env is one running containerd. Its fields are read-only after Start.
@@ -237,7 +241,15 @@ func (e *Env) ContainerdLog() string {
 //
 // Like Options.NodeConfig, toml comes after the env's own settings.
 func (e *Env) SetNodeConfig(toml string) error {
-	return writeFileAtomic(e.NodeConfigPath, []byte(e.expand(nodeConfigBase+toml)))
+	backend := e.opts.Backend
+	if backend == "" {
+		backend = `backend.kind = "runc"`
+	}
+	if !strings.HasSuffix(backend, "\n") {
+		backend += "\n"
+	}
+	base := strings.Replace(nodeConfigBase, "{{Backend}}\n", backend, 1)
+	return writeFileAtomic(e.NodeConfigPath, []byte(e.expand(base+toml)))
 }
 
 // layout is the env living in dir: where everything of it is. Start and the
@@ -268,14 +280,14 @@ func layout(t TB, dir string) *Env {
 	}
 }
 
-// nodeConfigBase is the start of every env's cci node config: the runc
-// backend, and every path a shim writes kept inside the env, so that tests,
+// nodeConfigBase is the start of every env's cci node config: the backend
+// (Options.Backend, default runc), and every path a shim writes kept inside the env, so that tests,
 // the demo and the bench never touch the host's /run/cci-shim, /var/lib or
 // /var/log. Root-level dotted keys, so that what follows may add keys to the
 // same tables.
 const nodeConfigBase = `# Written by tests/e2eenv.
 state_dir = "{{StateDir}}"
-backend.kind = "runc"
+{{Backend}}
 policy.volume_dir = "{{Dir}}/volumes"
 policy.kubelet_root = "{{Dir}}/kubelet"
 policy.containerd_root = "{{Dir}}/root"

@@ -54,6 +54,19 @@ func (e *Env) ShimPIDs(runtimeBinary string) []int {
 	return pids
 }
 
+// RunscPIDs returns the pids of the env's gVisor processes called name (argv[0]:
+// "runsc-sandbox", "runsc-gofer"), sorted: those whose command line names a path in the env.
+func (e *Env) RunscPIDs(name string) []int {
+	var pids []int
+	for _, p := range scanProcs() {
+		if p.argv0 == name && strings.Contains(p.cmdline, e.Dir) {
+			pids = append(pids, p.pid)
+		}
+	}
+	sort.Ints(pids)
+	return pids
+}
+
 type procInfo struct {
 	pid, ppid int
 	cmdline   string // NUL bytes replaced by spaces

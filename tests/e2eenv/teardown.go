@@ -280,6 +280,12 @@ func (e *Env) Leaks() []string {
 		if !stopped && m.mountPoint == e.xfsMount {
 			continue
 		}
+		// runsc (2024+) pins one empty network namespace per runsc root for its gofers:
+		// node state of the gvisor backend, like the runtime's own root, not a pod's; it
+		// goes with the env.
+		if !stopped && m.fsType == "nsfs" && filepath.Base(m.mountPoint) == "null-netns" {
+			continue
+		}
 		leaks = append(leaks, fmt.Sprintf("mount %s (%s from %s)", m.mountPoint, m.fsType, m.source))
 	}
 	for _, dev := range loopsBackedUnder(e.Dir) {
