@@ -185,6 +185,28 @@ func TestPackagedConfigIsTheDefaults(t *testing.T) {
 	}
 }
 
+// Every packaged node config loads, with the backend its name says.
+func TestPackagedVariants(t *testing.T) {
+	for file, kind := range map[string]string{
+		"config.toml":        BackendKata,
+		"config-runc.toml":   BackendRunc,
+		"config-gvisor.toml": BackendGVisor,
+	} {
+		c, _, err := LoadSource("../packaging/cci-shim/" + file)
+		if err != nil {
+			t.Errorf("packaging/cci-shim/%s: %v", file, err)
+			continue
+		}
+		if c.Backend.Kind != kind {
+			t.Errorf("packaging/cci-shim/%s: backend.kind = %q, want %q", file, c.Backend.Kind, kind)
+		}
+	}
+	files, err := filepath.Glob("../packaging/cci-shim/*.toml")
+	if err != nil || len(files) != 3 {
+		t.Errorf("packaging/cci-shim holds %v (%v): a new variant needs a line above", files, err)
+	}
+}
+
 var (
 	readmeRow  = regexp.MustCompile("^\\| ((?:`[^`]+`(?:, )?)+) \\| ([^|]*) \\|")
 	backticked = regexp.MustCompile("`([^`]*)`")

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"os"
 	"path"
 	"path/filepath"
@@ -17,8 +16,8 @@ import (
 // directory that still has children or processes is left (the kernel
 // refuses with EBUSY) and reported.
 func RemoveCgroup(p string) error {
-	if !strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "/" {
-		return fmt.Errorf("cgroup %q: not a clean absolute path below the root", p)
+	if err := cleanCgroupPath(p); err != nil {
+		return err
 	}
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {

@@ -58,7 +58,7 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err != nil {
 		return nil, err
 	}
-	if err := s.ownPodCgroup(a); err != nil {
+	if err := s.ownPodCgroup(ctx, r.ID, a); err != nil {
 		return nil, err
 	}
 	s.failpoint("create:admitted", r.ID)
@@ -205,12 +205,36 @@ func (s *service) prepareVolumes(ctx context.Context, plan *sandbox.Plan) error 
 }
 
 // ownPodCgroup records the pod's cgroup parent when the shim chose it (the
-// runtime creates it with the sandbox and leaves it behind).
-func (s *service) ownPodCgroup(a *admission) error {
-	if !a.pod.IsSandbox() || a.plan.State == nil || !sandbox.OwnedCgroupParent(a.plan.State.CgroupParent) {
+// runtime creates it with the sandbox and leaves it behind), or raises
+// kubelet's pod cgroup to the normalised pod size (R5, sandbox.RaisedPodCgroup).
+func (s *service) ownPodCgroup(ctx context.Context, id string, a *admission) error {
+	st := a.plan.State
+	switch {
+	case !a.pod.IsSandbox() || st == nil:
+		return nil
+	case sandbox.OwnedCgroupParent(st.CgroupParent):
+		return s.owner.add(resource{Kind: resCgroup, Path: st.CgroupParent}, nil)
+	case !sandbox.KubeletPodCgroup(st):
 		return nil
 	}
-	return s.owner.add(resource{Kind: resCgroup, Path: a.plan.State.CgroupParent}, nil)
+	cur, err := sandbox.ReadCgroupLimits(st.CgroupParent)
+	if err != nil {
+		return fmt.Errorf("reading kubelet's pod cgroup %s to size it (R5): %w", st.CgroupParent, err)
+	}
+	raised, changed := sandbox.RaisedPodCgroup(st, cur)
+	if !changed {
+		return nil
+	}
+	r := resource{Kind: resPodLimits, Container: id, Path: st.CgroupParent, Limits: &limitChange{Was: cur, Set: raised}}
+	if err := s.owner.add(r, nil); err != nil {
+		return err
+	}
+	if err := sandbox.WriteCgroupLimits(st.CgroupParent, raised); err != nil {
+		return fmt.Errorf("raising kubelet's pod cgroup %s to the normalised pod size (R5): %w", st.CgroupParent, err)
+	}
+	log.G(ctx).WithField("cgroup", st.CgroupParent).WithField("was", fmt.Sprintf("%+v", cur)).
+		WithField("set", fmt.Sprintf("%+v", raised)).Info("pod cgroup sized to the normalised pod (R5)")
+	return nil
 }
 
 // pinSources mounts the platform bind sources the policy checked at the

@@ -164,11 +164,30 @@ func releaseRecord(cfg releaseEnv) releaser {
 				return fmt.Errorf("refusing to remove cgroup %s: not one the shim chose", r.Path)
 			}
 			return sandbox.RemoveCgroup(r.Path)
+		case resPodLimits:
+			return restorePodLimits(r)
 		case resRootfs:
 			return nil // the loop device was attached with autoclear by the dead process
 		}
 		return fmt.Errorf("unknown resource kind %q", r.Kind)
 	}
+}
+
+// restorePodLimits gives kubelet's pod cgroup its caps back, unless the
+// cgroup is gone (kubelet removed it with the pod) or no longer has the
+// caps the shim set (another sandbox of the pod raised it since).
+func restorePodLimits(r resource) error {
+	if r.Limits == nil || !strings.Contains(r.Path, "kubepods") {
+		return fmt.Errorf("pod limits record %s: not kubelet's pod cgroup", r)
+	}
+	cur, err := sandbox.ReadCgroupLimits(r.Path)
+	if errors.Is(err, os.ErrNotExist) || err == nil && cur != r.Limits.Set {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return sandbox.WriteCgroupLimits(r.Path, r.Limits.Was)
 }
 
 // releaseEnv is what releasing a recorded resource needs to know.

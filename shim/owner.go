@@ -12,6 +12,8 @@ import (
 
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
+
+	"github.com/cci-shim/cci-shim/sandbox"
 )
 
 // resourcesFile, in the pod state dir, is the owner's stack as JSON; lockFile
@@ -62,6 +64,11 @@ const (
 	// resThrottle is a device limit the shim wrote into a sandbox's host
 	// cgroup: Path the cgroup, Key "major:minor". Released by clearing it.
 	resThrottle resourceKind = "throttle"
+	// resPodLimits is kubelet's pod cgroup (Path) raised to the normalised
+	// pod size (R5): Limits says what it was and what the shim set.
+	// Released by writing the old caps back while the cgroup still has the
+	// shim's.
+	resPodLimits resourceKind = "podlimits"
 )
 
 // resource is one host resource of a pod, as persisted. Container is ""
@@ -73,6 +80,13 @@ type resource struct {
 	Key       string       `json:"key,omitempty"`
 	Address   string       `json:"address,omitempty"`
 	Proc      procID       `json:"proc,omitzero"`
+	Limits    *limitChange `json:"limits,omitempty"`
+}
+
+// limitChange is a cgroup's caps before and after the shim changed them.
+type limitChange struct {
+	Was sandbox.CgroupLimits `json:"was"`
+	Set sandbox.CgroupLimits `json:"set"`
 }
 
 func (r resource) String() string {
