@@ -82,6 +82,11 @@ type Options struct {
 	// ExtraEnv is added to containerd's environment (and so to every shim's); it can override
 	// PATH, CCI_SHIM_CONFIG and the rest.
 	ExtraEnv []string
+	// DefaultPolicyRoots leaves policy.kubelet_root, policy.containerd_root and
+	// policy.containerd_state out of the node config, so that the shims use their defaults
+	// (/var/lib/kubelet, ...) as on a node whose operator configured none, although the env's
+	// containerd (and a kubelet under Dir) keep their files elsewhere.
+	DefaultPolicyRoots bool
 }
 
 // Env is one running containerd. Its fields are read-only after Start.
@@ -119,10 +124,13 @@ type Env struct {
 	ctx    context.Context // namespaced; cancelled at teardown
 	cancel context.CancelFunc
 
+	defaultPolicyRoots bool // Options.DefaultPolicyRoots
+
 	mu      sync.Mutex       // guards the fields below
 	client  *client.Client   // lazily created, closed at teardown
 	criConn *grpc.ClientConn // lazily created, closed at teardown
 	stopped bool
+	kept    map[int]bool // pids of KeepProcess
 }
 
 // Start brings up a fresh containerd in a temp dir and registers its teardown with t.Cleanup.
@@ -151,6 +159,7 @@ func Start(t TB, opts Options) *Env {
 	}
 	e := layout(t, dir)
 	e.ToolsDir, e.BinDir, e.tools, e.cri = tools.toolsDir, tools.binDir, tools, opts.CRI
+	e.defaultPolicyRoots = opts.DefaultPolicyRoots
 	close(e.exited) // nothing to wait for until containerd starts
 	e.ctx, e.cancel = context.WithCancel(namespaces.WithNamespace(context.Background(), e.Namespace))
 	t.Cleanup(func() {
@@ -236,7 +245,28 @@ func (e *Env) ContainerdLog() string {
 //
 // Like Options.NodeConfig, toml comes after the env's own settings.
 func (e *Env) SetNodeConfig(toml string) error {
-	return writeFileAtomic(e.NodeConfigPath, []byte(e.expand(nodeConfigBase+toml)))
+	base := nodeConfigBase
+	if !e.defaultPolicyRoots {
+		base += nodeConfigPolicyRoots
+	}
+	return writeFileAtomic(e.NodeConfigPath, []byte(e.expand(base+toml)))
+}
+
+// KeepProcess marks pid, a process the test started for the env (a kubelet, say), as part of
+// the env while it runs: Leaks does not report it until Stop. Stop still kills it if it is
+// left. The returned func undoes the mark (call it once the process has been stopped).
+func (e *Env) KeepProcess(pid int) (forget func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.kept == nil {
+		e.kept = map[int]bool{}
+	}
+	e.kept[pid] = true
+	return func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		delete(e.kept, pid)
+	}
 }
 
 // layout is the env living in dir: where everything of it is. Start and the
@@ -276,11 +306,15 @@ const nodeConfigBase = `# Written by tests/e2eenv.
 state_dir = "{{StateDir}}"
 backend.kind = "runc"
 policy.volume_dir = "{{Dir}}/volumes"
-policy.kubelet_root = "{{Dir}}/kubelet"
-policy.containerd_root = "{{Dir}}/root"
-policy.containerd_state = "{{Dir}}/state"
 logs.file_dir = "{{Dir}}/podlogs"
 gpu.state_dir = "{{Dir}}/gpu"
+`
+
+// nodeConfigPolicyRoots follows nodeConfigBase unless Options.DefaultPolicyRoots: where the
+// env's containerd and a kubelet under Dir (tests/kubeenv) keep a pod's own files.
+const nodeConfigPolicyRoots = `policy.kubelet_root = "{{Dir}}/kubelet"
+policy.containerd_root = "{{Dir}}/root"
+policy.containerd_state = "{{Dir}}/state"
 `
 
 func (e *Env) expand(s string) string {
