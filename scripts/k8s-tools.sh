@@ -108,8 +108,9 @@ go build -ldflags "$ldflags" -o "$tmp/" \
 	k8s.io/kubernetes/cmd/kube-apiserver \
 	k8s.io/kubernetes/cmd/kubectl \
 	go.etcd.io/etcd/server/v3
-# The etcd package is the module's root: go build names its binary "v3".
-mv "$tmp/v3" "$tmp/etcd"
+# The etcd package is the root of go.etcd.io/etcd/server/v3: go build names
+# a binary after the last path element that is not a major version.
+mv "$tmp/server" "$tmp/etcd"
 rm -f "$bin"/.k8s-*
 for b in "${binaries[@]}"; do
 	mv "$tmp/$b" "$bin/$b"
