@@ -104,11 +104,9 @@ type Cluster struct {
 
 	etcd, apiserver, kubelet *proc
 
-	tunables       map[string]string // kernel tunables before kubelet started
-	logsDirExisted bool              // /var/log/containers existed before kubelet started
-	madeHostPaths  []string          // kubeletHostPaths that did not exist before kubelet started
-	stopOnce       sync.Once
-	stopErr        error
+	host     *hostState // the host before kubelet started; nil until then
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // Start brings up containerd (e2eenv), etcd, kube-apiserver and kubelet,
@@ -126,14 +124,6 @@ func Start(t TB, opts Options) *Cluster {
 	// Registered first, so it runs last: after the env has stopped every
 	// container, the pod cgroups are empty and can go.
 	t.Cleanup(c.cleanHost)
-	if dirs, _ := kubepodsCgroups(); len(dirs) > 0 {
-		t.Logf("kubeenv: removing the cgroups of a kubelet that died: %d dirs under /kubepods", len(dirs))
-		if err := removeKubepods(); err != nil {
-			t.Fatalf("kubeenv: a previous kubelet's cgroups remain: %v", err)
-		}
-	}
-	c.logsDirExisted = exists(containerLogsDir)
-	c.madeHostPaths = missingPaths(kubeletHostPaths)
 
 	eo := opts.Env
 	eo.CRI = true
@@ -141,7 +131,10 @@ func Start(t TB, opts Options) *Cluster {
 	// refuse a negative value (this one does) fail in runc for the runc
 	// handler; containerd clamps it to its own when told to.
 	eo.ExtraContainerdConfig = criRestrictOOM + eo.ExtraContainerdConfig
-	c.Env = e2eenv.Start(t, eo)
+	c.Env = e2eenv.Start(t, eo) // reaps the envs (and so the pods) of test processes that died
+	if err := cleanStaleHost(t); err != nil {
+		t.Fatalf("kubeenv: %v", err)
+	}
 	c.Dir = filepath.Join(c.Env.Dir, "k8s")
 	c.pkiDir = filepath.Join(c.Dir, "pki")
 	// kubelet serves on 127.0.0.1 only; the API server reaches it through
@@ -185,7 +178,7 @@ func Start(t TB, opts Options) *Cluster {
 		t.Fatalf("kubeenv: %v", err)
 	}
 
-	if c.tunables, err = readTunables(); err != nil {
+	if c.host, err = captureHostState(); err != nil {
 		t.Fatalf("kubeenv: %v", err)
 	}
 	if err := c.startKubelet(); err != nil {
@@ -291,26 +284,33 @@ func (c *Cluster) deleteAllPods() error {
 // changed, and releases the lock.
 func (c *Cluster) cleanHost() {
 	defer c.lock.release()
-	var errs []error
-	if err := removeKubepods(); err != nil {
-		errs = append(errs, err)
+	if c.host == nil {
+		return // kubelet never started
 	}
-	if c.Env != nil {
-		if err := removeContainerLogLinks(c.Env.Dir, c.logsDirExisted); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := removeMade(c.madeHostPaths); err != nil {
-		errs = append(errs, err)
-	}
-	if c.tunables != nil {
-		if err := restoreTunables(c.tunables); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := c.host.restore(c.Env.Dir); err != nil {
 		c.t.Errorf("kubeenv: host clean-up: %v", err)
 	}
+}
+
+// cleanStaleHost undoes what a kubelet of a test process that died left on
+// the host (its env has been reaped by now, so its pod cgroups are empty).
+func cleanStaleHost(t TB) error {
+	stale, err := staleHostState()
+	if err != nil {
+		return err
+	}
+	if stale == nil {
+		stale = &hostState{LogsDirExisted: true} // nothing recorded: only cgroups and dead links can be ours
+	} else {
+		t.Logf("kubeenv: restoring the host after a kubelet whose test process died (%s)", hostStatePath)
+	}
+	if dirs, _ := kubepodsCgroups(); len(dirs) > 0 {
+		t.Logf("kubeenv: removing %d cgroups under /kubepods left by a kubelet that died", len(dirs))
+	}
+	if err := stale.restore(""); err != nil {
+		return fmt.Errorf("cleaning up after a kubelet that died: %w", err)
+	}
+	return nil
 }
 
 // Leaks is the env's Leaks plus what kubelet leaves of pods: pod cgroups,

@@ -3,6 +3,7 @@
 package kubeenv
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -37,29 +38,6 @@ const (
 // first.
 var kubeletHostPaths = []string{
 	"/var/lib/kubelet/device-plugins/kubelet.sock", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet",
-}
-
-// missingPaths returns those of paths that do not exist.
-func missingPaths(paths []string) []string {
-	var out []string
-	for _, p := range paths {
-		if !exists(p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// removeMade removes paths (deepest first) that did not exist before;
-// directories only when empty, so nothing another program put there goes.
-func removeMade(paths []string) error {
-	var errs []error
-	for _, p := range paths {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
-			errs = append(errs, fmt.Errorf("removing %s: %w", p, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // kernelTunables are the sysctls kubelet sets at start (its
@@ -237,21 +215,94 @@ func containerLogLinks(dir string) []string {
 	return out
 }
 
-// removeContainerLogLinks removes containerLogLinks(dir), and
-// /var/log/containers itself when it did not exist before and is empty now.
-func removeContainerLogLinks(dir string, existedBefore bool) error {
+// hostStatePath keeps a hostState while a kubelet runs, so that the next
+// Start can undo what a test process that died left on the host.
+const hostStatePath = "/tmp/cci-kubelet.state.json"
+
+// hostState is what the host looked like before kubelet started.
+type hostState struct {
+	Tunables       map[string]string `json:"tunables"`       // kernelTunables' values
+	LogsDirExisted bool              `json:"logsDirExisted"` // /var/log/containers
+	MadePaths      []string          `json:"madePaths"`      // kubeletHostPaths that did not exist
+}
+
+// captureHostState records the host before kubelet starts, in memory and
+// in hostStatePath.
+func captureHostState() (*hostState, error) {
+	s := &hostState{LogsDirExisted: exists(containerLogsDir)}
+	for _, p := range kubeletHostPaths {
+		if !exists(p) {
+			s.MadePaths = append(s.MadePaths, p)
+		}
+	}
+	var err error
+	if s.Tunables, err = readTunables(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("encoding host state: %w", err)
+	}
+	if err := os.WriteFile(hostStatePath, b, 0o600); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", hostStatePath, err)
+	}
+	return s, nil
+}
+
+// staleHostState returns the state a dead test process left, or nil.
+func staleHostState() (*hostState, error) {
+	b, err := os.ReadFile(hostStatePath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", hostStatePath, err)
+	}
+	var s hostState
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", hostStatePath, err)
+	}
+	return &s, nil
+}
+
+// restore undoes what kubelet changed on the host: it removes kubelet's
+// cgroups (they must be empty by now), the log links into envDir and any
+// link into an env that is gone, the paths kubelet made, and writes back
+// the kernel tunables. Only when all of that worked is hostStatePath removed.
+func (s *hostState) restore(envDir string) error {
 	var errs []error
-	for _, p := range containerLogLinks(dir) {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := removeKubepods(); err != nil {
+		errs = append(errs, err)
+	}
+	links := containerLogLinks("/tmp")
+	for _, p := range links {
+		target, _ := os.Readlink(p)
+		if (envDir != "" && strings.HasPrefix(target, envDir+"/")) || !exists(target) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if !s.LogsDirExisted {
+		if err := os.Remove(containerLogsDir); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
 			errs = append(errs, err)
 		}
 	}
-	if !existedBefore {
-		if err := os.Remove(containerLogsDir); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {
-			errs = append(errs, err)
+	for _, p := range s.MadePaths { // deepest first; a directory only when empty
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
+			errs = append(errs, fmt.Errorf("removing %s: %w", p, err))
 		}
 	}
-	return errors.Join(errs...)
+	if err := restoreTunables(s.Tunables); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := os.Remove(hostStatePath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing %s: %w", hostStatePath, err)
+	}
+	return nil
 }
 
 func exists(p string) bool {
