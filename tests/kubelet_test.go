@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/cci-shim/cci-shim/tests/e2eenv"
 	"github.com/cci-shim/cci-shim/tests/kubeenv"
@@ -28,6 +29,7 @@ func TestKubelet(t *testing.T) {
 	t.Logf("kubelet start to node Ready: %v", c.KubeletStartToReady.Round(time.Millisecond))
 
 	t.Run("static pod", func(t *testing.T) { kubeStaticPod(t, c) })
+	t.Run("kubectl apply, wait, exec, logs, delete", func(t *testing.T) { kubectlPod(t, c) })
 	t.Run("R4 hostPath replaced by *", func(t *testing.T) { kubeHostPathStar(t, c) })
 	t.Run("R4 hostPath replaced per volume name", func(t *testing.T) { kubeHostPathByName(t, c) })
 	t.Run("R4 hostPath without replacement refused", func(t *testing.T) { kubeHostPathRefused(t, c) })
@@ -43,13 +45,15 @@ func TestKubelet(t *testing.T) {
 	t.Run("pod deletion leaves nothing behind", func(t *testing.T) { kubeDeletion(t, c) })
 }
 
-// kubeStaticPod: a static pod with runtimeClassName cci runs in the shim,
-// shows as a mirror pod, answers kubectl exec and logs, and goes away with
-// its manifest.
+// kubeStaticPod: a static pod with runtimeClassName cci runs in the shim
+// with its sysctl (R9) and its hostPath replaced (R4), shows as a mirror
+// pod, answers kubectl exec and logs, and goes away with its manifest.
 func kubeStaticPod(t *testing.T, c *kubeenv.Cluster) {
 	before := len(c.Env.ShimPIDs(e2eenv.CCIShimBinary))
 	pod := kubePod("default", "static-web", kubeenv.RuntimeClassCCI, "echo static-hello; "+sleepForever)
 	pod.Spec.SecurityContext = &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: "kernel.shmmni", Value: "2048"}}}
+	pod.Annotations["coordinator.cci.io/hostpath-replacement"] = `[{"name":"*","policyType":"replaceByEmptyDir","emptyDir":{"medium":"Memory","sizeLimit":"16Mi"}}]`
+	kubeAddHostPath(pod, "host-etc", "/etc", "/host")
 	mirror, err := c.AddStaticPod(pod)
 	if err != nil {
 		t.Fatal(err)
@@ -60,8 +64,8 @@ func kubeStaticPod(t *testing.T, c *kubeenv.Cluster) {
 	if n := len(c.Env.ShimPIDs(e2eenv.CCIShimBinary)); n != before+1 {
 		t.Errorf("cci shims: %d before the static pod, %d with it; want one more", before, n)
 	}
-	if got := strings.TrimSpace(kubectlExec(t, c, "default", mirror, "cat /proc/sys/kernel/shmmni")); got != "2048" {
-		t.Errorf("kernel.shmmni in the static pod = %q, want 2048", got)
+	if got := strings.Fields(kubectlExec(t, c, "default", mirror, "cat /proc/sys/kernel/shmmni; ls -A /host | wc -l; df -k /host | tail -1 | awk '{print $2}'")); strings.Join(got, " ") != "2048 0 16384" {
+		t.Errorf("kernel.shmmni, files in /host and its KiB in the static pod = %q, want 2048 (R9), 0 and 16384 (R4: /etc replaced by a 16Mi emptyDir)", got)
 	}
 	if !waitFor(20*time.Second, func() bool {
 		out, _, _ := c.Kubectl(kctx(t, 20*time.Second), "logs", "-n", "default", mirror)
@@ -76,6 +80,54 @@ func kubeStaticPod(t *testing.T, c *kubeenv.Cluster) {
 	if !waitFor(time.Minute, func() bool { return len(c.Env.ShimPIDs(e2eenv.CCIShimBinary)) == before }) {
 		t.Errorf("the static pod's shim still runs a minute after its manifest was removed")
 	}
+}
+
+// kubectlPod: the commands the platform's users run, from a YAML manifest
+// that selects the packaged RuntimeClass.
+func kubectlPod(t *testing.T, c *kubeenv.Cluster) {
+	if err := c.EnsureNamespace(kctx(t, time.Minute), "users"); err != nil {
+		t.Fatal(err)
+	}
+	manifest := `apiVersion: v1
+kind: Pod
+metadata:
+  name: hello
+  namespace: users
+spec:
+  runtimeClassName: cci
+  nodeName: ` + c.NodeName + `
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: app
+    image: ` + e2eenv.ImageName + `
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo hello-from-kubectl; exec sleep 3600"]
+`
+	kubectl := func(stdin string, args ...string) string {
+		t.Helper()
+		var in []byte
+		if stdin != "" {
+			in = []byte(stdin)
+		}
+		out, errOut, err := c.KubectlStdin(kctx(t, 2*time.Minute), in, args...)
+		if err != nil {
+			t.Fatalf("%v: %s", err, errOut)
+		}
+		return out
+	}
+	kubectl(manifest, "apply", "-f", "-")
+	t.Cleanup(func() { cleanupPod(c, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "users", Name: "hello"}}) })
+	kubectl("", "wait", "-n", "users", "--for=condition=Ready", "pod/hello", "--timeout=90s")
+	if got := kubectl("", "get", "-n", "users", "pod/hello", "-o", "jsonpath={.spec.nodeSelector}"); !strings.Contains(got, kubeenv.NodeLabel) {
+		t.Errorf("nodeSelector %q: the RuntimeClass's scheduling did not reach the pod", got)
+	}
+	if got := kubectl("", "exec", "-n", "users", "hello", "--", "cat", "/proc/1/cmdline"); !strings.HasPrefix(got, "sleep") {
+		t.Errorf("kubectl exec: pid 1 is %q, want sleep", got)
+	}
+	if got := kubectl("", "logs", "-n", "users", "hello"); got != "hello-from-kubectl\n" {
+		t.Errorf("kubectl logs = %q", got)
+	}
+	kubectl("", "delete", "-n", "users", "pod/hello", "--wait=true", "--timeout=90s")
 }
 
 // kubeHostPathStar: a "*" replacement turns a hostPath of the host's /etc
