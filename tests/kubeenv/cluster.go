@@ -16,10 +16,14 @@
 // manager would (the default service account, kube-root-ca.crt).
 //
 // Everything lives in the env's temp dir; the kubelet's host-wide traces
-// (the /kubepods cgroups, links in /var/log/containers, the kernel tunables
-// it sets) are removed or restored at teardown. One kubelet runs on the
-// machine at a time: Start takes LockPath and waits while another test
-// process holds it.
+// (the /kubepods cgroups, links in /var/log/containers, its device-plugin
+// socket under /var/lib/kubelet, the kernel tunables it sets) are removed or
+// restored at teardown, and by the next Start when a test process died
+// (hostStatePath). One kubelet runs on the machine at a time: Start takes
+// LockPath and waits while another test process holds it.
+//
+// The node is named localhost: kubelet serves on 127.0.0.1 only, refuses a
+// loopback node IP, and the API server reaches it by its Hostname address.
 //
 // The binaries come from scripts/k8s-tools.sh (`make k8s-tools`), in
 // $CCI_K8S_DIR/bin (default <repo>/.tools/k8s/bin). Without them the test

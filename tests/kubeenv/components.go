@@ -27,7 +27,7 @@ const (
 	serviceCIDR = "10.96.0.0/24"
 )
 
-// pki writes the cluster's certificates under c.pkiDir: a CA, the API
+// writePKI writes the cluster's certificates under c.pkiDir: a CA, the API
 // server's serving certificate, an admin client (system:masters), the
 // kubelet's client (system:node:<node>) and serving certificates, the API
 // server's client for kubelets, and the service-account keys.

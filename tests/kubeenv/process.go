@@ -142,7 +142,7 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// errAddrInUse reports whether a component's log says it lost a port race.
+// addrInUse reports whether a component's log says it lost a port race.
 func addrInUse(p *proc) bool {
 	b, _ := os.ReadFile(p.logPath)
 	return strings.Contains(string(b), "address already in use")
