@@ -15,7 +15,8 @@ import (
 )
 
 // kubeStdoutLogs: 2,000,000 bytes of numbered lines written at once to
-// stdout reach `kubectl logs` exactly, in order (R14 is lossless), and the
+// stdout reach `kubectl logs` (and client-go's) exactly, in order (R14 is
+// lossless), and the
 // container is held to the 1 MB/s forwarding rate while writing them: the
 // write takes at least the time the rate allows, less what the pipes hold.
 func kubeStdoutLogs(t *testing.T, c *kubeenv.Cluster) {
@@ -42,6 +43,9 @@ echo "$a $b" > /tmp/elapsed; `+sleepForever, lines, lineLen-1)
 	out, errOut, err := c.Kubectl(kctx(t, time.Minute), "logs", "-n", "r14", pod.Name)
 	if err != nil {
 		t.Fatalf("kubectl logs: %v: %s", err, errOut)
+	}
+	if viaClient, err := c.PodLogs(kctx(t, time.Minute), "r14", pod.Name, "app"); err != nil || viaClient != out {
+		t.Errorf("client-go logs (%d bytes, %v) differ from kubectl logs (%d bytes)", len(viaClient), err, len(out))
 	}
 	got := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	if len(got) != lines {

@@ -297,6 +297,16 @@ func (c *Cluster) WaitEvent(ctx context.Context, ns, name, reason, substr string
 	}
 }
 
+// PodLogs returns a container's log through the API server (client-go;
+// the same path as kubectl logs).
+func (c *Cluster) PodLogs(ctx context.Context, ns, pod, container string) (string, error) {
+	b, err := c.Client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(ctx)
+	if err != nil {
+		return "", fmt.Errorf("logs of %s/%s: %w", ns, pod, err)
+	}
+	return string(b), nil
+}
+
 // Kubectl runs the kubectl binary with the admin kubeconfig.
 func (c *Cluster) Kubectl(ctx context.Context, args ...string) (stdout, stderr string, err error) {
 	return c.KubectlStdin(ctx, nil, args...)
