@@ -25,18 +25,27 @@ deps:
 k8s-tools:
 	@scripts/k8s-tools.sh
 
+# Every binary reports this version and revision (--version, cci_build_info).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+VERSION_PKG := github.com/cci-shim/cci-shim/internal/version
+LDFLAGS   := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(REVISION)
+
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 vet:
 	$(GO) vet ./...
 
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests')
+# The shim and the leaves it runs concurrently run under the race detector.
+RACE_PKGS = ./shim/... ./iothrottle/... ./logfwd/... ./gpu/... ./shm/... ./sandbox/... ./admission/... ./cmd/cci-webhook/...
 
 ## unit: tests of every package except the end-to-end suite
 unit: build
 	$(GO) test -count=1 -timeout 10m $(UNIT_PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
 
 ## e2e: end-to-end tests against a real containerd (root, loop devices),
 ## one package at a time: the throttle tests measure rates.
@@ -50,6 +59,7 @@ fuzz:
 test: deps k8s-tools build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 10m $(UNIT_PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
 	$(GO) test -count=1 -p 1 -timeout 20m ./tests/...
 	@scripts/fuzz.sh $(FUZZTIME)
 

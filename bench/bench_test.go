@@ -86,15 +86,18 @@ func TestDDArgs(t *testing.T) {
 }
 
 func TestNodeConfigParses(t *testing.T) {
-	for _, th := range []config.Throttle{Off, Defaults(), {StdioBps: 123, RootfsReadIOPS: 7}} {
-		toml := strings.NewReplacer("{{StateDir}}", "/s", "{{Dir}}", "/d").Replace(nodeConfig(th))
+	for _, th := range []Throttle{Off, Defaults(), NoBurst(Defaults()), {Throttle: config.Throttle{StdioBps: 123, RootfsReadIOPS: 7}}} {
+		toml := strings.NewReplacer("{{StateDir}}", "/s", "{{Dir}}", "/d").Replace(nodeConfig("", th))
 		cfg := config.Default()
 		if err := config.Parse([]byte(toml), &cfg); err != nil {
 			t.Fatalf("Parse: %v\n%s", err, toml)
 		}
-		if cfg.Throttle != th {
-			t.Errorf("throttle %+v, want %+v", cfg.Throttle, th)
+		if cfg.Throttle != th.Throttle {
+			t.Errorf("throttle %+v, want %+v", cfg.Throttle, th.Throttle)
 		}
+	}
+	if nb := NoBurst(Defaults()); nb.NodeLimits().RootfsBurst.Enabled() || !Defaults().NodeLimits().RootfsBurst.Enabled() {
+		t.Errorf("NoBurst(Defaults()) = %+v: want the burst off, and on by default", nb)
 	}
 }
 
@@ -125,8 +128,25 @@ func TestReportAndCharts(t *testing.T) {
 			t.Errorf("check %q: ok %v (present %v), want %v", name, v, seen, ok)
 		}
 	}
+	charts, err := r.Charts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, c := range charts {
+		names[c.Name] = true
+		if err := xml.Unmarshal(c.SVG, new(struct{})); err != nil {
+			t.Errorf("%s chart is not well-formed XML: %v", c.Name, err)
+		}
+		if !strings.Contains(string(c.SVG), "<svg") {
+			t.Errorf("%s chart is not SVG", c.Name)
+		}
+	}
+	if !names["accuracy"] || !names["start"] {
+		t.Errorf("charts %v, want accuracy and start", names)
+	}
 	var md, txt strings.Builder
-	r.WriteMarkdown(&md, "rep")
+	r.WriteMarkdown(&md, "rep", charts)
 	r.WriteText(&txt)
 	for _, want := range []string{"![throttle accuracy](rep-accuracy.svg)", "| check | measured | target | verdict |", "io.max", "MISS"} {
 		if !strings.Contains(md.String(), want) {
@@ -136,13 +156,8 @@ func TestReportAndCharts(t *testing.T) {
 	if !strings.Contains(txt.String(), "== checks ==") {
 		t.Errorf("text output:\n%s", txt.String())
 	}
-	for name, svg := range map[string][]byte{"accuracy": r.AccuracyChart(), "start": r.StartChart()} {
-		if err := xml.Unmarshal(svg, new(struct{})); err != nil {
-			t.Errorf("%s chart is not well-formed XML: %v", name, err)
-		}
-	}
-	if (&Results{}).AccuracyChart() != nil || (&Results{}).StartChart() != nil {
-		t.Error("charts without data: want nil")
+	if cs, err := (&Results{}).Charts(); err != nil || len(cs) != 0 {
+		t.Errorf("charts without data: %d, %v; want none", len(cs), err)
 	}
 }
 
@@ -154,6 +169,9 @@ func TestCtrErrors(t *testing.T) {
 }
 
 func TestNiceCeil(t *testing.T) {
+	if niceCeil(0) != 1 || niceCeil(100) != 100 {
+		t.Error("niceCeil of 0 or a power of ten")
+	}
 	for v, want := range map[float64]float64{0.53: 1, 0.18: 0.2, 1.2: 2, 3: 5, 7: 10, 0.05: 0.05} {
 		if got := niceCeil(v); got < want-1e-9 || got > want+1e-9 {
 			t.Errorf("niceCeil(%v) = %v, want %v", v, got, want)

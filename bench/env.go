@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,19 +25,32 @@ const (
 	Runc = e2eenv.RuncRuntime // io.containerd.runc.v2, the baseline
 )
 
-// podUID is the pod UID the bench's containers claim (annotation
-// io.kubernetes.cri.sandbox-uid), so that binds from the emulated kubelet
-// pod dir are the pod's own volumes (emptyDir), not hostPath (R4).
-const podUID = "ccibench"
+// volumeReplacement asks the cci shim to replace the container's bind
+// mounts with a pod-private disk volume (R4 replaceByEmptyDir): with `ctr`
+// the platform gives a pod no host directory, and a pod volume is not
+// throttled (R8).
+const volumeReplacement = `coordinator.cci.io/hostpath-replacement=[{"name":"*","policyType":"replaceByEmptyDir","emptyDir":{"sizeLimit":"4Gi"}}]`
 
 // volumeDst is where a bench volume appears in a container.
 const volumeDst = "/vol"
 
-// Off turns every throttle off.
-var Off = config.Throttle{}
+// Throttle is the [throttle] table the bench gives the cci shims it starts.
+type Throttle struct {
+	config.Throttle
+}
 
-// Defaults are the node's default throttles (R8, R14).
-func Defaults() config.Throttle { return config.Default().Throttle }
+// Off turns every throttle off, the start burst with them.
+var Off = Throttle{}
+
+// Defaults are the node's default throttles (R8, R14) and start burst.
+func Defaults() Throttle { return Throttle{Throttle: config.Default().Throttle} }
+
+// NoBurst is th with the start burst off: what the accuracy benches need,
+// so that R8 holds from the first byte.
+func NoBurst(th Throttle) Throttle {
+	th.RootfsBurstBytes, th.RootfsBurstOps, th.RootfsBurstSeconds = 0, 0, 0
+	return th
+}
 
 // Bench is a running containerd the benches drive. Its fields are
 // read-only.
@@ -44,31 +58,127 @@ type Bench struct {
 	Env *e2eenv.Env
 	tb  e2eenv.TB
 	seq atomic.Int64
+
+	// RuncClamp: the CRI runc handler runs runc through clampOOMRunc.
+	RuncClamp bool
+
+	began       time.Time
+	progressOut func(string)
+	progressMu  sync.Mutex // serialises progress lines
+}
+
+// Options says what a bench's containerd needs.
+type Options struct {
+	// CRI enables the CRI plugin and its CNI bridge (density).
+	CRI bool
+	// Progress, if not nil, receives the progress lines (else tb.Logf).
+	Progress func(line string)
 }
 
 // Start brings up containerd with e2eenv (teardown registered with
-// tb.Cleanup) and the node's default throttles.
+// tb.Cleanup) and the node's default throttles; no CRI.
 func Start(tb e2eenv.TB) *Bench {
 	tb.Helper()
-	env := e2eenv.Start(tb, e2eenv.Options{NodeConfig: nodeConfig(Defaults()), LogLevel: "info"})
-	return &Bench{Env: env, tb: tb}
+	return StartWith(tb, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(tb e2eenv.TB, o Options) *Bench {
+	tb.Helper()
+	b := &Bench{tb: tb, began: time.Now(), progressOut: o.Progress}
+	// Registered before the env's teardown, so it runs after it: the OCI
+	// runtime leaves each containerd namespace's parent cgroup behind.
+	tb.Cleanup(b.removeCgroups)
+	var extra string
+	if o.CRI && refusesNegativeOOM() {
+		wrapper, err := writeClampOOMRunc()
+		if err != nil {
+			tb.Fatalf("ccibench: %v", err)
+		}
+		tb.Cleanup(func() { os.RemoveAll(filepath.Dir(wrapper)) })
+		b.RuncClamp = true
+		extra = "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes." + e2eenv.CRIHandlerRunc + ".options]\n  BinaryName = \"" + wrapper + "\"\n"
+	}
+	b.Env = e2eenv.Start(tb, e2eenv.Options{NodeConfig: nodeConfig("", Defaults()), LogLevel: "info", CRI: o.CRI, ExtraContainerdConfig: extra})
+	return b
+}
+
+// clampOOMRunc is the runc the runc handler's shim runs when this host
+// refuses a negative oom_score_adj: CRI asks -998 for every pod sandbox,
+// which runc cannot set here, so the baseline could not start a pod. It
+// does what the cci shim does to the spec it owns (clamp
+// process.oomScoreAdj to 0) and runs runc. Its sh and sed run once per
+// runc create, so the baseline pays a few milliseconds per container that
+// cci does not: the ratios are that much in cci's favour.
+const clampOOMRunc = `#!/bin/sh
+prev=""
+for a in "$@"; do
+  if [ "$prev" = "--bundle" ]; then
+    sed -i 's/"oomScoreAdj":-[0-9]*/"oomScoreAdj":0/' "$a/config.json" || exit 1
+  fi
+  prev="$a"
+done
+exec runc "$@"
+`
+
+func writeClampOOMRunc() (string, error) {
+	dir, err := os.MkdirTemp("", "ccibench-runc-")
+	if err != nil {
+		return "", fmt.Errorf("runc wrapper: %w", err)
+	}
+	p := filepath.Join(dir, "runc-clamp-oom")
+	if err := os.WriteFile(p, []byte(clampOOMRunc), 0o755); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("runc wrapper: %w", err)
+	}
+	return p, nil
+}
+
+// refusesNegativeOOM reports whether this host refuses a negative
+// oom_score_adj to this (root) process, as some VMs do.
+func refusesNegativeOOM() bool {
+	cur, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return false
+	}
+	if err := os.WriteFile("/proc/self/oom_score_adj", []byte("-1"), 0); err != nil {
+		return true
+	}
+	os.WriteFile("/proc/self/oom_score_adj", cur, 0)
+	return false
 }
 
 // nodeConfig is what a bench adds to the env's cci node config (runc
-// backend, every path in the env, kubelet's root emulated there): th.
-func nodeConfig(th config.Throttle) string {
-	return fmt.Sprintf(`[throttle]
+// backend, every path in the env, kubelet's root emulated there): prefix
+// (root-level keys such as backend.kind), then th.
+func nodeConfig(prefix string, th Throttle) string {
+	s := prefix
+	if s != "" && !strings.HasSuffix(s, "\n") {
+		s += "\n"
+	}
+	s += fmt.Sprintf(`[throttle]
 rootfs_read_bps = %d
 rootfs_write_bps = %d
 rootfs_read_iops = %d
 rootfs_write_iops = %d
 stdio_bps = %d
-`, th.RootfsReadBps, th.RootfsWriteBps, th.RootfsReadIOPS, th.RootfsWriteIOPS, th.StdioBps)
+rootfs_burst_bytes = %d
+rootfs_burst_ops = %d
+rootfs_burst_seconds = %d
+`, th.RootfsReadBps, th.RootfsWriteBps, th.RootfsReadIOPS, th.RootfsWriteIOPS, th.StdioBps,
+		th.RootfsBurstBytes, th.RootfsBurstOps, th.RootfsBurstSeconds)
+	return s
 }
 
 // SetThrottle makes the cci shims started from now on use th.
-func (b *Bench) SetThrottle(th config.Throttle) error {
-	return b.Env.SetNodeConfig(nodeConfig(th))
+func (b *Bench) SetThrottle(th Throttle) error {
+	return b.setNodeConfig("", th)
+}
+
+// setNodeConfig makes the cci shims started from now on use prefix (root
+// keys) and th.
+func (b *Bench) setNodeConfig(prefix string, th Throttle) error {
+	return b.Env.SetNodeConfig(nodeConfig(prefix, th))
 }
 
 // logf logs through the harness (or test) the bench was started with.
@@ -82,11 +192,11 @@ func (b *Bench) newID(prefix string) string {
 	return fmt.Sprintf("%s-%d", prefix, b.seq.Add(1))
 }
 
-// Volume returns the host dir of a pod volume named name, created empty if
-// missing: an emptyDir as kubelet lays it out under its root, which the
-// shim keeps as the pod's own bind (R8: volumes are not throttled).
+// Volume returns a host dir to bind at volumeDst: under cci the shim
+// replaces it with a pod-private volume (volumeReplacement), under runc it
+// is bound as it is.
 func (b *Bench) Volume(name string) (string, error) {
-	dir := filepath.Join(b.Env.Dir, "kubelet", "pods", podUID, "volumes", "kubernetes.io~empty-dir", name)
+	dir := filepath.Join(b.Env.Dir, "bench-volumes", name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("creating volume: %w", err)
 	}
@@ -97,12 +207,14 @@ func (b *Bench) Volume(name string) (string, error) {
 type container struct {
 	runtime string
 	id      string
-	volume  string // host dir bound at volumeDst, or ""
+	volume  string // host dir bound at volumeDst (a pod volume under cci), or ""
+	image   string // default the env's busybox image
 	detach  bool
 	// annotations are added to the spec (ctr run --annotation k=v).
 	annotations []string
 	args        []string
 	stdout      io.Writer // nil: kept in the returned string
+	stderr      io.Writer // nil: kept for the error
 }
 
 // ctrCmd builds a ctr command against the env.
@@ -126,24 +238,38 @@ func (b *Bench) run(ctx context.Context, c container) (string, error) {
 		args = append(args, "--rm")
 	}
 	if c.volume != "" {
-		args = append(args, "--mount", "type=bind,src="+c.volume+",dst="+volumeDst+",options=rbind:rw",
-			"--annotation", "io.kubernetes.cri.sandbox-uid="+podUID)
+		args = append(args, "--mount", "type=bind,src="+c.volume+",dst="+volumeDst+",options=rbind:rw")
+		if c.runtime == CCI {
+			args = append(args, "--annotation", volumeReplacement)
+		}
 	}
 	for _, a := range c.annotations {
 		args = append(args, "--annotation", a)
 	}
-	args = append(append(args, b.Env.Image, c.id), c.args...)
-	return b.ctr(ctx, c.stdout, args...)
+	image := c.image
+	if image == "" {
+		image = b.Env.Image
+	}
+	args = append(append(args, image, c.id), c.args...)
+	return b.ctrStreams(ctx, c.stdout, c.stderr, args...)
 }
 
 // ctr runs ctr with args. stdout goes to w, or into the returned string
 // when w is nil.
 func (b *Bench) ctr(ctx context.Context, w io.Writer, args ...string) (string, error) {
+	return b.ctrStreams(ctx, w, nil, args...)
+}
+
+// ctrStreams is ctr with stderr also copied to ew when not nil.
+func (b *Bench) ctrStreams(ctx context.Context, w, ew io.Writer, args ...string) (string, error) {
 	cmd := b.ctrCmd(ctx, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if w != nil {
 		cmd.Stdout = w
+	}
+	if ew != nil {
+		cmd.Stderr = io.MultiWriter(&errb, ew)
 	}
 	if err := cmd.Run(); err != nil {
 		return out.String(), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, ctrErrors(errb.String()))

@@ -8,31 +8,41 @@ import (
 	"strings"
 )
 
-// WriteMarkdown writes the report: the checks, every table, the method
-// and, when the results have them, links to the charts <chartBase>-*.svg
-// written beside it.
-func (r *Results) WriteMarkdown(w io.Writer, chartBase string) {
+// WriteMarkdown writes the report: the checks, every table, the charts
+// (each linked as <chartBase>-<name>.svg, written beside it by the
+// caller), the method.
+func (r *Results) WriteMarkdown(w io.Writer, chartBase string, charts []Chart) {
 	fmt.Fprintf(w, "# ccibench report (%s)\n\n", r.Command)
-	fmt.Fprintf(w, "cci-shim (`io.containerd.cci.v2`, runc backend) against containerd's runc shim, in one private containerd v2.4.2 "+
-		"with the blockfile snapshotter (every container's `/` is a 20 GiB `/dev/loopN`). Started %s. %s\n",
+	fmt.Fprintf(w, "cci-shim (`io.containerd.cci.v2`) against containerd's runc shim, measured in the same run, in one private containerd v2.4.2 "+
+		"with the blockfile snapshotter (every container's `/` is a 20 GiB `/dev/loopN`). Figures are ratios against that baseline. Started %s. %s\n",
 		r.Host.Began, r.busyNote())
 	for _, t := range r.tables() {
 		t.markdown(w)
 	}
-	if r.AccuracyChart() != nil || r.StartChart() != nil {
+	if len(charts) > 0 {
 		fmt.Fprintf(w, "\n## Charts\n\n")
-		if r.AccuracyChart() != nil {
-			fmt.Fprintf(w, "![throttle accuracy](%s-accuracy.svg)\n\n", chartBase)
-		}
-		if r.StartChart() != nil {
-			fmt.Fprintf(w, "![start latency](%s-start.svg)\n", chartBase)
+		for _, c := range charts {
+			fmt.Fprintf(w, "![%s](%s-%s.svg)\n\n", c.Title, chartBase, c.Name)
 		}
 	}
 	fmt.Fprint(w, methodNotes)
+	if r.Density != nil || r.Logs != nil || r.Burst != nil {
+		fmt.Fprint(w, moreMethodNotes)
+	}
 	if f := r.Rootfs; f != nil {
 		fmt.Fprint(w, r.bufferedNotes())
 	}
 }
+
+// moreMethodNotes describe density, logs and burst.
+const moreMethodNotes = `- Density: pods through CRI (RuntimeClass handlers runc and cci; the gVisor series sets the cci node config's backend to
+  gvisor), N started P at a time by P workers; each series' pods are removed, and their shims gone, before the next series.
+  Memory is PSS from /proc/<pid>/smaps_rollup of every process under the pod's shims, so shared pages count once across pods.
+- Logs: logfwd's public API (New, Run, Drain) on host directories, without containerd: the collector the shim runs per pod.
+  The SIGKILL runs re-execute ccibench as the collector process (a hidden command) and kill it with SIGKILL.
+- Burst: iothrottle.WatchBurst on a loop device in a blkio cgroup the bench creates, without containerd; the cgroup's own
+  counters are the figures.
+`
 
 const methodNotes = `
 ## Method

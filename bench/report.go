@@ -12,11 +12,14 @@ import (
 
 // Results is everything one ccibench command measured.
 type Results struct {
-	Command string        `json:"command"`
-	Host    Host          `json:"host"`
-	Stdout  *StdoutResult `json:"stdout,omitempty"`
-	Rootfs  *RootfsResult `json:"rootfs,omitempty"`
-	Start   *StartResult  `json:"start,omitempty"`
+	Command string         `json:"command"`
+	Host    Host           `json:"host"`
+	Stdout  *StdoutResult  `json:"stdout,omitempty"`
+	Rootfs  *RootfsResult  `json:"rootfs,omitempty"`
+	Start   *StartResult   `json:"start,omitempty"`
+	Density *DensityResult `json:"density,omitempty"`
+	Logs    *LogsResult    `json:"logs,omitempty"`
+	Burst   *BurstResult   `json:"burst,omitempty"`
 }
 
 // Host describes the machine and how busy it was.
@@ -42,6 +45,14 @@ const (
 	TargetRootfsTol    = 0.05 // rootfs B/s and IOPS within ±5% of the limit
 	TargetVolumeFaster = 5.0  // a volume at least 5x faster than the rootfs
 	TargetShimRSS      = 64 << 20
+
+	// Issue 14's targets (ratios against the baseline in the same run).
+	TargetStartDefault = 1.20    // ctr run --rm true, cci default config / runc, at most
+	TargetStartOff     = 1.10    // the same with every throttle off
+	TargetDensityWall  = 1.10    // N pods started P at a time, cci wall / runc wall
+	TargetAddedPSS     = 3 << 20 // PSS per pod the cci handler adds over the runc handler's
+	TargetLogsPerCore  = 200e6   // collector bytes per CPU second to the file sink
+	TargetLogsP99      = 0.050   // write->sink p99 with inotify, seconds
 )
 
 // Check is one figure against its target.
@@ -96,6 +107,7 @@ func (r *Results) Checks() []Check {
 		add("volume vs rootfs, dd bs=1M oflag=direct", fmt.Sprintf("%.1fx (%.0f vs %.0f B/s)", f.VolumeSpeedup, f.VolumeWriteBps, f.WriteBps),
 			fmt.Sprintf(">= %.0fx", TargetVolumeFaster), f.VolumeSpeedup >= TargetVolumeFaster)
 	}
+	cs = append(cs, r.moreChecks()...)
 	return cs
 }
 
@@ -220,6 +232,11 @@ func (r *Results) tables() []table {
 			}
 		}
 		for _, se := range s.Series {
+			if se.Skipped != "" {
+				t.rows = append(t.rows, []string{se.Name, "-", "-", "-", "-", "skipped"})
+				t.notes = append(t.notes, fmt.Sprintf("%s: skipped: %s", se.Name, se.Skipped))
+				continue
+			}
 			lo, hi := Percentile(se.Seconds, 0), Percentile(se.Seconds, 100)
 			ratio := "-"
 			if base > 0 {
@@ -231,13 +248,18 @@ func (r *Results) tables() []table {
 		for _, se := range s.Series {
 			med[se.Name] = se.Median
 		}
-		if d := med[StartCCIDefaults] - med[StartCCIOff]; s.BusyboxBytes > 0 && s.ReadBps > 0 && d > 0 {
-			t.notes = append(t.notes, fmt.Sprintf("The default throttles add %.3f s to the median: the image's busybox binary is %d bytes, "+
+		throttled := StartCCIDefaults
+		if med[StartCCINoBurst] > 0 {
+			throttled = StartCCINoBurst
+		}
+		if d := med[throttled] - med[StartCCIOff]; s.BusyboxBytes > 0 && s.ReadBps > 0 && d > 0 {
+			t.notes = append(t.notes, fmt.Sprintf("The rootfs throttle without a start burst adds %.3f s to the median: the image's busybox binary is %d bytes, "+
 				"and reading it at the rootfs read limit of %d B/s takes %.3f s. That is the rule (R8), not the shim.",
 				d, s.BusyboxBytes, s.ReadBps, float64(s.BusyboxBytes)/float64(s.ReadBps)))
 		}
 		ts = append(ts, t)
 	}
+	ts = append(ts, r.moreTables()...)
 	h := r.Host
 	c := h.Contention
 	ts = append(ts, table{title: "machine", header: []string{"kernel", "CPUs", "cgroup", "load before", "load after", "samples with other envs' shims", "duration"},

@@ -4,8 +4,8 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -98,7 +98,7 @@ const (
 // throttles, one `ctr task exec` per phase.
 func (b *Bench) Rootfs(ctx context.Context, o RootfsOptions) (*RootfsResult, error) {
 	o = o.withDefaults()
-	limits := Defaults()
+	limits := NoBurst(Defaults()) // R8 from the first byte: no start burst
 	if err := b.SetThrottle(limits); err != nil {
 		return nil, err
 	}
@@ -148,7 +148,9 @@ func (b *Bench) Rootfs(ctx context.Context, o RootfsOptions) (*RootfsResult, err
 			IOPhase{Name: PhaseBufferedFsync, Path: "/ccibench.fsync", Op: "write", Fsync: true, Block: 1 << 20, Ops: mib},
 		)
 	}
-	for _, p := range phases {
+	prog := b.progress("rootfs")
+	for i, p := range phases {
+		prog.done("phase %d/%d: %s, %d x %d B on %s", i+1, len(phases), p.Name, p.Ops, p.Block, p.Path)
 		onRootfs := !strings.HasPrefix(p.Path, volumeDst+"/")
 		var before iothrottle.DeviceIOStats
 		if onRootfs {
@@ -280,27 +282,46 @@ func rootDevice(mountinfo string) (major, minor int64, source string, err error)
 	return 0, 0, "", fmt.Errorf("no root mount in the container's mountinfo:\n%s", mountinfo)
 }
 
-// cgroupPath returns the container's cgroup (linux.cgroupsPath of its
-// spec).
+// cgroupPath returns the blkio (v1) or unified (v2) cgroup of container
+// id's init process, as the host sees it: the shim chooses the path, so it
+// is read from the process, not from the spec ctr made.
 func (b *Bench) cgroupPath(ctx context.Context, id string) (string, error) {
-	out, err := b.ctr(ctx, nil, "containers", "info", id)
+	out, err := b.ctr(ctx, nil, "task", "ls")
 	if err != nil {
 		return "", err
 	}
-	var info struct {
-		Spec struct {
-			Linux struct {
-				CgroupsPath string `json:"cgroupsPath"`
-			} `json:"linux"`
-		} `json:"Spec"`
+	pid := ""
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == id {
+			pid = f[1]
+		}
 	}
-	if err := json.Unmarshal([]byte(out), &info); err != nil {
-		return "", fmt.Errorf("parsing container info: %w", err)
+	if pid == "" {
+		return "", fmt.Errorf("container %s has no task", id)
 	}
-	if info.Spec.Linux.CgroupsPath == "" {
-		return "", fmt.Errorf("container %s has no cgroupsPath", id)
+	data, err := os.ReadFile("/proc/" + pid + "/cgroup")
+	if err != nil {
+		return "", fmt.Errorf("reading the cgroup of %s: %w", id, err)
 	}
-	return info.Spec.Linux.CgroupsPath, nil
+	unified := ""
+	for _, l := range strings.Split(string(data), "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			if c == "blkio" {
+				return parts[2], nil
+			}
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			unified = parts[2]
+		}
+	}
+	if unified == "" {
+		return "", fmt.Errorf("container %s: no blkio or unified cgroup in /proc/%s/cgroup", id, pid)
+	}
+	return unified, nil
 }
 
 func lastLine(s string) string {

@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -107,22 +108,26 @@ type StdoutResult struct {
 	Throttled *StreamRun `json:"throttled,omitempty"`
 }
 
-// stdoutScript writes its arguments (/vol/data, repeated) to stdout with
-// cat and records when cat started and ended in /vol/<times>.
-const stdoutScript = `t0=$EPOCHREALTIME; cat "$@"; t1=$EPOCHREALTIME; echo "$t0 $t1" > ` + volumeDst + `/%s`
+// stdoutScript writes its arguments (/data, repeated) to stdout with cat
+// and prints when cat started and ended on stderr.
+const stdoutScript = `t0=$EPOCHREALTIME; cat "$@"; t1=$EPOCHREALTIME; echo "cci-times $t0 $t1" >&2`
+
+// dataImage is the image the stdout bench's containers run: busybox and the
+// data file at /data. A pod gets no host directory with ctr, so the data
+// comes with the image, read from each container's own rootfs.
+const dataImage = "localhost/cci/bench-data:test"
 
 // Stdout runs the stdout bench. It leaves the node config at the defaults.
 func (b *Bench) Stdout(ctx context.Context, o StdoutOptions) (*StdoutResult, error) {
 	o = o.withDefaults()
 	defer b.SetThrottle(Defaults())
 	res := &StdoutResult{MB: o.MB, Repeat: o.Repeat}
-	vol, err := b.Volume("stdout")
-	if err != nil {
-		return nil, err
-	}
-	data := filepath.Join(vol, "data")
+	data := filepath.Join(b.Env.Dir, "bench-data")
 	if err := writeRandom(data, int64(o.MB)*1_000_000); err != nil {
 		return nil, err
+	}
+	if err := b.Env.ImportFilesImage(dataImage, map[string]string{"/data": data}); err != nil {
+		return nil, fmt.Errorf("building the data image: %w", err)
 	}
 	size := int64(o.MB) * 1_000_000
 	if o.Reps > 0 {
@@ -139,7 +144,8 @@ func (b *Bench) Stdout(ctx context.Context, o StdoutOptions) (*StdoutResult, err
 				order = []string{Runc, CCI}
 			}
 			for _, rt := range order {
-				r, err := b.stream(ctx, rt, vol, want, o.Repeat, 0)
+				b.progress("stdout").done("unthrottled run %d/%d through %s: %d MB", i+1, o.Reps, shortRuntime(rt), int64(o.MB)*int64(o.Repeat))
+				r, err := b.stream(ctx, rt, want, o.Repeat, 0)
 				if err != nil {
 					return nil, err
 				}
@@ -166,7 +172,8 @@ func (b *Bench) Stdout(ctx context.Context, o StdoutOptions) (*StdoutResult, err
 		if err := b.SetThrottle(th); err != nil {
 			return nil, err
 		}
-		r, err := b.stream(ctx, CCI, vol, wantData{n: size, sum: randomSHA256(size, 1)}, 1, o.RateBps)
+		b.progress("stdout").done("throttled run through cci at %d B/s: %d MB (about %.0f s)", o.RateBps, o.MB, float64(size)/float64(o.RateBps))
+		r, err := b.stream(ctx, CCI, wantData{n: size, sum: randomSHA256(size, 1)}, 1, o.RateBps)
 		if err != nil {
 			return nil, err
 		}
@@ -186,17 +193,17 @@ func (b *Bench) StdoutThrottled(ctx context.Context, mb int, rateBps int64) (*St
 	return res.Throttled, nil
 }
 
-// stream runs one container that cats the volume's data file repeat times
+// stream runs one container that cats the image's data file repeat times
 // to stdout; want is what that makes.
-func (b *Bench) stream(ctx context.Context, runtime, vol string, want wantData, repeat int, stdioBps int64) (*StreamRun, error) {
+func (b *Bench) stream(ctx context.Context, runtime string, want wantData, repeat int, stdioBps int64) (*StreamRun, error) {
 	id := b.newID("stdout")
-	timesFile := "times-" + id
 	rcv := &receiver{h: sha256.New()}
 	r := &StreamRun{Runtime: runtime, StdioBps: stdioBps, Want: want.n}
-	args := []string{"sh", "-c", fmt.Sprintf(stdoutScript, timesFile), "sh"}
+	args := []string{"sh", "-c", stdoutScript, "sh"}
 	for range repeat {
-		args = append(args, volumeDst+"/data")
+		args = append(args, "/data")
 	}
+	var stderr bytes.Buffer
 
 	// Sample both runtimes alike, so that the sampler's cost is in both.
 	sampler := b.startShimSampler(ctx, id)
@@ -206,7 +213,7 @@ func (b *Bench) stream(ctx context.Context, runtime, vol string, want wantData, 
 		timeout += time.Duration(2 * float64(want.n) / float64(stdioBps) * float64(time.Second))
 	}
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
-	_, err := b.run(runCtx, container{runtime: runtime, id: id, volume: vol, stdout: rcv, args: args})
+	_, err := b.run(runCtx, container{runtime: runtime, id: id, image: dataImage, stdout: rcv, stderr: &stderr, args: args})
 	cancel()
 	r.Wall = time.Since(began).Seconds()
 	cci, runc, stats := sampler.stop()
@@ -219,7 +226,7 @@ func (b *Bench) stream(ctx context.Context, runtime, vol string, want wantData, 
 	r.SHA256OK = rcv.n == want.n && hex.EncodeToString(rcv.h.Sum(nil)) == want.sum
 	r.ForwardedBps = rcv.rate()
 	r.PeakWindowBps = rcv.peakWindow(time.Second)
-	t0, t1, err := readTimes(filepath.Join(vol, timesFile))
+	t0, t1, err := readTimes(stderr.String())
 	if err != nil {
 		return nil, err
 	}
@@ -279,16 +286,18 @@ func generate(n int64, emit func([]byte) error) error {
 	return nil
 }
 
-// readTimes reads "t0 t1" (seconds since the epoch) written by the
-// container.
-func readTimes(path string) (t0, t1 float64, err error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, 0, fmt.Errorf("reading the container's timestamps: %w", err)
+// readTimes reads "cci-times t0 t1" (seconds since the epoch), the line
+// the container printed on stderr among ctr's own.
+func readTimes(stderr string) (t0, t1 float64, err error) {
+	var f []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if x := strings.Fields(l); len(x) == 3 && x[0] == "cci-times" {
+			f = x[1:]
+		}
 	}
-	f := strings.Fields(string(b))
+	b := stderr
 	if len(f) != 2 {
-		return 0, 0, fmt.Errorf("container timestamps %q: want two", b)
+		return 0, 0, fmt.Errorf("the container printed no timestamps on stderr: %q", b)
 	}
 	if t0, err = strconv.ParseFloat(f[0], 64); err == nil {
 		t1, err = strconv.ParseFloat(f[1], 64)

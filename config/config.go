@@ -8,26 +8,13 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"strings"
-
-	"github.com/pelletier/go-toml/v2"
+	"time"
 
 	"github.com/cci-shim/cci-shim/gpu"
 	"github.com/cci-shim/cci-shim/iothrottle"
 )
-
-// DefaultPath is where the node configuration lives on a production host.
-const DefaultPath = "/etc/cci-shim/config.toml"
-
-// EnvPath names an environment variable that overrides DefaultPath. containerd
-// passes its environment to shims, so setting it on the containerd service
-// selects another file for every shim.
-const EnvPath = "CCI_SHIM_CONFIG"
 
 // Backend kinds.
 const (
@@ -64,6 +51,11 @@ type Logs struct {
 	// PollIntervalMS is the discovery poll (R16), the safety net under
 	// inotify. Default 5000.
 	PollIntervalMS int `toml:"poll_interval_ms"`
+	// VolumeSizeBytes is the size of each pod's log volume: an ext4 image
+	// on disk under policy.volume_dir (never the state_dir tmpfs), so a
+	// pod cannot fill the host's memory or disk with log files. Default
+	// 1 GiB.
+	VolumeSizeBytes int64 `toml:"volume_size_bytes"`
 }
 
 // Throttle holds the node's I/O limits. MB means 10^6 bytes: 6 MB/s is
@@ -78,6 +70,13 @@ type Throttle struct {
 	// StdioBps is each container's stdout+stderr forwarding rate (R14),
 	// lossless: a faster writer is slowed down.
 	StdioBps int64 `toml:"stdio_bps"`
+	// RootfsBurst* are each rootfs device's start burst (R8 beyond): I/O
+	// at full speed until this many bytes or operations (read+write) are
+	// spent or this many seconds have passed, then the limits above.
+	// Defaults 1000000000, 100000, 60; 0 in any turns the burst off.
+	RootfsBurstBytes   uint64 `toml:"rootfs_burst_bytes"`
+	RootfsBurstOps     uint64 `toml:"rootfs_burst_ops"`
+	RootfsBurstSeconds uint64 `toml:"rootfs_burst_seconds"`
 }
 
 // NodeLimits converts the section for the iothrottle package.
@@ -86,6 +85,8 @@ func (t Throttle) NodeLimits() iothrottle.NodeLimits {
 		Rootfs: iothrottle.DeviceLimits{ReadBps: t.RootfsReadBps, WriteBps: t.RootfsWriteBps,
 			ReadIOPS: t.RootfsReadIOPS, WriteIOPS: t.RootfsWriteIOPS},
 		StdioBytesPerSec: t.StdioBps,
+		RootfsBurst: iothrottle.StartBurst{Bytes: t.RootfsBurstBytes, Ops: t.RootfsBurstOps,
+			Window: time.Duration(t.RootfsBurstSeconds) * time.Second},
 	}
 }
 
@@ -104,6 +105,11 @@ type Policy struct {
 	ContainerdState string `toml:"containerd_state"`
 	// ShmSizeBytes is the default /dev/shm size (R10). Default 64 MiB.
 	ShmSizeBytes int64 `toml:"shm_size_bytes"`
+	// InsecureAllowHostRootCapabilities lets capabilities that are host root
+	// (CAP_SYS_ADMIN, CAP_SYS_MODULE, ... see sandbox.HostRootCapabilities)
+	// through on a backend that shares the host kernel (runc): development
+	// only; every container that uses it is logged. Default false (R25).
+	InsecureAllowHostRootCapabilities bool `toml:"insecure_allow_host_root_capabilities"`
 }
 
 // Backend selects the sandbox runtime the shim fronts.
@@ -132,7 +138,10 @@ type Rootfs struct {
 	SizeBytes int64 `toml:"size_bytes"`
 }
 
-// Default returns the documented defaults.
+// Default returns the documented defaults (README's table and
+// packaging/cci-shim/config.toml agree with it; a test keeps them in step).
+// Backend.Kind is "runc" here for configurations built in code; a node
+// config file must set backend.kind itself (see Load).
 func Default() Config {
 	return Config{
 		StateDir: "/run/cci-shim",
@@ -141,9 +150,11 @@ func Default() Config {
 		Throttle: Throttle{
 			RootfsReadBps: iothrottle.DefaultRootfsBps, RootfsWriteBps: iothrottle.DefaultRootfsBps,
 			RootfsReadIOPS: iothrottle.DefaultRootfsIOPS, RootfsWriteIOPS: iothrottle.DefaultRootfsIOPS,
-			StdioBps: iothrottle.DefaultStdioBytesPerSec,
+			StdioBps:         iothrottle.DefaultStdioBytesPerSec,
+			RootfsBurstBytes: iothrottle.DefaultRootfsBurstBytes, RootfsBurstOps: iothrottle.DefaultRootfsBurstOps,
+			RootfsBurstSeconds: uint64(iothrottle.DefaultRootfsBurstWindow / time.Second),
 		},
-		Logs: Logs{FileDir: "/var/log/cci-shim", ForwardRequireAck: true, PollIntervalMS: 5000},
+		Logs: Logs{FileDir: "/var/log/cci-shim", ForwardRequireAck: true, PollIntervalMS: 5000, VolumeSizeBytes: 1 << 30},
 		Policy: Policy{
 			VolumeDir:       "/var/lib/cci-shim/pods",
 			KubeletRoot:     "/var/lib/kubelet",
@@ -152,52 +163,6 @@ func Default() Config {
 			ShmSizeBytes:    64 << 20,
 		},
 	}
-}
-
-// Path returns the configuration file to read: explicit if not empty, else
-// $CCI_SHIM_CONFIG, else DefaultPath. required reports whether a missing file
-// is an error (it is whenever someone named the file).
-func Path(explicit string) (path string, required bool) {
-	if explicit != "" {
-		return explicit, true
-	}
-	if p := os.Getenv(EnvPath); p != "" {
-		return p, true
-	}
-	return DefaultPath, false
-}
-
-// Load reads the configuration at Path(explicit), fills defaults and
-// validates it. A missing default file yields the defaults.
-func Load(explicit string) (Config, error) {
-	path, required := Path(explicit)
-	cfg := Default()
-	data, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist) && !required:
-		return cfg, cfg.finish()
-	case err != nil:
-		return Config{}, fmt.Errorf("reading node config: %w", err)
-	}
-	if err := Parse(data, &cfg); err != nil {
-		return Config{}, fmt.Errorf("node config %s: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// Parse decodes TOML over cfg (which carries the defaults), rejecting unknown
-// keys so that a typo does not silently keep a default.
-func Parse(data []byte, cfg *Config) error {
-	dec := toml.NewDecoder(strings.NewReader(string(data)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(cfg); err != nil {
-		var sm *toml.StrictMissingError
-		if errors.As(err, &sm) {
-			return fmt.Errorf("unknown setting: %s", sm.String())
-		}
-		return err
-	}
-	return cfg.finish()
 }
 
 func (c *Config) finish() error {
@@ -234,8 +199,14 @@ func (c *Config) finish() error {
 	if !filepath.IsAbs(c.Logs.FileDir) {
 		return fmt.Errorf("logs.file_dir %q: must be an absolute path", c.Logs.FileDir)
 	}
+	if c.Logs.VolumeSizeBytes < 16<<20 {
+		return fmt.Errorf("logs.volume_size_bytes %d: must be at least 16777216 (16 MiB)", c.Logs.VolumeSizeBytes)
+	}
 	if c.Logs.PollIntervalMS <= 0 {
 		return fmt.Errorf("logs.poll_interval_ms %d: must be positive", c.Logs.PollIntervalMS)
+	}
+	if _, err := iothrottle.StartBurstFromConfig(c.Throttle.RootfsBurstBytes, c.Throttle.RootfsBurstOps, c.Throttle.RootfsBurstSeconds); err != nil {
+		return err
 	}
 	if c.Throttle.StdioBps < 0 {
 		return fmt.Errorf("throttle.stdio_bps %d: must be 0 (off) or positive", c.Throttle.StdioBps)
@@ -249,3 +220,8 @@ func (c *Config) finish() error {
 	}
 	return nil
 }
+
+// LogSpoolDir is where pod log volumes wait when their collector could not
+// deliver everything at the pod's end; cci-agent delivers them. It is on
+// policy.volume_dir's filesystem, so that spooling a volume is a rename.
+func (c Config) LogSpoolDir() string { return filepath.Join(c.Policy.VolumeDir, "logspool") }

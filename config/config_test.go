@@ -1,11 +1,11 @@
 package config
 
 import (
-	"github.com/cci-shim/cci-shim/iothrottle"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cci-shim/cci-shim/iothrottle"
 )
 
 func TestParse(t *testing.T) {
@@ -55,41 +55,6 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestLoadPaths(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv(EnvPath, "")
-	if _, err := Load(filepath.Join(dir, "missing.toml")); err == nil {
-		t.Fatal("an explicitly named missing file must be an error")
-	}
-	p := filepath.Join(dir, "c.toml")
-	if err := os.WriteFile(p, []byte("state_dir = \"/tmp/x\"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv(EnvPath, p)
-	c, err := Load("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.StateDir != "/tmp/x" {
-		t.Fatalf("state dir = %q, want the file named by %s", c.StateDir, EnvPath)
-	}
-}
-
-// The node config the packaging ships must parse, with Kata selected.
-func TestPackagedConfig(t *testing.T) {
-	data, err := os.ReadFile("../packaging/cci-shim/config.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := Default()
-	if err := Parse(data, &c); err != nil {
-		t.Fatalf("packaging/cci-shim/config.toml: %v", err)
-	}
-	if c.Backend.Kind != BackendKata || c.Rootfs.SizeBytes != 20<<30 {
-		t.Errorf("packaged config = %+v", c)
-	}
-}
-
 // The Kata snippet the packaging ships carries the disk limiter the default
 // node limits render to.
 func TestPackagedKataSnippet(t *testing.T) {
@@ -102,5 +67,16 @@ func TestPackagedKataSnippet(t *testing.T) {
 		if !strings.Contains(string(data), line) {
 			t.Errorf("packaging/kata snippet lacks %q", line)
 		}
+	}
+}
+
+// R25's development option is off unless a node says so, by its long name.
+func TestInsecureHostRootCapabilitiesOption(t *testing.T) {
+	if Default().Policy.InsecureAllowHostRootCapabilities {
+		t.Fatal("on by default")
+	}
+	c := Default()
+	if err := Parse([]byte("[policy]\ninsecure_allow_host_root_capabilities = true\n"), &c); err != nil || !c.Policy.InsecureAllowHostRootCapabilities {
+		t.Fatalf("parse: %v %+v", err, c.Policy)
 	}
 }

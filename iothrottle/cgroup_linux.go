@@ -1,9 +1,13 @@
 package iothrottle
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/containerd/cgroups/v3"
@@ -91,57 +95,99 @@ func (c cgroupFS) loadV1(cgroupPath string) (cgroup1.Cgroup, error) {
 	return cg, nil
 }
 
+// stats reads the I/O counters of device major:minor straight from the
+// cgroup's files: io.stat on v2; on v1 blkio.throttle.io_service_bytes and
+// io_serviced (their _recursive forms where the kernel has them, so I/O of
+// child cgroups counts, as their limits do). cgroups/v3's Stat is not used
+// here because it reads /proc/partitions and every blkio file on each
+// call, and the burst watcher looks several times a second.
 func (c cgroupFS) stats(cgroupPath string, major, minor int64) (DeviceIOStats, error) {
 	if err := checkCgroupPath(cgroupPath); err != nil {
 		return DeviceIOStats{}, err
 	}
-	var s DeviceIOStats
+	dev := fmt.Sprintf("%d:%d", major, minor)
 	if c.unified {
-		m, err := cgroup2.Load(cgroupPath, cgroup2.WithMountpoint(c.root))
+		data, err := os.ReadFile(filepath.Join(c.root, cgroupPath, "io.stat"))
 		if err != nil {
-			return s, fmt.Errorf("load cgroup %s: %w", cgroupPath, err)
+			return DeviceIOStats{}, fmt.Errorf("read io.stat of %s: %w", cgroupPath, err)
 		}
-		st, err := m.StatFiltered(cgroup2.StatIO)
+		return parseIOStat(data, dev), nil
+	}
+	dir := filepath.Join(c.root, "blkio", cgroupPath)
+	read := func(name string) ([]byte, error) {
+		data, err := os.ReadFile(filepath.Join(dir, name+"_recursive"))
+		if errors.Is(err, fs.ErrNotExist) {
+			data, err = os.ReadFile(filepath.Join(dir, name))
+		}
 		if err != nil {
-			return s, fmt.Errorf("read io.stat of %s: %w", cgroupPath, err)
+			return nil, fmt.Errorf("read %s of %s: %w", name, cgroupPath, err)
 		}
-		for _, e := range st.GetIo().GetUsage() {
-			if e.Major == uint64(major) && e.Minor == uint64(minor) {
-				s.ReadBytes, s.WriteBytes, s.ReadIOs, s.WriteIOs = e.Rbytes, e.Wbytes, e.Rios, e.Wios
-			}
-		}
-		return s, nil
+		return data, nil
 	}
-	cg, err := c.loadV1(cgroupPath)
+	bytesData, err := read("blkio.throttle.io_service_bytes")
 	if err != nil {
-		return s, err
+		return DeviceIOStats{}, err
 	}
-	st, err := cg.Stat()
+	iosData, err := read("blkio.throttle.io_serviced")
 	if err != nil {
-		return s, fmt.Errorf("read blkio stats of %s: %w", cgroupPath, err)
+		return DeviceIOStats{}, err
 	}
-	b := st.GetBlkio()
-	for _, e := range b.GetIoServiceBytesRecursive() {
-		if e.Major == uint64(major) && e.Minor == uint64(minor) {
-			switch e.Op {
-			case "Read":
-				s.ReadBytes = e.Value
-			case "Write":
-				s.WriteBytes = e.Value
-			}
-		}
-	}
-	for _, e := range b.GetIoServicedRecursive() {
-		if e.Major == uint64(major) && e.Minor == uint64(minor) {
-			switch e.Op {
-			case "Read":
-				s.ReadIOs = e.Value
-			case "Write":
-				s.WriteIOs = e.Value
-			}
-		}
-	}
+	var s DeviceIOStats
+	s.ReadBytes, s.WriteBytes = parseBlkioStat(bytesData, dev)
+	s.ReadIOs, s.WriteIOs = parseBlkioStat(iosData, dev)
 	return s, nil
+}
+
+// parseIOStat reads dev's line of a v2 io.stat ("8:0 rbytes=1 wbytes=2
+// rios=3 wios=4 dbytes=0 dios=0").
+func parseIOStat(data []byte, dev string) DeviceIOStats {
+	var s DeviceIOStats
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != dev {
+			continue
+		}
+		for _, kv := range f[1:] {
+			k, v, _ := strings.Cut(kv, "=")
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				continue
+			}
+			switch k {
+			case "rbytes":
+				s.ReadBytes = n
+			case "wbytes":
+				s.WriteBytes = n
+			case "rios":
+				s.ReadIOs = n
+			case "wios":
+				s.WriteIOs = n
+			}
+		}
+	}
+	return s
+}
+
+// parseBlkioStat reads dev's Read and Write lines of a v1 blkio statistics
+// file ("7:3 Read 4096").
+func parseBlkioStat(data []byte, dev string) (read, write uint64) {
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[0] != dev {
+			continue
+		}
+		n, err := strconv.ParseUint(f[2], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch f[1] {
+		case "Read":
+			read = n
+		case "Write":
+			write = n
+		}
+	}
+	return read, write
 }
 
 // blkioThrottle renders l for the v1 throttle files; a 0 rate written to a

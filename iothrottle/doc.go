@@ -7,7 +7,12 @@
 //     either through the OCI spec (runc applies it) or directly in a sandbox
 //     cgroup through github.com/containerd/cgroups/v3 (cgroup v1 blkio
 //     throttle files or cgroup v2 io.max, as the host has them);
-//   - the rendering of Kata's Cloud Hypervisor disk rate limiter keys;
+//   - the rootfs start burst (R8, beyond): WatchBurst leaves the device
+//     unthrottled in its cgroup until a budget of bytes and operations is
+//     spent or a window has passed, watching the cgroup's I/O counters with
+//     one timer, then writes the limits (StartBurst, BurstWatcher);
+//   - the rendering of Kata's Cloud Hypervisor disk rate limiter keys, its
+//     one-time burst included;
 //   - the lossless byte-rate limiter on a container's stdout+stderr copy path,
 //     a token bucket built on golang.org/x/time/rate;
 //   - the node-configured limits, which pod annotations may lower but never

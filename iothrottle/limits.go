@@ -47,30 +47,39 @@ func (l DeviceLimits) IsZero() bool { return l == DeviceLimits{} }
 // NodeLimits is the node configuration of the throttles; 0 means off.
 type NodeLimits struct {
 	Rootfs DeviceLimits
+	// RootfsBurst is each rootfs device's start burst (off when a field
+	// is 0).
+	RootfsBurst StartBurst
 	// StdioBytesPerSec is the per-container stdout+stderr budget.
 	StdioBytesPerSec int64
 }
 
-// DefaultNodeLimits returns SPEC R8 and R14's defaults.
+// DefaultNodeLimits returns SPEC R8 and R14's defaults, with the default
+// start burst.
 func DefaultNodeLimits() NodeLimits {
 	return NodeLimits{
 		Rootfs: DeviceLimits{
 			ReadBps: DefaultRootfsBps, WriteBps: DefaultRootfsBps,
 			ReadIOPS: DefaultRootfsIOPS, WriteIOPS: DefaultRootfsIOPS,
 		},
+		RootfsBurst:      DefaultStartBurst(),
 		StdioBytesPerSec: DefaultStdioBytesPerSec,
 	}
 }
 
 // Limits are the effective limits of one pod; 0 means off.
 type Limits struct {
-	Rootfs           DeviceLimits
+	Rootfs DeviceLimits
+	// RootfsBurst is the rootfs device's start burst; Enabled() false
+	// means R8's limits from the first byte.
+	RootfsBurst      StartBurst
 	StdioBytesPerSec int64
 }
 
 // LimitsFromConfig returns the pod's limits. Limits are node-configured: a
 // pod annotation may only lower one (a smaller positive value, or any
-// positive value where the node sets none). An annotation that would raise
+// positive value where the node sets none; for the start burst, any value
+// from 0, which turns it off, to the node's). An annotation that would raise
 // or remove a limit, an unknown key under AnnotationPrefix, a malformed
 // value, and any Kata hypervisor rate-limiter annotation are refused with an
 // error naming the annotation.
@@ -78,7 +87,13 @@ func LimitsFromConfig(node NodeLimits, podAnnotations map[string]string) (Limits
 	if node.StdioBytesPerSec < 0 {
 		return Limits{}, fmt.Errorf("node stdio limit %d: must be >= 0", node.StdioBytesPerSec)
 	}
-	l := Limits{Rootfs: node.Rootfs, StdioBytesPerSec: node.StdioBytesPerSec}
+	if err := node.RootfsBurst.validate(); err != nil {
+		return Limits{}, err
+	}
+	l := Limits{Rootfs: node.Rootfs, RootfsBurst: node.RootfsBurst, StdioBytesPerSec: node.StdioBytesPerSec}
+	if !l.RootfsBurst.Enabled() {
+		l.RootfsBurst = StartBurst{}
+	}
 	stdio := uint64(node.StdioBytesPerSec)
 	fields := map[string]*uint64{
 		AnnotationRootfsReadBps:   &l.Rootfs.ReadBps,
@@ -101,6 +116,12 @@ func LimitsFromConfig(node NodeLimits, podAnnotations map[string]string) (Limits
 		if !strings.HasPrefix(k, AnnotationPrefix) {
 			continue
 		}
+		if isBurstAnnotation(k) {
+			if err := lowerBurst(&l.RootfsBurst, node.RootfsBurst, k, v); err != nil {
+				return Limits{}, err
+			}
+			continue
+		}
 		dst, ok := fields[k]
 		if !ok {
 			return Limits{}, fmt.Errorf("annotation %q: unknown throttle annotation; allowed (to lower node-configured limits only): %s",
@@ -119,12 +140,16 @@ func LimitsFromConfig(node NodeLimits, podAnnotations map[string]string) (Limits
 		return Limits{}, fmt.Errorf("annotation %q: value out of range", AnnotationStdioBps)
 	}
 	l.StdioBytesPerSec = int64(stdio)
+	if !l.RootfsBurst.Enabled() {
+		l.RootfsBurst = StartBurst{} // one spelling of "off"
+	}
 	return l, nil
 }
 
 func annotationKeys() []string {
 	return []string{AnnotationRootfsReadBps, AnnotationRootfsWriteBps,
-		AnnotationRootfsReadIOPS, AnnotationRootfsWriteIOPS, AnnotationStdioBps}
+		AnnotationRootfsReadIOPS, AnnotationRootfsWriteIOPS, AnnotationStdioBps,
+		AnnotationRootfsBurstBytes, AnnotationRootfsBurstOps, AnnotationRootfsBurstSeconds}
 }
 
 // ApplyToSpec sets the throttles of l for device major:minor in spec's

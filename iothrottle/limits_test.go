@@ -10,7 +10,7 @@ import (
 
 func TestLimitsFromConfig(t *testing.T) {
 	node := DefaultNodeLimits()
-	def := Limits{Rootfs: node.Rootfs, StdioBytesPerSec: node.StdioBytesPerSec}
+	def := Limits{Rootfs: node.Rootfs, RootfsBurst: node.RootfsBurst, StdioBytesPerSec: node.StdioBytesPerSec}
 	tests := []struct {
 		name    string
 		node    NodeLimits
@@ -36,7 +36,7 @@ func TestLimitsFromConfig(t *testing.T) {
 			wantErr: []string{"disk_rate_limiter_bw_max_rate", "node-configured"}},
 		{name: "lowering allowed", node: node,
 			ann:  map[string]string{AnnotationRootfsWriteBps: "1000000", AnnotationRootfsWriteIOPS: " 100 ", AnnotationStdioBps: "1000000"},
-			want: Limits{Rootfs: DeviceLimits{ReadBps: 6_000_000, WriteBps: 1_000_000, ReadIOPS: 1000, WriteIOPS: 100}, StdioBytesPerSec: 1_000_000}},
+			want: Limits{Rootfs: DeviceLimits{ReadBps: 6_000_000, WriteBps: 1_000_000, ReadIOPS: 1000, WriteIOPS: 100}, RootfsBurst: node.RootfsBurst, StdioBytesPerSec: 1_000_000}},
 		{name: "limit where node has none", node: NodeLimits{}, ann: map[string]string{AnnotationStdioBps: "5000"},
 			want: Limits{StdioBytesPerSec: 5000}},
 		{name: "stdio out of range", node: NodeLimits{}, ann: map[string]string{AnnotationStdioBps: "18446744073709551615"},
@@ -68,6 +68,8 @@ func FuzzLimitsFromConfig(f *testing.F) {
 	f.Add(AnnotationRootfsWriteBps, "1000")
 	f.Add(AnnotationStdioBps, "-1")
 	f.Add("io.katacontainers.config.hypervisor.disk_rate_limiter_ops_max_rate", "1")
+	f.Add(AnnotationRootfsBurstSeconds, "61")
+	f.Add(AnnotationRootfsBurstBytes, "0")
 	f.Fuzz(func(t *testing.T, k, v string) {
 		node := DefaultNodeLimits()
 		got, err := LimitsFromConfig(node, map[string]string{k: v})
@@ -82,6 +84,10 @@ func FuzzLimitsFromConfig(f *testing.F) {
 			if p[0] == 0 || p[0] > p[1] {
 				t.Fatalf("%q=%q raised a limit: %+v", k, v, got)
 			}
+		}
+		b, nb := got.RootfsBurst, node.RootfsBurst
+		if b.Bytes > nb.Bytes || b.Ops > nb.Ops || b.Window > nb.Window {
+			t.Fatalf("%q=%q raised the start burst: %+v", k, v, b)
 		}
 	})
 }

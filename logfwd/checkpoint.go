@@ -56,8 +56,12 @@ func loadCheckpoint(path string) (cp checkpoint, ok bool, err error) {
 }
 
 // saveCheckpoint writes path crash-safely: temporary file, fsync, rename,
-// fsync of the directory.
-func saveCheckpoint(path string, cp checkpoint) error {
+// and with syncDir fsync of the directory. The directory needs it only when
+// path is created: a rename that a power loss undoes leaves the previous
+// checkpoint, which is consistent with the sink (Restore cuts the sink back
+// to the position that checkpoint recorded and the files are read again
+// from its offsets), so later saves spare that fsync.
+func saveCheckpoint(path string, cp checkpoint, syncDir bool) error {
 	b, err := json.Marshal(cp)
 	if err != nil {
 		return fmt.Errorf("encode checkpoint: %w", err)
@@ -80,6 +84,9 @@ func saveCheckpoint(path string, cp checkpoint) error {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename checkpoint: %w", err)
+	}
+	if !syncDir {
+		return nil
 	}
 	d, err := os.Open(filepath.Dir(path))
 	if err != nil {

@@ -2,12 +2,12 @@ package logfwd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -21,8 +21,8 @@ type Collector struct {
 	stats statsBox
 	conf  confiner
 
-	// lock is a one-slot semaphore (so Drain can give up on its context)
-	// guarding every field below.
+	// lock is a one-slot semaphore (see acquireFor) guarding every field
+	// below it.
 	lock      chan struct{}
 	rootfd    int
 	watches   []*watchState
@@ -30,17 +30,30 @@ type Collector struct {
 	rotations []rotation
 	skipped   map[string]bool
 	sinks     map[string]Sink
-	restored  map[fileKey]cpFile // checkpoint entries not yet matched
+	restored  map[fileKey]*restoredFile // checkpoint entries not yet matched
 	batches   map[string]*batch
 	touched   map[*tailFile]bool // files whose cur differs from committed
 	dirtyCP   bool
+	cpExists  bool      // the checkpoint file exists durably
+	cpAt      time.Time // last checkpoint
+	cpAsync   bool      // in Run's cycle: checkpoints are written by cpw
+	cpw       cpWriter
 	buf       []byte
 	watcher   *fsnotify.Watcher
 	closed    bool
 
 	wake     chan struct{}
-	stopped  chan struct{}
+	stopped  chan struct{} // closed by closeAll
 	stopOnce sync.Once
+
+	// stop is cancelled by Drain and Close: Run gives up at once.
+	stop    context.Context
+	stopAll context.CancelFunc
+	// preempt cancels Run's current cycle (nil between cycles); waiting
+	// counts callers other than Run waiting for the lock.
+	pmu     sync.Mutex
+	preempt context.CancelFunc
+	waiting atomic.Int32
 }
 
 type fileKey struct{ dev, ino uint64 }
@@ -52,11 +65,7 @@ type watchState struct {
 	longLines  LongLineMode
 	files      map[string]*tailFile // by current name
 	watchedIno uint64               // directory inode under inotify; 0 if none
-}
-
-type batch struct {
-	recs  []Record
-	bytes int
+	batch      *batch               // of dest; set by batchOf
 }
 
 // rotation remembers the content a truncated file had, so that a copy of
@@ -91,6 +100,7 @@ func newCollector(cfg Config, logger *slog.Logger, sinks map[string]Sink) (*Coll
 		buf:  make([]byte, max(2*cfg.MaxLineBytes+2, 256<<10)),
 		wake: make(chan struct{}, 1), stopped: make(chan struct{}),
 	}
+	c.stop, c.stopAll = context.WithCancel(context.Background())
 	fd, err := unix.Open(cfg.Root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open log root %s: %w", cfg.Root, err)
@@ -153,9 +163,10 @@ func (c *Collector) restore() error {
 	if err != nil {
 		return err
 	}
-	c.restored = map[fileKey]cpFile{}
+	c.cpExists = ok
+	c.restored = map[fileKey]*restoredFile{}
 	for _, f := range cp.Files {
-		c.restored[fileKey{f.Dev, f.Ino}] = f
+		c.restored[fileKey{f.Dev, f.Ino}] = &restoredFile{cpFile: f}
 	}
 	for name, s := range c.sinks {
 		if p, isPos := s.(positioned); isPos && ok {
@@ -172,204 +183,6 @@ func (c *Collector) restore() error {
 	return nil
 }
 
-func (c *Collector) saveCheckpoint() error {
-	cp := checkpoint{Version: checkpointVersion, Sinks: map[string]int64{}}
-	for name, s := range c.sinks {
-		if p, ok := s.(positioned); ok {
-			cp.Sinks[name] = p.Position()
-		}
-	}
-	for _, f := range c.files {
-		if f.started {
-			cp.Files = append(cp.Files, cpFile{Dev: f.key.dev, Ino: f.key.ino, FP: f.fp, FPLen: f.fpLen,
-				lineState: f.committed, Path: f.path})
-		}
-	}
-	for _, e := range c.restored {
-		cp.Files = append(cp.Files, e)
-	}
-	if err := saveCheckpoint(c.cfg.CheckpointPath, cp); err != nil {
-		return err
-	}
-	c.dirtyCP = false
-	return nil
-}
-
-func (c *Collector) acquire(ctx context.Context) bool {
-	select {
-	case c.lock <- struct{}{}:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-func (c *Collector) release() { <-c.lock }
-
-// Stats returns a snapshot of the counters.
-func (c *Collector) Stats() Stats { return c.stats.snapshot() }
-
-// work is what one cycle does.
-type work struct {
-	full   bool // scan every directory and look at every file (poll)
-	flush  bool // look at files waiting on a last line without newline
-	drain  bool // read everything to the end, flush partial lines
-	events []fsnotify.Event
-}
-
-// Run follows the files until ctx is done or Drain/Close stops the
-// collector; it returns nil then. Errors are returned only when the
-// collector cannot work at all (checkpoint cannot be written).
-func (c *Collector) Run(ctx context.Context) error {
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	if !c.acquire(ctx) {
-		return nil
-	}
-	if c.closed {
-		c.release()
-		return nil
-	}
-	if !c.cfg.DisableInotify && c.watcher == nil {
-		w, err := fsnotify.NewBufferedWatcher(4096)
-		if err != nil {
-			c.log.Warn("inotify unavailable; polling only", "error", err)
-		} else {
-			c.watcher = w
-		}
-	}
-	if c.watcher != nil {
-		events, errs = c.watcher.Events, c.watcher.Errors
-	}
-	c.release()
-
-	poll := time.NewTicker(c.cfg.PollInterval)
-	defer poll.Stop()
-	// Housekeeping: partial-line flushes, release of gone files, deferred
-	// copies. A cycle with nothing of that kind to do reads nothing.
-	flush := time.NewTicker(max(min(c.cfg.FlushTimeout/2, c.cfg.ReleaseAfter, c.cfg.CopyWait/2), 10*time.Millisecond))
-	defer flush.Stop()
-	wk := work{full: true}
-	for {
-		if wk.full || wk.flush || len(wk.events) > 0 {
-			if !c.acquire(ctx) {
-				return nil
-			}
-			if c.closed {
-				c.release()
-				return nil
-			}
-			err := c.cycle(ctx, wk)
-			c.release()
-			if err != nil && ctx.Err() == nil {
-				return err
-			}
-			wk = work{}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-c.stopped:
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			wk.events = append(wk.events, ev)
-			// Coalesce whatever else is queued.
-			for more := true; more && len(wk.events) < 4096; {
-				select {
-				case ev, ok := <-events:
-					if ok {
-						wk.events = append(wk.events, ev)
-					} else {
-						more = false
-					}
-				default:
-					more = false
-				}
-			}
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			if !errors.Is(err, fsnotify.ErrEventOverflow) {
-				c.log.Warn("inotify error", "error", err)
-			}
-			wk.full = true
-		case <-poll.C:
-			wk.full = true
-		case <-flush.C:
-			wk.flush = true
-		case <-c.wake:
-			wk.full = true
-		}
-	}
-}
-
-// Drain reads every file to its end (flushing last lines without newline),
-// delivers, checkpoints, releases all files and stops the collector (Run
-// returns). Used when the pod is deleted. The collector is closed after.
-func (c *Collector) Drain(ctx context.Context) error {
-	if !c.acquire(ctx) {
-		return fmt.Errorf("drain: %w", ctx.Err())
-	}
-	defer c.release()
-	if c.closed {
-		return errors.New("drain: collector is closed")
-	}
-	if err := c.cycle(ctx, work{full: true, drain: true}); err != nil {
-		return fmt.Errorf("drain: %w", err)
-	}
-	c.closeAll()
-	return nil
-}
-
-// Close stops the collector without draining; offsets stay at the last
-// checkpoint.
-func (c *Collector) Close() error {
-	c.lock <- struct{}{}
-	defer c.release()
-	if !c.closed {
-		c.closeAll()
-	}
-	return nil
-}
-
-// UpdateWatches replaces the watches of a running pod (a policy change,
-// R19 beyond). Files no longer matched are read to their end, then let go.
-func (c *Collector) UpdateWatches(ctx context.Context, ws []Watch) error {
-	for i, w := range ws {
-		if err := c.cfg.checkWatch(w); err != nil {
-			return fmt.Errorf("watch[%d]: %w", i, err)
-		}
-	}
-	if !c.acquire(ctx) {
-		return fmt.Errorf("update watches: %w", ctx.Err())
-	}
-	defer c.release()
-	old := c.watches
-	c.watches = c.makeWatches(ws)
-	c.cfg.Watches = ws
-	for _, w := range old {
-		for _, f := range w.files {
-			if f.w == w {
-				f.gone, f.name = true, ""
-			}
-		}
-		if w.watchedIno != 0 && c.watcher != nil && !c.watchesDir(w.abs) {
-			c.watcher.Remove(w.abs)
-		}
-	}
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
 func (c *Collector) watchesDir(abs string) bool {
 	for _, w := range c.watches {
 		if w.abs == abs {
@@ -382,6 +195,9 @@ func (c *Collector) watchesDir(abs string) bool {
 // closeAll releases every descriptor and sink. Preconditions: lock held.
 func (c *Collector) closeAll() {
 	c.closed = true
+	if err := c.cpw.wait(); err != nil {
+		c.log.Warn("writing checkpoint", "error", err)
+	}
 	for _, f := range c.files {
 		unix.Close(f.fd)
 	}
@@ -399,6 +215,7 @@ func (c *Collector) closeAll() {
 		unix.Close(c.rootfd)
 		c.rootfd = -1
 	}
+	c.stopAll()
 	c.stopOnce.Do(func() { close(c.stopped) })
 	c.stats.add(func(s *Stats) { s.Files = 0 })
 }

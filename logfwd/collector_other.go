@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 )
 
 var errNotLinux = errors.New("logfwd: file log collection needs Linux (openat2, inotify)")
@@ -30,3 +31,11 @@ func (*Collector) UpdateWatches(context.Context, []Watch) error { return errNotL
 
 // Stats is empty off Linux.
 func (*Collector) Stats() Stats { return Stats{} }
+
+// MeasureThroughput fails off Linux.
+func MeasureThroughput(context.Context, Config) (Throughput, error) { return Throughput{}, errNotLinux }
+
+// MeasureLatency fails off Linux.
+func MeasureLatency(context.Context, Config, string, int, int, time.Duration) (Latency, error) {
+	return Latency{}, errNotLinux
+}

@@ -15,11 +15,20 @@
 //     reuse neither lose nor repeat lines;
 //   - splits or drops lines over 250 KiB (R19) and skips file names over 190
 //     bytes, counting both;
+//   - removes NUL bytes and skips holes, so a sparse file cannot make the
+//     sink grow beyond what the tenant really stores (nul.go);
 //   - persists offsets crash-safely (write, fsync, rename) only after the sink
-//     has accepted the records (R18);
+//     has accepted the records (R18); the file sink is cut back to the
+//     checkpoint's position at a start, so nothing is repeated either;
 //   - opens every file confined beneath the log directory (openat2 with
 //     RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, O_NOFOLLOW walking as fallback) and
-//     reads only regular files (R20).
+//     reads only regular files (R20);
+//   - names a pod's file sink from containerd's namespace and sandbox id
+//     only (SinkFileName) and opens it confined beneath the sink directory;
+//   - stops within a deadline: Drain gives up when its context is done
+//     (destination down or slow) and leaves what it could not deliver to
+//     the next start (ErrNotDrained);
+//   - offers MeasureThroughput and MeasureLatency to the bench.
 //
 // What it is not for: it does not talk to containerd, set up mounts, expose
 // Prometheus metrics (Stats returns a plain snapshot for the node agent) or
@@ -31,7 +40,10 @@
 // the EventTime extension (type 0) header by hand instead of registering a
 // global extension type.
 //
-// Concurrency: a Collector runs one goroutine (Run) that owns all file state;
-// Drain, UpdateWatches and Close take the same lock. Stats may be called at
-// any time.
+// Concurrency: a Collector runs one goroutine (Run) that owns all file state
+// and holds the collector lock for one cycle at a time. Drain, UpdateWatches
+// and Close take the same lock, preempting Run's cycle (which rolls back
+// what it read but did not deliver) so that none of them waits on a
+// delivery being retried. Run's checkpoints are written by a background
+// writer, outside the lock. Stats may be called at any time.
 package logfwd

@@ -3,7 +3,6 @@ package logfwd
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path"
 	"sort"
@@ -38,8 +37,7 @@ func (c *Collector) cycle(ctx context.Context, wk work) error {
 		for _, f := range c.files {
 			toRead[f] = true
 		}
-		c.restored = map[fileKey]cpFile{} // unmatched after a full scan: gone while we were down
-		c.dirtyCP = true
+		c.forgetRestored()
 	}
 	for _, ev := range wk.events {
 		ws, name := c.watchesFor(ev.Name)
@@ -80,6 +78,10 @@ func (c *Collector) cycle(ctx context.Context, wk work) error {
 	for _, f := range order {
 		drain := wk.drain || f.gone && containsFile(releasable, f)
 		for {
+			if err := ctx.Err(); err != nil {
+				c.rollback() // preempted or stopped: read again later
+				return err
+			}
 			full := c.readFile(f, now, drain)
 			if !full {
 				break
@@ -92,22 +94,14 @@ func (c *Collector) cycle(ctx context.Context, wk work) error {
 	if err := c.deliver(ctx); err != nil {
 		return err
 	}
+	// Files still present stay in the checkpoint after a drain, so that a
+	// later collector on the same volume repeats nothing.
 	for _, f := range releasable {
 		if f.started && f.cur.Off >= f.seenSize && f.pendingOff < 0 || wk.drain {
 			c.releaseFile(f)
 		}
 	}
-	if wk.drain {
-		for _, f := range c.files {
-			c.releaseFile(f)
-		}
-	}
-	var lag int64
-	for _, f := range c.files {
-		if f.seenSize > f.committed.Off {
-			lag += f.seenSize - f.committed.Off
-		}
-	}
+	lag, _ := c.lag()
 	c.stats.add(func(s *Stats) { s.LagBytes = lag; s.Files = len(c.files) })
 	if c.dirtyCP {
 		if err := c.saveCheckpoint(); err != nil {
@@ -211,6 +205,30 @@ func (c *Collector) scan(w *watchState, now time.Time, toRead map[*tailFile]bool
 	c.markGone(w, seen, toRead)
 }
 
+// restoredFile is a checkpoint entry no scan has matched yet.
+type restoredFile struct {
+	cpFile
+	missed int // full scans since the restart that did not see it
+}
+
+// restoredKeepScans is how many full scans a checkpoint entry survives
+// unmatched. One is not enough: a file renamed while a scan lists its
+// directory (rotation) is missing from that listing, and forgetting its
+// offset would read it again from its start.
+const restoredKeepScans = 3
+
+// forgetRestored ages the checkpoint entries that the full scan just done
+// did not match, and drops those gone for restoredKeepScans scans (deleted
+// or renamed away while the collector was down).
+func (c *Collector) forgetRestored() {
+	for k, e := range c.restored {
+		if e.missed++; e.missed >= restoredKeepScans {
+			delete(c.restored, k)
+			c.dirtyCP = true
+		}
+	}
+}
+
 func (c *Collector) rename(f *tailFile, w *watchState, name string) {
 	if f.name != "" && f.w.files[f.name] == f {
 		delete(f.w.files, f.name)
@@ -280,6 +298,7 @@ func (c *Collector) startFromCheckpoint(f *tailFile) {
 		return
 	}
 	delete(c.restored, f.key)
+	c.dirtyCP = true
 	if h, ok := hashPrefix(f.fd, e.FPLen); ok && h == e.FP {
 		f.fp, f.fpLen, f.committed, f.cur, f.started = e.FP, e.FPLen, e.lineState, e.lineState, true
 		return
@@ -376,74 +395,4 @@ func (c *Collector) releaseFile(f *tailFile) {
 	}
 	delete(c.touched, f)
 	c.dirtyCP = true
-}
-
-// deliver sends every batch, retrying until ctx is done, and commits the
-// offsets of the files it came from. On failure the uncommitted reads are
-// rolled back so they are read again.
-func (c *Collector) deliver(ctx context.Context) error {
-	var backoff time.Duration
-	for name, b := range c.batches {
-		if len(b.recs) == 0 {
-			continue
-		}
-		sink := c.sinks[name]
-		for {
-			err := sink.Send(ctx, b.recs)
-			if err == nil {
-				break
-			}
-			c.stats.add(func(s *Stats) { s.SinkErrors++ })
-			if ctx.Err() != nil {
-				c.rollback()
-				return fmt.Errorf("deliver to %s sink: %w", name, err)
-			}
-			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-			c.log.Warn("sink refused records; retrying", "sink", name, "error", err, "backoff", backoff)
-			select {
-			case <-ctx.Done():
-				c.rollback()
-				return fmt.Errorf("deliver to %s sink: %w", name, ctx.Err())
-			case <-time.After(backoff):
-			}
-		}
-		n, bytes := uint64(len(b.recs)), uint64(0)
-		for i := range b.recs {
-			bytes += uint64(len(b.recs[i].Line))
-		}
-		for f := range c.touched {
-			if f.w.dest == name {
-				f.committed = f.cur
-				delete(c.touched, f)
-			}
-		}
-		clear(b.recs)
-		b.recs, b.bytes = b.recs[:0], 0
-		c.dirtyCP = true
-		now := time.Now()
-		c.stats.add(func(s *Stats) { s.Lines += n; s.Bytes += bytes; s.LastDelivery = now })
-		// Checkpoint now: a crash before the next sink's delivery must
-		// not replay what this sink accepted.
-		if err := c.saveCheckpoint(); err != nil {
-			return err
-		}
-	}
-	for f := range c.touched {
-		f.committed = f.cur
-		c.dirtyCP = true
-	}
-	clear(c.touched)
-	return nil
-}
-
-func (c *Collector) rollback() {
-	for f := range c.touched {
-		f.cur = f.committed
-		f.pendingOff = -1
-	}
-	clear(c.touched)
-	for _, b := range c.batches {
-		clear(b.recs)
-		b.recs, b.bytes = b.recs[:0], 0
-	}
 }

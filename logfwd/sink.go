@@ -6,8 +6,27 @@ import (
 	"os"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/containerd/containerd/v2/pkg/identifiers"
 )
+
+// SinkFileName is the file sink's name for a pod: "<containerd
+// namespace>+<sandbox id>.jsonl". Sinks are keyed by what containerd
+// validated, never by a tenant's pod name, namespace or UID (those appear
+// only inside the records). Both parts must be containerd identifiers
+// (letters and digits, single '.', '_' or '-' between them, at most 76
+// bytes), which contain no '+' or '/', so two pods with the same sandbox id
+// in two containerd namespaces get two files and no name leaves the sink
+// directory.
+func SinkFileName(namespace, sandboxID string) (string, error) {
+	if err := identifiers.Validate(namespace); err != nil {
+		return "", fmt.Errorf("containerd namespace %q: a containerd identifier is required: %w", namespace, err)
+	}
+	if err := identifiers.Validate(sandboxID); err != nil {
+		return "", fmt.Errorf("sandbox id %q: a containerd identifier is required: %w", sandboxID, err)
+	}
+	return namespace + "+" + sandboxID + ".jsonl", nil
+}
 
 // Record is one line (or one part of a long line) read from a file.
 type Record struct {
@@ -25,8 +44,9 @@ type Record struct {
 }
 
 // Sink accepts batches of records. Send returns nil only once the records
-// are accepted (written and synced, or acknowledged); it may retry inside
-// until ctx is done.
+// are accepted (acknowledged, or synced; a positioned sink's are written
+// and synced by Sync before the checkpoint); it may retry inside until ctx
+// is done.
 type Sink interface {
 	Send(ctx context.Context, recs []Record) error
 	Close() error
@@ -34,10 +54,14 @@ type Sink interface {
 
 // positioned is implemented by sinks whose accepted state is a byte position
 // that the checkpoint records, so that a restart can drop records written
-// after the last checkpoint (exactly-once for the file sink).
+// after the last checkpoint (exactly-once for the file sink). Their Send
+// only writes; Sync makes what was written durable and runs before every
+// checkpoint, so that no checkpoint survives a power loss that its sink
+// position did not.
 type positioned interface {
 	Position() int64
 	Restore(pos int64) error
+	Sync() error
 }
 
 // fileSink appends JSON lines to a local file.
@@ -50,32 +74,61 @@ type fileSink struct {
 
 var _ positioned = (*fileSink)(nil)
 
-func newFileSink(cfg FileSinkConfig, pod PodIdentity) (*fileSink, error) {
-	f, err := os.OpenFile(cfg.Path, os.O_WRONLY|os.O_CREATE, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("open file sink: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("stat file sink: %w", err)
-	}
-	return &fileSink{f: f, pod: pod, pos: st.Size()}, nil
-}
-
+// Send encodes recs as JSON lines and writes them.
 func (s *fileSink) Send(ctx context.Context, recs []Record) error {
 	b := s.buf[:0]
+	var head jsonHeadCache
 	for i := range recs {
-		b = appendJSONRecord(b, s.pod, &recs[i])
+		ts := s.AppendTime(nil, recs[i].Time)
+		b = s.AppendRecord(b, ts, &head, &recs[i], nil)
 	}
 	s.buf = b
+	return s.SendEncoded(ctx, b)
+}
+
+// AppendTime formats t as the time field's value.
+func (s *fileSink) AppendTime(b []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(b, time.RFC3339Nano)
+}
+
+// AppendRecord appends one JSON line for r; line (nil: r.Line) is the
+// text and ts the time, formatted by AppendTime. The collector encodes
+// lines into its batch with it as it reads them (no Record, no allocation
+// per line) and hands the batch to SendEncoded.
+func (s *fileSink) AppendRecord(b []byte, ts []byte, head *jsonHeadCache, r *Record, line []byte) []byte {
+	b = append(b, `{"time":"`...)
+	b = append(b, ts...)
+	b = append(b, head.get(s.pod, r.Container, r.Path)...)
+	if line != nil {
+		b = appendJSONString(b, line)
+	} else {
+		b = appendJSONString(b, r.Line)
+	}
+	if r.Partial {
+		b = append(b, `,"partial":true,"partial_index":`...)
+		b = strconv.AppendInt(b, int64(r.PartIndex), 10)
+		b = append(b, `,"partial_last":`...)
+		b = strconv.AppendBool(b, r.PartLast)
+	}
+	return append(b, "}\n"...)
+}
+
+// SendEncoded writes b, JSON lines encoded by AppendRecord, after what
+// was written before; Sync (before the checkpoint) makes it durable.
+func (s *fileSink) SendEncoded(ctx context.Context, b []byte) error {
 	if _, err := s.f.WriteAt(b, s.pos); err != nil {
 		return fmt.Errorf("write file sink: %w", err)
 	}
+	s.pos += int64(len(b))
+	return nil
+}
+
+// Sync makes everything written durable. It may run concurrently with
+// Send (from the checkpoint writer).
+func (s *fileSink) Sync() error {
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("sync file sink: %w", err)
 	}
-	s.pos += int64(len(b))
 	return nil
 }
 
@@ -95,70 +148,3 @@ func (s *fileSink) Restore(pos int64) error {
 }
 
 func (s *fileSink) Close() error { return s.f.Close() }
-
-func appendJSONRecord(b []byte, pod PodIdentity, r *Record) []byte {
-	b = append(b, `{"time":"`...)
-	b = r.Time.UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","namespace":`...)
-	b = appendJSONString(b, pod.Namespace)
-	b = append(b, `,"pod":`...)
-	b = appendJSONString(b, pod.Name)
-	b = append(b, `,"pod_uid":`...)
-	b = appendJSONString(b, pod.UID)
-	b = append(b, `,"container":`...)
-	b = appendJSONString(b, r.Container)
-	b = append(b, `,"path":`...)
-	b = appendJSONString(b, r.Path)
-	b = append(b, `,"log":`...)
-	b = appendJSONString(b, r.Line)
-	if r.Partial {
-		b = append(b, `,"partial":true,"partial_index":`...)
-		b = strconv.AppendInt(b, int64(r.PartIndex), 10)
-		b = append(b, `,"partial_last":`...)
-		b = strconv.AppendBool(b, r.PartLast)
-	}
-	return append(b, "}\n"...)
-}
-
-// appendJSONString quotes s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}

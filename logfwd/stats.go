@@ -16,6 +16,8 @@ type Stats struct {
 	DroppedLines   uint64            `json:"dropped_lines"`   // lines over the limit, dropped (R19)
 	FlushedPartial uint64            `json:"flushed_partial"` // last lines flushed without newline
 	Truncations    uint64            `json:"truncations"`     // truncations / content replacements seen
+	NulBytes       uint64            `json:"nul_bytes"`       // NUL bytes removed from records, holes skipped included (nul.go)
+	NulLines       uint64            `json:"nul_lines"`       // lines of nothing but NUL bytes, not forwarded
 	Skipped        map[string]uint64 `json:"skipped"`         // files skipped, by reason (Skip*)
 	SinkErrors     uint64            `json:"sink_errors"`     // failed delivery attempts
 	LagBytes       int64             `json:"lag_bytes"`       // bytes written but not yet delivered, at last look

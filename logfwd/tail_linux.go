@@ -2,6 +2,7 @@ package logfwd
 
 import (
 	"bytes"
+	"errors"
 	"hash/crc64"
 	"time"
 
@@ -37,6 +38,8 @@ type tailFile struct {
 	seenSize     int64
 	pendingOff   int64 // offset of a last line without newline; -1 if none
 	pendingSince time.Time
+
+	head jsonHeadCache // the JSON record head for this file's path
 
 	gone       bool // no longer in a watched directory
 	quietSize  int64
@@ -87,8 +90,10 @@ func (c *Collector) readFile(f *tailFile, now time.Time, drain bool) bool {
 	// means truncation (copytruncate) or a rewrite: read from the start.
 	if size < f.cur.Off || f.fpLen > 0 && !f.samePrefix() {
 		c.addRotation(f, now)
-		f.cur, f.fp, f.fpLen, f.pendingOff = lineState{}, 0, 0, -1
-		c.touched[f] = true
+		// The old content is gone: committed positions refer to the new
+		// one from here on (a rollback must not undo this).
+		f.cur, f.committed, f.fp, f.fpLen, f.pendingOff = lineState{}, lineState{}, 0, 0, -1
+		c.dirtyCP = true
 		c.stats.add(func(s *Stats) { s.Truncations++ })
 	}
 	if f.fpLen < fpWindow && size > int64(f.fpLen) {
@@ -102,6 +107,7 @@ func (c *Collector) readFile(f *tailFile, now time.Time, drain bool) bool {
 	max := c.cfg.MaxLineBytes
 	mode := f.w.longLines
 	for {
+		c.skipHole(f, size)
 		n, err := unix.Pread(f.fd, c.buf, f.cur.Off)
 		if err != nil || n <= 0 {
 			return false
@@ -159,11 +165,12 @@ func (c *Collector) readFile(f *tailFile, now time.Time, drain bool) bool {
 			return false
 		}
 		if drain || f.pendingOff == f.cur.Off && now.Sub(f.pendingSince) >= c.cfg.FlushTimeout {
-			c.emit(f, rem, true, false, now)
+			if c.emit(f, rem, true, false, now) {
+				c.stats.add(func(s *Stats) { s.FlushedPartial++ })
+			}
 			f.cur.Off += int64(len(rem))
 			f.pendingOff = -1
 			c.touched[f] = true
-			c.stats.add(func(s *Stats) { s.FlushedPartial++ })
 			return c.batchFull(f)
 		}
 		if f.pendingOff != f.cur.Off {
@@ -171,6 +178,27 @@ func (c *Collector) readFile(f *tailFile, now time.Time, drain bool) bool {
 		}
 		return false
 	}
+}
+
+// skipHole moves f's read position past a hole there (see nul.go): a hole
+// reads as NUL bytes, which are never forwarded. Where SEEK_DATA is not
+// supported the hole is read and its NUL bytes removed like any others.
+func (c *Collector) skipHole(f *tailFile, size int64) {
+	off := f.cur.Off
+	if off >= size {
+		return
+	}
+	to, err := unix.Seek(f.fd, off, unix.SEEK_DATA)
+	switch {
+	case errors.Is(err, unix.ENXIO):
+		to = size // a hole up to the end
+	case err != nil || to <= off:
+		return
+	}
+	to = min(to, size)
+	f.cur.Off = to
+	c.touched[f] = true
+	c.stats.add(func(s *Stats) { s.NulBytes += uint64(to - off) })
 }
 
 func (f *tailFile) samePrefix() bool {
@@ -195,31 +223,10 @@ func (c *Collector) completeLine(f *tailFile, line []byte, mode LongLineMode, no
 			line = line[max:]
 		}
 		c.emit(f, line, true, true, now)
-	case f.cur.Part > 0:
+	case f.cur.Part > 0 || f.cur.Long:
 		c.emit(f, line, true, true, now)
 	default:
 		c.emit(f, line, false, false, now)
 	}
 	f.cur.Discard, f.cur.Long, f.cur.Part = false, false, 0
-}
-
-func (c *Collector) emit(f *tailFile, line []byte, partial, last bool, now time.Time) {
-	b := c.batches[f.w.dest]
-	if b == nil {
-		b = &batch{}
-		c.batches[f.w.dest] = b
-	}
-	r := Record{Time: now, Container: f.w.Container, Path: f.path, Tag: f.w.Tag, Line: string(line)}
-	if partial {
-		r.Partial, r.PartIndex, r.PartLast = true, f.cur.Part, last
-		f.cur.Part++
-	}
-	b.recs = append(b.recs, r)
-	b.bytes += len(line) + 128
-	c.touched[f] = true
-}
-
-func (c *Collector) batchFull(f *tailFile) bool {
-	b := c.batches[f.w.dest]
-	return b != nil && b.bytes >= c.cfg.MaxBatchBytes
 }

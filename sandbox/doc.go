@@ -1,87 +1,87 @@
 // Package sandbox is the pod model and the platform policy the shim applies
-// to every container spec on Create, before the backend sees it.
+// to every container spec on Create, and to every exec process, before the
+// backend sees them.
 //
-// It reads the pod from the OCI spec (PodFromSpec), validates and rewrites
-// the spec (Apply: R3 refusals, R4 hostPath replacement, R5 pod size, R9
-// sysctls, R10 /dev/shm, oomScoreAdj) and returns a Plan of host work that
-// Prepare performs and Cleanup undoes. Apply is pure apart from one statfs
-// through Config.HostFS; Prepare, Cleanup, CheckArch (R6) and
-// ReadOOMScoreAdjFloor are the Linux I/O edge. It is not the Task service,
-// does not talk to containerd or a backend, and does not write Kata
-// annotations (the lead's adapters do, from Plan.PodSize). The backend
-// adapters live in sandbox/backend.
+// # Contract
+//
+// The shim reads the spec strictly (DecodeSpec), the pod from its
+// annotations (PodFromSpec, then sets Pod.ID to the Create request's id) and
+// calls Apply(spec, pod, cfg), which checks the whole spec against one
+// allow-list and rewrites it in place, returning a Plan: the host work
+// (replacement volumes, the /dev/shm tmpfs, bind sources to pin), the pod
+// size, and the pod's state to persist. Prepare and PinSources do the host
+// work; Cleanup, UnpinSources undo it. For an exec process the shim calls
+// DecodeProcess and CheckExec. Apply is pure apart from two small
+// interfaces the shim fills with the real thing (Config.Namespaces, a
+// NamespaceResolver; Config.HostFS); Prepare, PinSources, ProcResolver,
+// ReadNamespaces, CheckArch (R6) and ReadOOMScoreAdjFloor are the Linux I/O
+// edge. It is not the Task service, does not talk to containerd or a
+// backend, and writes no backend annotations (the adapters in
+// sandbox/backend do, from Plan.PodSize, after the policy; so do the GPU
+// and throttle steps).
+//
+// # The allow-list (R24)
+//
+// Every field of the spec that is set must be known (fields.go); each is
+// known-safe, rewritten by the shim, or refused with a *PolicyError naming
+// the field, the value and what is allowed:
+//   - annotations: io.kubernetes.*, cci.io/*, *.cci.io/*, cdi.k8s.io/*
+//     (apply.go);
+//   - root.path: "rootfs", the snapshot in the bundle (apply.go);
+//   - mounts by type and destination, bind sources of this pod's own
+//     kubelet and CRI directories pinned, hostPath replaced or refused (R4),
+//     /dev/shm the pod's tmpfs (R10); masked and read-only paths always
+//     contain the defaults (mounts.go, platform.go, hostpath.go);
+//   - devices and device-cgroup rules: the OCI defaults only (devices.go);
+//   - namespaces: new, or this pod's own by inode (namespaces.go);
+//   - cgroupsPath: under the pod's parent, decided once (cgroups.go);
+//   - capabilities, rlimits, scheduling, AppArmor/SELinux, personality
+//     (process.go) and seccomp, unified cgroup files (seccomp.go);
+//   - sysctls (R9, sysctl.go); hooks and everything not listed are refused.
+//
+// Host paths are never built from tenant strings: only from validated
+// identifiers (containerd ids, CRI's 64-hex ids, kubelet's pod UIDs) and
+// hashes (ids.go).
+//
+// # Trust
+//
+// CRI's identity annotations (io.kubernetes.cri.sandbox-id, -uid, ...)
+// are trusted to recognise kubelet's and CRI's directories, kubelet's pod
+// cgroups and CNI network namespaces only in CRI's containerd namespace
+// (Config.CRINamespace, k8s.io): whoever can create containers there can
+// already stop every pod of the node through containerd's API. In any other
+// namespace a container gets new namespaces, a shim-chosen cgroup and no
+// host bind mount but R4 replacements. An app container must carry the
+// identity its sandbox recorded (PodState).
+//
+// # Isolation (R25)
+//
+// Config.Isolation comes from the backend's Traits. On a backend that
+// shares the host kernel (runc) the capabilities of HostRootCapabilities,
+// real-time scheduling and allow-by-default seccomp are refused, and a spec
+// without seccomp gets containerd's default profile; the node option
+// policy.insecure_allow_host_root_capabilities lets the capabilities
+// through for development, with a warning in Plan.Warnings.
 //
 // # Annotations
 //
-// CRI sets io.kubernetes.cri.{container-type,sandbox-id,sandbox-name,
-// sandbox-namespace,sandbox-uid,container-name} on every spec, and
-// sandbox-cpu-quota/-period/-memory on the sandbox spec. Pod annotations
-// reach specs only when the runtime's containerd config lists them:
-//
-//	[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.cci]
-//	  runtime_type = "io.containerd.cci.v2"
-//	  pod_annotations = ["*.cci.io/*"]
-//
-// The platform's annotations (set by the coordinator, or by hand with ctr):
+// The platform's annotations (set by cci-webhook, or by hand with ctr):
 //   - coordinator.cci.io/hostpath-replacement: JSON list of {"name",
 //     "policyType", "localDir": {"sizeLimit"}, "emptyDir": {"sizeLimit",
-//     "medium"}} (R4).
+//     "medium"}} (R4);
 //   - coordinator.cci.io/hostpath-volumes: optional JSON object
-//     {"<volume name>": "<hostPath.path>"} so entries match by volume name.
-//   - resources.cci.io/containers: JSON list of {"name", "init",
-//     "requests": {"cpu", "memory"}, "limits": {...}} of the whole pod (R5).
+//     {"<volume name>": "<hostPath.path>"} so entries match by volume name;
+//   - resources.cci.io/containers: JSON list of {"name", "init", "sidecar",
+//     "requests", "limits"} describing the pod (R5; it describes, it never
+//     sets a limit: see crisize.go);
 //   - shm.cci.io/size: /dev/shm size, a quantity such as "128Mi" (R10).
-//
-// # Privileged (R3)
-//
-// An OCI spec carries no "privileged" flag. A spec is refused as privileged
-// when it has every capability of a fixed set (CAP_SYS_ADMIN, CAP_SYS_MODULE,
-// CAP_SYS_RAWIO, ... see privilegedCaps) AND empty maskedPaths and
-// readonlyPaths (what CRI and ctr privileged produce; capabilities: ["ALL"]
-// keeps the masked paths and stays allowed), or when /sys is a sysfs
-// without "ro", or when the device cgroup allows all devices. Host network,
-// PID and IPC namespaces are refused: no entry of that type in
-// linux.namespaces, or a path /proc/{1,self,thread-self}/ns/... . CRI app
-// containers join their sandbox through /proc/<pause pid>/ns/... and the
-// sandbox joins a CNI netns under /var/run/netns: both are allowed.
-//
-// # hostPath (R4)
-//
-// A mount is a host bind when its type is "bind" or its options hold
-// bind/rbind; kernel filesystems (proc, sysfs, tmpfs, devpts, mqueue,
-// cgroup) are not. Binds from these sources are the platform's own and kept:
-//   - <KubeletRoot>/pods/<sandbox-uid>/ (volumes/kubernetes.io~empty-dir,
-//     ~configmap, ~secret, ~projected, ~downward-api, ~csi, volume-subpaths,
-//     etc-hosts, containers/<name>/<id> termination-log) — this pod only;
-//   - <ContainerdRoot>/io.containerd.grpc.v1.cri/sandboxes/<sandbox-id>/
-//     (hosts, hostname, resolv.conf) and the same under ContainerdState
-//     (shm), and <ContainerdRoot>/io.containerd.grpc.v1.cri/image-volumes/;
-//   - Config.PodDir; and any mount at /dev/shm (see below).
-//
-// Every other bind is a hostPath. An OCI mount carries no volume name, so an
-// entry matches when its name is a volume of hostpath-volumes whose path is
-// the source or contains it (subPath), else when its name is the last
-// element of the source path, else the "*" entry; otherwise the spec is
-// refused. remove drops the mount; the replace policies bind a pod-private
-// <PodDir>/volumes/<key> instead, shared by the pod's containers: a tmpfs of
-// sizeLimit (emptyDir medium Memory; default and maximum the pod memory) or
-// a sparse ext4 image of sizeLimit loop-mounted (default 10 GiB).
-//
-// # /dev/shm (R10)
-//
-// Size: annotation shm.cci.io/size, else (app containers) statfs of a tmpfs
-// emptyDir under .../kubernetes.io~empty-dir/ mounted at /dev/shm, else
-// 64 MiB; never more than the pod memory. Every spec's /dev/shm becomes a
-// bind of the host tmpfs <PodDir>/shm mounted with size=N: runc gets exactly
-// N, and Kata sizes its guest tmpfs from statfs of that source (Kata reads
-// it only from the sandbox spec, so Kata pods need the annotation for sizes
-// other than 64 MiB). Nothing stops CAP_SYS_ADMIN from remounting it.
 //
 // # Pod size (R5)
 //
-// The shim sees one container per Create, sandbox first, so the pod's
-// containers come from resources.cci.io/containers; without it the sandbox
-// is sized from containerd's sandbox-cpu-*/sandbox-memory annotations, a
-// standalone (ctr) container from its own linux.resources, and otherwise
-// from Config.DefaultPodSize. See NormalisePodSize for the rules.
+// CRI's limits are the truth (crisize.go): the pod is normalised at sandbox
+// creation from containerd's io.kubernetes.cri.sandbox-cpu-quota/-period,
+// -shares and -memory annotations (kubelet's pod aggregate), with the
+// breakdown of resources.cci.io/containers when it matches CRI's values;
+// each container later gets its normalised limits, every container a limit.
+// See NormalisePodSize for the rules.
 package sandbox

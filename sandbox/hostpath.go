@@ -2,8 +2,6 @@ package sandbox
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -118,34 +116,12 @@ func under(path, dir string) bool {
 	return dir != "" && dir != "/" && (path == dir || strings.HasPrefix(path, dir+"/"))
 }
 
-// platformSource reports whether a bind source is one the platform itself
-// provides (see the package doc) rather than a tenant hostPath.
-func platformSource(src string, pod *Pod, cfg *Config) bool {
-	src = filepath.Clean(src)
-	if under(src, filepath.Clean(cfg.PodDir)) {
-		return true
-	}
-	if pod.UID != "" && under(src, filepath.Join(cfg.KubeletRoot, "pods", pod.UID)) {
-		return true
-	}
-	cri := []string{filepath.Join(cfg.ContainerdRoot, criDir), filepath.Join(cfg.ContainerdState, criDir)}
-	if pod.SandboxID != "" {
-		for _, d := range cri {
-			if under(src, filepath.Join(d, "sandboxes", pod.SandboxID)) {
-				return true
-			}
-		}
-	}
-	return under(src, filepath.Join(cri[0], "image-volumes"))
-}
-
-const criDir = "io.containerd.grpc.v1.cri"
-
 // matchReplacement finds the entry for a hostPath source: an entry named
 // after a volume of the hostpath-volumes mapping whose path is the source or
 // contains it (subPath), else an entry named after the source's last path
 // element, else "*". key names the pod-private directory, shared by every
-// container that mounts the same volume.
+// container that mounts the same volume; it is a hash of the volume name or
+// source path, never the tenant's string itself.
 func matchReplacement(src string, repl []Replacement, vols map[string]string) (r Replacement, key string, ok bool) {
 	byName := func(n string) (Replacement, bool) {
 		i := slices.IndexFunc(repl, func(r Replacement) bool { return r.Name == n })
@@ -154,6 +130,8 @@ func matchReplacement(src string, repl []Replacement, vols map[string]string) (r
 		}
 		return repl[i], true
 	}
+	// The volume whose path is the longest prefix of the source wins (a
+	// volume inside another volume's path is its own); equal paths go by name.
 	names := slices.Sorted(func(yield func(string) bool) {
 		for n := range vols {
 			if !yield(n) {
@@ -161,99 +139,90 @@ func matchReplacement(src string, repl []Replacement, vols map[string]string) (r
 			}
 		}
 	})
+	best, bestLen := "", -1
 	for _, n := range names {
-		if under(src, filepath.Clean(vols[n])) || filepath.Clean(vols[n]) == "/" {
-			if r, ok := byName(n); ok {
-				return r, "vol-" + safeName(n), true
-			}
+		p := filepath.Clean(vols[n])
+		if !under(src, p) && p != "/" {
+			continue
 		}
+		if _, ok := byName(n); ok && len(p) > bestLen {
+			best, bestLen = n, len(p)
+		}
+	}
+	if best != "" {
+		r, _ := byName(best)
+		return r, "vol-" + HashKey("volume", best), true
 	}
 	base := filepath.Base(src)
 	if r, ok := byName(base); ok {
-		return r, "vol-" + safeName(base), true
+		return r, "vol-" + HashKey("volume", base), true
 	}
 	if r, ok := byName("*"); ok {
-		sum := sha256.Sum256([]byte(src))
-		return r, "path-" + safeName(base) + "-" + hex.EncodeToString(sum[:6]), true
+		return r, "path-" + HashKey("path", src), true
 	}
 	return Replacement{}, "", false
 }
 
-func safeName(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			b[i] = '_'
-		}
-	}
-	if len(b) > 64 {
-		b = b[:64]
-	}
-	return string(b)
-}
-
-// rewriteHostPaths applies R4 to spec.Mounts: platform binds are kept,
-// every other bind (a hostPath) is removed or replaced by a bind of a
-// pod-private directory, else refused. /dev/shm is left to the shm step.
-func rewriteHostPaths(spec *specs.Spec, pod *Pod, cfg *Config, podMemory int64) ([]Dir, error) {
+// hostPathAnnotations parses the pod's R4 annotations.
+func hostPathAnnotations(pod *Pod) ([]Replacement, map[string]string, error) {
 	var repl []Replacement
 	var vols map[string]string
 	var err error
 	if v, ok := pod.Annotations[AnnotationHostPathReplacement]; ok {
 		if repl, err = ParseHostPathReplacement(v); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if v, ok := pod.Annotations[AnnotationHostPathVolumes]; ok {
 		if vols, err = ParseHostPathVolumes(v); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	var dirs []Dir
-	out := spec.Mounts[:0:0]
-	for _, m := range spec.Mounts {
-		if !isBind(m) || filepath.Clean(m.Destination) == "/dev/shm" || platformSource(m.Source, pod, cfg) {
-			out = append(out, m)
-			continue
+	return repl, vols, nil
+}
+
+// replaceHostPath applies R4 to one hostPath bind (src clean): it is removed
+// (keep false) or replaced by a bind of a pod-private directory, else
+// refused. why, if set, says why src is not a platform source.
+func replaceHostPath(m specs.Mount, src, why string, pod *Pod, cfg *Config, mp *mountPlan, repl []Replacement, vols map[string]string, podMemory int64) (bool, specs.Mount, error) {
+	r, key, ok := matchReplacement(src, repl, vols)
+	if !ok {
+		reason := "mounted at " + m.Destination
+		if why != "" {
+			reason += "; " + why
 		}
-		src := filepath.Clean(m.Source)
-		r, key, ok := matchReplacement(src, repl, vols)
-		if !ok {
-			return nil, &PolicyError{Container: pod.Name(), Field: "hostPath volume", Value: src,
-				Reason: "mounted at " + m.Destination,
-				Allowed: "hostPath volumes replaced by annotation " + AnnotationHostPathReplacement +
-					" (policyType remove, replaceByLocalDir or replaceByEmptyDir)"}
-		}
-		if r.Policy == PolicyRemove {
-			continue
-		}
-		d := Dir{Path: filepath.Join(cfg.PodDir, "volumes", key), Size: r.SizeLimit, Memory: r.Memory}
-		switch {
-		case d.Memory && d.Size == 0:
-			d.Size = podMemory
-		case d.Size == 0:
-			d.Size = cfg.DefaultVolumeSize
-		}
-		if d.Memory && podMemory > 0 && d.Size > podMemory {
-			return nil, &PolicyError{Container: pod.Name(), Field: "emptyDir sizeLimit", Value: fmtBytes(d.Size),
-				Reason: "replacement for hostPath " + src, Allowed: "a Memory emptyDir of at most the pod memory " + fmtBytes(podMemory)}
-		}
-		if d.Size <= 0 {
-			return nil, &PolicyError{Container: pod.Name(), Field: "sizeLimit", Value: "unset",
-				Reason: "replacement for hostPath " + src, Allowed: "a positive sizeLimit"}
-		}
-		if !d.Memory {
-			d.Image = filepath.Join(cfg.PodDir, "images", key+".img")
-		}
-		if i := slices.IndexFunc(dirs, func(x Dir) bool { return x.Path == d.Path }); i < 0 {
-			dirs = append(dirs, d)
-		}
-		m.Source, m.Type = d.Path, "bind"
-		if !slices.Contains(m.Options, "rbind") && !slices.Contains(m.Options, "bind") {
-			m.Options = append(slices.Clone(m.Options), "rbind")
-		}
-		out = append(out, m)
+		return false, m, &PolicyError{Container: pod.Name(), Field: "hostPath volume", Value: clip(src), Reason: reason,
+			Allowed: "hostPath volumes replaced by annotation " + AnnotationHostPathReplacement +
+				" (policyType remove, replaceByLocalDir or replaceByEmptyDir)"}
 	}
-	spec.Mounts = out
-	return dirs, nil
+	if r.Policy == PolicyRemove {
+		return false, m, nil
+	}
+	d := Dir{Path: filepath.Join(cfg.PodDir, "volumes", key), Size: r.SizeLimit, Memory: r.Memory}
+	switch {
+	case d.Memory && d.Size == 0:
+		d.Size = podMemory
+	case d.Size == 0:
+		d.Size = cfg.DefaultVolumeSize
+	}
+	if d.Memory && podMemory > 0 && d.Size > podMemory {
+		return false, m, &PolicyError{Container: pod.Name(), Field: "emptyDir sizeLimit", Value: fmtBytes(d.Size),
+			Reason: "replacement for hostPath " + clip(src), Allowed: "a Memory emptyDir of at most the pod memory " + fmtBytes(podMemory)}
+	}
+	if d.Size <= 0 {
+		return false, m, &PolicyError{Container: pod.Name(), Field: "sizeLimit", Value: "unset",
+			Reason: "replacement for hostPath " + clip(src), Allowed: "a positive sizeLimit"}
+	}
+	if !d.Memory {
+		d.Image = filepath.Join(cfg.PodDir, "images", key+".img")
+	}
+	if !slices.ContainsFunc(mp.dirs, func(x Dir) bool { return x.Path == d.Path }) {
+		mp.dirs = append(mp.dirs, d)
+	}
+	m.Source, m.Type = d.Path, "bind"
+	m.Options = slices.Clone(m.Options)
+	if !slices.Contains(m.Options, "rbind") && !slices.Contains(m.Options, "bind") {
+		m.Options = append(m.Options, "rbind")
+	}
+	return true, m, nil
 }

@@ -82,71 +82,69 @@ func bind(src, dst string, opts ...string) specs.Mount {
 	return specs.Mount{Source: src, Destination: dst, Type: "bind", Options: append([]string{"rbind"}, opts...)}
 }
 
-func TestRewriteHostPaths(t *testing.T) {
-	cfg := (&Config{PodDir: "/run/cci/sb1"}).withDefaults()
-	kube := "/var/lib/kubelet/pods/uid-1/"
-	platform := []specs.Mount{
-		{Source: "proc", Destination: "/proc", Type: "proc"},
-		bind(kube+"volumes/kubernetes.io~empty-dir/cache", "/cache"),
-		bind(kube+"volumes/kubernetes.io~configmap/cfg", "/cfg", "ro"),
-		bind(kube+"volumes/kubernetes.io~secret/s", "/s", "ro"),
-		bind(kube+"volumes/kubernetes.io~projected/kube-api-access-x", "/var/run/secrets/kubernetes.io/serviceaccount", "ro"),
-		bind(kube+"etc-hosts", "/etc/hosts"),
-		bind(kube+"containers/app/1234", "/dev/termination-log"),
-		bind("/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/hostname", "/etc/hostname"),
-		bind("/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/resolv.conf", "/etc/resolv.conf"),
-		bind("/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/shm", "/dev/shm"),
-		bind("/run/cci/sb1/volumes/x", "/x"),
-	}
-	pod := func(ann map[string]string) *Pod {
-		return &Pod{Type: TypeContainer, SandboxID: "sb1", UID: "uid-1", ContainerName: "app", Annotations: ann}
-	}
+func TestHostPathReplacement(t *testing.T) {
+	vol := tPodDir + "/volumes/"
+	key := func(name string) string { return "vol-" + HashKey("volume", name) }
 	for _, tc := range []struct {
 		name    string
 		mounts  []specs.Mount
 		ann     map[string]string
-		want    []string // sources after rewrite, non-platform part
+		want    []string // sources after rewrite of tc.mounts
 		dirs    []Dir
 		wantErr string
 	}{
 		{name: "platform mounts kept"},
 		{name: "hostPath refused", mounts: []specs.Mount{bind("/data/logs", "/logs")},
 			wantErr: `container "app": hostPath volume "/data/logs" is not allowed (mounted at /logs); allowed: hostPath volumes replaced by annotation coordinator.cci.io/hostpath-replacement`},
-		{name: "other pod's volume is a hostPath", mounts: []specs.Mount{bind("/var/lib/kubelet/pods/uid-2/volumes/kubernetes.io~secret/s", "/s")},
+		{name: "other pod's volume is a hostPath", mounts: []specs.Mount{bind(tKubelet+"/pods/"+tOtherUID+"/volumes/kubernetes.io~secret/s", "/s")},
 			wantErr: "hostPath volume"},
-		{name: "other sandbox's files are hostPath", mounts: []specs.Mount{bind("/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/sb2/hosts", "/h")},
-			wantErr: "hostPath volume"},
-		{name: "dotdot escape is hostPath", mounts: []specs.Mount{bind(kube+"../../../../../etc", "/e")}, wantErr: `"/etc"`},
+		{name: "other sandbox's files are hostPath", mounts: []specs.Mount{bind(tCRIRoot+"/sandboxes/"+tOtherID+"/hosts", "/h")},
+			wantErr: "belongs to another CRI sandbox or container"},
+		{name: "dotdot source refused", mounts: []specs.Mount{bind(tKubelet+"/pods/"+tUID+"/../../../../../etc", "/e")}, wantErr: "not an absolute path without '..'"},
 		{name: "remove by wildcard", mounts: []specs.Mount{bind("/data/logs", "/logs")},
 			ann: map[string]string{AnnotationHostPathReplacement: `[{"name":"*","policyType":"remove"}]`}},
 		{name: "local dir by last element", mounts: []specs.Mount{bind("/data/logs", "/logs", "ro")},
 			ann:  map[string]string{AnnotationHostPathReplacement: `[{"name":"logs","policyType":"replaceByLocalDir","localDir":{"sizeLimit":"1Gi"}}]`},
-			want: []string{"/run/cci/sb1/volumes/vol-logs"},
-			dirs: []Dir{{Path: "/run/cci/sb1/volumes/vol-logs", Image: "/run/cci/sb1/images/vol-logs.img", Size: GiB}}},
+			want: []string{vol + key("logs")},
+			dirs: []Dir{{Path: vol + key("logs"), Image: tPodDir + "/images/" + key("logs") + ".img", Size: GiB}}},
 		{name: "memory emptyDir by volume mapping", mounts: []specs.Mount{bind("/data/x/sub", "/x"), bind("/data/x", "/y")},
 			ann: map[string]string{
 				AnnotationHostPathReplacement: `[{"name":"vx","policyType":"replaceByEmptyDir","emptyDir":{"sizeLimit":"1Gi","medium":"Memory"}},{"name":"x","policyType":"remove"}]`,
 				AnnotationHostPathVolumes:     `{"vx":"/data/x"}`},
-			want: []string{"/run/cci/sb1/volumes/vol-vx", "/run/cci/sb1/volumes/vol-vx"},
-			dirs: []Dir{{Path: "/run/cci/sb1/volumes/vol-vx", Size: GiB, Memory: true}}},
+			want: []string{vol + key("vx"), vol + key("vx")},
+			dirs: []Dir{{Path: vol + key("vx"), Size: GiB, Memory: true}}},
 		{name: "memory emptyDir over pod memory", mounts: []specs.Mount{bind("/data/x", "/x")},
 			ann:     map[string]string{AnnotationHostPathReplacement: `[{"name":"x","policyType":"replaceByEmptyDir","emptyDir":{"sizeLimit":"3Gi","medium":"Memory"}}]`},
 			wantErr: `emptyDir sizeLimit "3 GiB" is not allowed`},
 		{name: "memory emptyDir defaults to pod memory", mounts: []specs.Mount{bind("/data/x", "/x")},
 			ann:  map[string]string{AnnotationHostPathReplacement: `[{"name":"x","policyType":"replaceByEmptyDir","emptyDir":{"medium":"Memory"}}]`},
-			want: []string{"/run/cci/sb1/volumes/vol-x"},
-			dirs: []Dir{{Path: "/run/cci/sb1/volumes/vol-x", Size: 2 * GiB, Memory: true}}},
+			want: []string{vol + key("x")},
+			dirs: []Dir{{Path: vol + key("x"), Size: 2 * GiB, Memory: true}}},
 		{name: "wildcard key is per path", mounts: []specs.Mount{bind("/a/data", "/1"), bind("/b/data", "/2")},
 			ann:  map[string]string{AnnotationHostPathReplacement: `[{"name":"*","policyType":"replaceByEmptyDir"}]`},
-			want: []string{"/run/cci/sb1/volumes/path-data-" + hexOf("/a/data"), "/run/cci/sb1/volumes/path-data-" + hexOf("/b/data")}},
+			want: []string{vol + "path-" + HashKey("path", "/a/data"), vol + "path-" + HashKey("path", "/b/data")}},
 		{name: "no match without wildcard", mounts: []specs.Mount{bind("/data/y", "/y")},
 			ann: map[string]string{AnnotationHostPathReplacement: `[{"name":"x","policyType":"remove"}]`}, wantErr: `"/data/y"`},
 		{name: "malformed annotation", mounts: nil,
 			ann: map[string]string{AnnotationHostPathReplacement: `[{"name":"x","policyType":"shred"}]`}, wantErr: `unknown policyType "shred"`},
+		{name: "a name with a path in it stays one hashed component", mounts: []specs.Mount{bind("/data/logs", "/logs")},
+			ann:  map[string]string{AnnotationHostPathReplacement: `[{"name":"../../../etc","policyType":"replaceByEmptyDir"}]`, AnnotationHostPathVolumes: `{"../../../etc":"/data/logs"}`},
+			want: []string{vol + key("../../../etc")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			spec := &specs.Spec{Mounts: append(append([]specs.Mount{}, platform...), tc.mounts...)}
-			dirs, err := rewriteHostPaths(spec, pod(tc.ann), &cfg, 2*GiB)
+			spec := criContainer()
+			platform := len(spec.Mounts)
+			spec.Mounts = append(spec.Mounts, tc.mounts...)
+			for k, v := range tc.ann {
+				spec.Annotations[k] = v
+			}
+			pod, err := PodFromSpec(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pod.ID = tContainerID
+			cfg := baseConfig("k8s.io").withDefaults()
+			mp, err := checkMounts(spec, pod, &cfg, 2*GiB)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
@@ -156,12 +154,10 @@ func TestRewriteHostPaths(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i, m := range platform {
-				if spec.Mounts[i].Source != m.Source {
-					t.Fatalf("platform mount %d changed: %+v", i, spec.Mounts[i])
-				}
+			if len(mp.pins) != 6 {
+				t.Errorf("pins = %d, want the 6 platform binds of the fixture (all but /dev/shm)", len(mp.pins))
 			}
-			rest := spec.Mounts[len(platform):]
+			rest := spec.Mounts[platform:]
 			if len(rest) != len(tc.want) {
 				t.Fatalf("mounts %+v, want sources %v", rest, tc.want)
 			}
@@ -170,14 +166,24 @@ func TestRewriteHostPaths(t *testing.T) {
 					t.Errorf("mount %d = %+v, want source %s", i, m, tc.want[i])
 				}
 			}
-			if tc.dirs != nil && (len(dirs) != len(tc.dirs) || dirs[0] != tc.dirs[0]) {
-				t.Errorf("dirs = %+v, want %+v", dirs, tc.dirs)
+			if tc.dirs != nil && (len(mp.dirs) != len(tc.dirs) || mp.dirs[0] != tc.dirs[0]) {
+				t.Errorf("dirs = %+v, want %+v", mp.dirs, tc.dirs)
 			}
 		})
 	}
 }
 
-func hexOf(src string) string {
-	_, key, _ := matchReplacement(src, []Replacement{{Name: "*"}}, nil)
-	return key[strings.LastIndex(key, "-")+1:]
+// TestMatchReplacementPrefersTheInnerVolume: a hostPath volume inside
+// another volume's path takes its own entry, whatever the names' order.
+func TestMatchReplacementPrefersTheInnerVolume(t *testing.T) {
+	repl := []Replacement{{Name: "a-outer", Policy: PolicyRemove}, {Name: "z-inner", Policy: PolicyReplaceByEmptyDir}}
+	vols := map[string]string{"a-outer": "/data", "z-inner": "/data/cache"}
+	r, _, ok := matchReplacement("/data/cache/x", repl, vols)
+	if !ok || r.Name != "z-inner" {
+		t.Errorf("/data/cache/x matched %+v, want z-inner", r)
+	}
+	r, _, ok = matchReplacement("/data/other", repl, vols)
+	if !ok || r.Name != "a-outer" {
+		t.Errorf("/data/other matched %+v, want a-outer", r)
+	}
 }

@@ -5,8 +5,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-
-	"github.com/cci-shim/cci-shim/shm"
 )
 
 // ReadOOMScoreAdjFloor reads the shim's own oom_score_adj
@@ -23,5 +21,3 @@ func ReadOOMScoreAdjFloor() (int, error) {
 	}
 	return v, nil
 }
-
-func hostFS(path string) (int64, bool, error) { return shm.HostSize(path) }

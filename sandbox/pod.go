@@ -17,6 +17,7 @@ const (
 	AnnotationContainerName    = "io.kubernetes.cri.container-name"
 	AnnotationSandboxCPUQuota  = "io.kubernetes.cri.sandbox-cpu-quota"
 	AnnotationSandboxCPUPeriod = "io.kubernetes.cri.sandbox-cpu-period"
+	AnnotationSandboxCPUShares = "io.kubernetes.cri.sandbox-cpu-shares"
 	AnnotationSandboxMemory    = "io.kubernetes.cri.sandbox-memory"
 )
 
@@ -40,6 +41,10 @@ const (
 
 // Pod is the identity of a spec within its pod, read from CRI annotations.
 type Pod struct {
+	// ID is the container's id as containerd gave it to the shim (the task
+	// id of Create); PodFromSpec leaves it empty and the shim sets it. For a
+	// CRI sandbox it equals SandboxID.
+	ID            string
 	Type          ContainerType
 	SandboxID     string
 	SandboxName   string

@@ -20,31 +20,33 @@ const (
 
 // Resources is an amount of CPU (millicores) and memory (bytes); 0 = unset.
 type Resources struct {
-	MilliCPU int64
-	Memory   int64
+	MilliCPU int64 `json:"milliCPU"`
+	Memory   int64 `json:"memory"`
 }
 
 // ContainerResources is what the pod spec declares for one container.
 type ContainerResources struct {
-	Name     string
-	Init     bool
-	Requests Resources
-	Limits   Resources
+	Name     string    `json:"name"`
+	Init     bool      `json:"init,omitempty"`
+	Sidecar  bool      `json:"sidecar,omitempty"` // restartable init container: runs beside the app containers
+	Requests Resources `json:"requests"`
+	Limits   Resources `json:"limits"`
 }
 
 // NormalisedContainer is a container's limits after normalisation; requests
 // equal limits. BestEffort containers keep zero limits.
 type NormalisedContainer struct {
-	Name       string
-	Init       bool
-	BestEffort bool
-	Limits     Resources
+	Name       string    `json:"name"`
+	Init       bool      `json:"init,omitempty"`
+	Sidecar    bool      `json:"sidecar,omitempty"`
+	BestEffort bool      `json:"bestEffort,omitempty"`
+	Limits     Resources `json:"limits"`
 }
 
 // PodSize is the normalised pod size and every container's limits.
 type PodSize struct {
-	Pod        Resources
-	Containers []NormalisedContainer
+	Pod        Resources             `json:"pod"`
+	Containers []NormalisedContainer `json:"containers,omitempty"`
 }
 
 // Limits returns the normalised limits of the named container.
@@ -61,11 +63,13 @@ func roundUp(v, step int64) int64 { return (v + step - 1) / step * step }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
-// podOf is max(sum of app containers, max of init containers), per resource.
+// podOf is max(sum of app containers, max of init containers), per
+// resource; sidecars (restartable init containers) run beside the app
+// containers and count with them.
 func podOf(cs []NormalisedContainer) (pod, apps Resources) {
 	var inits Resources
 	for _, c := range cs {
-		if c.Init {
+		if c.Init && !c.Sidecar {
 			inits.MilliCPU = max(inits.MilliCPU, c.Limits.MilliCPU)
 			inits.Memory = max(inits.Memory, c.Limits.Memory)
 		} else {
@@ -106,7 +110,7 @@ func NormalisePodSize(in []ContainerResources, def Resources) (*PodSize, error) 
 		if l.MilliCPU > maxQuantity || l.Memory > maxQuantity {
 			return nil, &PolicyError{Container: c.Name, Field: "resources", Value: fmtResources(l), Allowed: "at most 64 cores and 512 GiB"}
 		}
-		cs[i] = NormalisedContainer{Name: c.Name, Init: c.Init, Limits: l, BestEffort: l.MilliCPU == 0 && l.Memory == 0}
+		cs[i] = NormalisedContainer{Name: c.Name, Init: c.Init, Sidecar: c.Sidecar, Limits: l, BestEffort: l.MilliCPU == 0 && l.Memory == 0}
 		hasApp = hasApp || !c.Init
 	}
 	if !hasApp {

@@ -19,8 +19,14 @@ import (
 // loop-mounted; both mode 0777 like kubelet's emptyDir). Mounts that already
 // exist are kept. On error it undoes what this call did. undo reverses this
 // call only; Cleanup removes everything of a pod, also after a restart.
-// Requires root and mkfs.ext4 (e2fsprogs) for disk volumes.
-func Prepare(plan *Plan) (undo func() error, err error) {
+// Requires root and mkfs.ext4 (e2fsprogs) for disk volumes, which it runs
+// through run: a process that reaps its children (containerd's shim does, on
+// SIGCHLD) must hand in a runner that goes through its reaper; nil runs the
+// command plainly.
+func Prepare(plan *Plan, run CommandRunner) (undo func() error, err error) {
+	if run == nil {
+		run = func(cmd *exec.Cmd) ([]byte, error) { return cmd.CombinedOutput() }
+	}
 	var undos []func() error
 	undoAll := func() error {
 		var errs []error
@@ -54,7 +60,7 @@ func Prepare(plan *Plan) (undo func() error, err error) {
 		}
 	}
 	for _, d := range plan.Dirs {
-		done, err := prepareDir(d)
+		done, err := prepareDir(d, run)
 		if err != nil {
 			return nil, fmt.Errorf("preparing volume %s: %w", d.Path, err)
 		}
@@ -66,7 +72,7 @@ func Prepare(plan *Plan) (undo func() error, err error) {
 }
 
 // prepareDir mounts one replacement volume unless it is mounted already.
-func prepareDir(d Dir) (undo func() error, err error) {
+func prepareDir(d Dir, run CommandRunner) (undo func() error, err error) {
 	if err := os.MkdirAll(d.Path, 0o700); err != nil {
 		return nil, err
 	}
@@ -85,6 +91,9 @@ func prepareDir(d Dir) (undo func() error, err error) {
 	}
 	cleanImage := func() error { return errors.Join(os.Remove(d.Image), os.Remove(d.Path)) }
 	if _, err := os.Stat(d.Image); err != nil { // else: left by an interrupted Prepare, reuse it
+		if err := checkFreeDisk(d); err != nil {
+			return nil, errors.Join(err, os.Remove(d.Path))
+		}
 		f, err := os.OpenFile(d.Image, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("creating image: %w", err)
@@ -96,7 +105,7 @@ func prepareDir(d Dir) (undo func() error, err error) {
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("sizing image: %w", err), cleanImage())
 		}
-		out, err := exec.Command("mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", d.Image).CombinedOutput()
+		out, err := run(exec.Command("mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", d.Image))
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("mkfs.ext4: %w: %s", err, out), cleanImage())
 		}
@@ -111,6 +120,25 @@ func prepareDir(d Dir) (undo func() error, err error) {
 	return func() error { return errors.Join(unmountRemove(d.Path), os.Remove(d.Image)) }, nil
 }
 
+// CommandRunner runs a command to completion and returns its combined
+// output.
+type CommandRunner func(*exec.Cmd) ([]byte, error)
+
+// checkFreeDisk refuses a disk volume larger than the free space of the
+// filesystem that will hold its (sparse) image: a sizeLimit the node cannot
+// back would fail later, inside the container, as a full disk of the node.
+func checkFreeDisk(d Dir) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(d.Image), &st); err != nil {
+		return fmt.Errorf("statfs of the volume dir: %w", err)
+	}
+	if free := int64(st.Bavail) * st.Bsize; d.Size > free {
+		return &PolicyError{Field: "sizeLimit", Value: fmtBytes(d.Size), Reason: "the node has " + fmtBytes(free) + " free for pod volumes",
+			Allowed: "a sizeLimit the node's disk can hold"}
+	}
+	return nil
+}
+
 // unmountRemove detaches every mount at or under p and removes the empty
 // mount point.
 func unmountRemove(p string) error {
@@ -123,10 +151,10 @@ func unmountRemove(p string) error {
 	return nil
 }
 
-// Cleanup undoes Prepare for a whole pod from its directory alone (usable
-// after a shim restart): it detaches every mount under podDir, removes the
-// shm, volumes and images directories it created, and podDir itself when
-// empty. Other files in podDir are kept. It is idempotent.
+// Cleanup undoes Prepare and PinSources for a whole pod from its directory
+// alone (usable after a shim restart): it detaches every mount under
+// podDir, removes the shm, volumes, images and pins directories, and podDir
+// itself when empty. Other files in podDir are kept. It is idempotent.
 func Cleanup(podDir string) error {
 	if !filepath.IsAbs(podDir) || filepath.Clean(podDir) == "/" {
 		return fmt.Errorf("cleaning up pod: bad pod dir %q", podDir)
@@ -151,7 +179,7 @@ func Cleanup(podDir string) error {
 		len(left) == 1 && left[0].Mountpoint != podDir {
 		return fmt.Errorf("cleaning up pod: mounts left under %s (%v)", podDir, err)
 	}
-	for _, sub := range []string{"shm", "volumes", "images"} {
+	for _, sub := range []string{"shm", "volumes", "images", "pins"} {
 		if err := os.RemoveAll(filepath.Join(podDir, sub)); err != nil {
 			return fmt.Errorf("cleaning up pod: %w", err)
 		}

@@ -1,10 +1,13 @@
 package sandbox
 
 import (
-	"github.com/cci-shim/cci-shim/internal/testutil"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/cci-shim/cci-shim/internal/testutil"
 
 	"github.com/cci-shim/cci-shim/shm"
 	"github.com/moby/sys/mountinfo"
@@ -31,7 +34,7 @@ func TestPrepareAndCleanup(t *testing.T) {
 			{Path: filepath.Join(podDir, "volumes/vol-d"), Image: filepath.Join(podDir, "images/vol-d.img"), Size: 64 << 20},
 		},
 	}
-	undo, err := Prepare(plan)
+	undo, err := Prepare(plan, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +51,7 @@ func TestPrepareAndCleanup(t *testing.T) {
 		t.Fatalf("disk volume: %d tmpfs=%v, want ext4 of at most 64 MiB", size, tmpfs)
 	}
 	// Idempotent: a second Prepare (next container of the pod) mounts nothing.
-	undo2, err := Prepare(plan)
+	undo2, err := Prepare(plan, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +70,7 @@ func TestPrepareAndCleanup(t *testing.T) {
 		t.Fatalf("%d mounts left after undo", n)
 	}
 	// Cleanup after a "restart": only the pod dir is known.
-	if _, err := Prepare(plan); err != nil {
+	if _, err := Prepare(plan, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(podDir, "other"), nil, 0o600); err != nil {
@@ -104,10 +107,34 @@ func TestPrepareUndoesOnError(t *testing.T) {
 			{Path: filepath.Join(podDir, "volumes/vol-bad"), Size: -1, Memory: true},
 		},
 	}
-	if _, err := Prepare(plan); err == nil {
+	if _, err := Prepare(plan, nil); err == nil {
 		t.Fatal("Prepare with a bad size succeeded")
 	}
 	if n := mountsUnder(t, podDir); n != 0 {
 		t.Fatalf("%d mounts left after a failed Prepare", n)
+	}
+}
+
+// TestPrepareRefusesVolumeBeyondFreeDisk: issue 9 item 12, a replaced
+// volume's sizeLimit far above the node's free disk is refused, not
+// created as a sparse promise the disk cannot keep.
+func TestPrepareRefusesVolumeBeyondFreeDisk(t *testing.T) {
+	testutil.RequireRoot(t, "mounts tmpfs")
+	podDir := filepath.Join(t.TempDir(), "pod")
+	t.Cleanup(func() { _ = Cleanup(podDir) })
+	plan := &Plan{PodDir: podDir, Dirs: []Dir{
+		{Path: filepath.Join(podDir, "volumes/vol-m"), Size: 16 << 20, Memory: true},
+		{Path: filepath.Join(podDir, "volumes/vol-huge"), Image: filepath.Join(podDir, "images/vol-huge.img"), Size: 1 << 60},
+	}}
+	_, err := Prepare(plan, nil)
+	var pe *PolicyError
+	if !errors.As(err, &pe) || pe.Field != "sizeLimit" || !strings.Contains(err.Error(), "free for pod volumes") {
+		t.Fatalf("err = %v", err)
+	}
+	if n := mountsUnder(t, podDir); n != 0 {
+		t.Fatalf("%d mounts left", n)
+	}
+	if _, err := os.Stat(plan.Dirs[1].Image); !os.IsNotExist(err) {
+		t.Fatalf("image left: %v", err)
 	}
 }

@@ -1,10 +1,7 @@
 package sandbox
 
 import (
-	"path/filepath"
-	"regexp"
 	"slices"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -59,28 +56,17 @@ func PrivilegedReason(spec *specs.Spec) string {
 	return ""
 }
 
-// hostNSPath matches namespace paths that name the host's own namespaces.
-// CRI app containers join their sandbox with /proc/<pause pid>/ns/<type> and
-// the sandbox joins a CNI netns under /var/run/netns: those are not host.
-var hostNSPath = regexp.MustCompile(`^/proc/(1|self|thread-self)/(task/[0-9]+/)?ns/`)
-
-// checkNamespaces refuses host network, PID and IPC namespaces: a missing
-// entry in linux.namespaces, or an entry whose path is /proc/1/ns/...,
-// /proc/self/ns/... or /proc/thread-self/ns/....
-func checkNamespaces(container string, spec *specs.Spec) error {
+// hostNamespaces refuses a spec without its own network, PID or IPC
+// namespace: a missing entry means the host's (R3). Namespace paths are
+// checked by inode in checkNamespaces.
+func hostNamespaces(container string, spec *specs.Spec) error {
 	var nss []specs.LinuxNamespace
 	if spec.Linux != nil {
 		nss = spec.Linux.Namespaces
 	}
 	for _, t := range []specs.LinuxNamespaceType{specs.NetworkNamespace, specs.PIDNamespace, specs.IPCNamespace} {
-		i := slices.IndexFunc(nss, func(n specs.LinuxNamespace) bool { return n.Type == t })
-		field := "linux.namespaces." + string(t)
-		switch {
-		case i < 0:
-			return &PolicyError{Container: container, Field: field, Value: "host",
-				Reason: "host " + string(t) + " namespace", Allowed: "a pod-private " + string(t) + " namespace"}
-		case hostNSPath.MatchString(filepath.Clean(strings.TrimSpace(nss[i].Path))):
-			return &PolicyError{Container: container, Field: field, Value: nss[i].Path,
+		if !slices.ContainsFunc(nss, func(n specs.LinuxNamespace) bool { return n.Type == t }) {
+			return &PolicyError{Container: container, Field: "linux.namespaces." + string(t), Value: "host",
 				Reason: "host " + string(t) + " namespace", Allowed: "a pod-private " + string(t) + " namespace"}
 		}
 	}
@@ -89,11 +75,11 @@ func checkNamespaces(container string, spec *specs.Spec) error {
 
 // CheckRefusals applies R3: privileged containers and host network, PID
 // and IPC namespaces are refused. Capabilities such as CAP_SYS_ADMIN stay
-// allowed.
+// allowed here (R25 refuses them on a backend sharing the host kernel).
 func CheckRefusals(container string, spec *specs.Spec) error {
 	if r := PrivilegedReason(spec); r != "" {
 		return &PolicyError{Container: container, Field: "privileged", Value: "true", Reason: r,
 			Allowed: "unprivileged containers with fine-grained capabilities (e.g. CAP_SYS_ADMIN)"}
 	}
-	return checkNamespaces(container, spec)
+	return hostNamespaces(container, spec)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -12,14 +11,18 @@ import (
 type containerJSON struct {
 	Name     string            `json:"name"`
 	Init     bool              `json:"init"`
+	Sidecar  bool              `json:"sidecar"`
 	Requests map[string]string `json:"requests"`
 	Limits   map[string]string `json:"limits"`
 }
 
 // ParseContainers parses the resources.cci.io/containers annotation: a JSON
-// list of {"name", "init", "requests": {"cpu", "memory"}, "limits": {...}}
-// with Kubernetes quantities. Other resource names (GPUs, ephemeral
-// storage) are ignored; unknown fields, empty or duplicate names are errors.
+// list of {"name", "init", "sidecar", "requests": {"cpu", "memory"},
+// "limits": {...}} with Kubernetes quantities, in the pod spec's order (init
+// containers first). "sidecar" marks a restartable init container
+// (restartPolicy Always) and needs "init". Other resource names (GPUs,
+// ephemeral storage) are ignored; unknown fields, empty or duplicate names
+// are errors.
 func ParseContainers(v string) ([]ContainerResources, error) {
 	dec := json.NewDecoder(bytes.NewReader([]byte(v)))
 	dec.DisallowUnknownFields()
@@ -37,6 +40,9 @@ func ParseContainers(v string) ([]ContainerResources, error) {
 			return nil, annotationError(AnnotationContainers, v, fmt.Sprintf("entry %d: name %q is empty or repeated", i, c.Name))
 		}
 		seen[c.Name] = true
+		if c.Sidecar && !c.Init {
+			return nil, annotationError(AnnotationContainers, v, fmt.Sprintf("container %q: sidecar without init", c.Name))
+		}
 		req, err := parseResources(c.Requests)
 		if err != nil {
 			return nil, annotationError(AnnotationContainers, v, fmt.Sprintf("container %q requests: %v", c.Name, err))
@@ -45,7 +51,7 @@ func ParseContainers(v string) ([]ContainerResources, error) {
 		if err != nil {
 			return nil, annotationError(AnnotationContainers, v, fmt.Sprintf("container %q limits: %v", c.Name, err))
 		}
-		out = append(out, ContainerResources{Name: c.Name, Init: c.Init, Requests: req, Limits: lim})
+		out = append(out, ContainerResources{Name: c.Name, Init: c.Init, Sidecar: c.Sidecar, Requests: req, Limits: lim})
 	}
 	return out, nil
 }
@@ -74,46 +80,11 @@ func annotationError(name, value, problem string) error {
 }
 
 var annotationFormats = map[string]string{
-	AnnotationContainers: `a JSON list of {"name", "init", "requests": {"cpu", "memory"}, "limits": {"cpu", "memory"}}`,
+	AnnotationContainers: `a JSON list of {"name", "init", "sidecar", "requests": {"cpu", "memory"}, "limits": {"cpu", "memory"}}`,
 	AnnotationHostPathReplacement: `a JSON list of {"name": <volume name or "*">, "policyType": "remove" | "replaceByLocalDir" | "replaceByEmptyDir", ` +
 		`"localDir": {"sizeLimit": "1Gi"}, "emptyDir": {"sizeLimit": "10Gi", "medium": "" | "Memory"}}`,
 	AnnotationHostPathVolumes: `a JSON object {"<volume name>": "<host path>"}`,
 	AnnotationShmSize:         `a memory quantity such as 128Mi, at most the pod memory`,
-}
-
-// PodContainers returns the pod's declared containers: from the
-// resources.cci.io/containers annotation when present; else, on a sandbox
-// spec, one pseudo-container "pod" from containerd's
-// io.kubernetes.cri.sandbox-cpu-quota/-period and sandbox-memory (kubelet's
-// pod-level sum); else nil (unknown: the caller uses its default).
-func PodContainers(annotations map[string]string) ([]ContainerResources, error) {
-	if v, ok := annotations[AnnotationContainers]; ok {
-		return ParseContainers(v)
-	}
-	var lim Resources
-	q, qok := annotations[AnnotationSandboxCPUQuota]
-	p, pok := annotations[AnnotationSandboxCPUPeriod]
-	if qok && pok {
-		quota, err1 := strconv.ParseInt(q, 10, 64)
-		period, err2 := strconv.ParseInt(p, 10, 64)
-		if err1 != nil || err2 != nil || period <= 0 || period > 1000000 || quota > maxQuantity {
-			return nil, annotationError(AnnotationSandboxCPUQuota, q+"/"+p, "not a quota/period pair of integers")
-		}
-		if quota > 0 {
-			lim.MilliCPU = ceilDiv(quota*1000, period)
-		}
-	}
-	if m, ok := annotations[AnnotationSandboxMemory]; ok {
-		mem, err := strconv.ParseInt(m, 10, 64)
-		if err != nil || mem > maxQuantity {
-			return nil, annotationError(AnnotationSandboxMemory, m, "not an integer number of bytes")
-		}
-		lim.Memory = max(mem, 0)
-	}
-	if lim == (Resources{}) {
-		return nil, nil
-	}
-	return []ContainerResources{{Name: "pod", Limits: lim}}, nil
 }
 
 // WriteContainerResources writes normalised limits into a container spec:

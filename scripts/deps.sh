@@ -5,6 +5,7 @@
 set -euo pipefail
 
 CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
+CRICTL_VERSION="${CRICTL_VERSION:-v1.37.0}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tools="${CCI_TOOLS_DIR:-$root/.tools/bin}"
 
@@ -19,6 +20,7 @@ packages=(
 	iproute2
 	util-linux
 	gcc
+	prometheus
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -44,5 +46,15 @@ if [ ! -f "$stamp" ] || [ ! -x "$tools/containerd" ] || [ ! -x "$tools/ctr" ] ||
 		"github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION" \
 		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
 	rm -f "$tools"/.containerd-*
+	touch "$stamp"
+fi
+
+# crictl: the CRI client operators use; the demo and the tests drive pods with it.
+stamp="$tools/.crictl-$CRICTL_VERSION"
+if [ ! -f "$stamp" ] || [ ! -x "$tools/crictl" ]; then
+	echo "deps: building crictl $CRICTL_VERSION into $tools"
+	mkdir -p "$tools"
+	GOBIN="$tools" GOFLAGS=-buildvcs=false go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+	rm -f "$tools"/.crictl-*
 	touch "$stamp"
 fi

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,7 +70,7 @@ func (l *launch) command(ctx context.Context, action string) *exec.Cmd {
 
 // backendShim is the running backend shim of the pod and its Task client.
 type backendShim struct {
-	pid     int
+	proc    procID
 	address string
 	version int32
 	conn    *ttrpc.Client
@@ -77,10 +79,13 @@ type backendShim struct {
 	logDone chan struct{}
 }
 
-// startBackend runs the backend's start subcommand in its bundle, connects to
-// the address it prints and learns its pid. onClose runs if the connection
-// drops (the backend died).
-func startBackend(ctx context.Context, l *launch, onClose func()) (_ *backendShim, retErr error) {
+// startBackend runs the backend's start subcommand in its own directory
+// (l.bundle, holding a config.json the backend reads for the pod's grouping
+// annotations), records it through recordStarted as soon as its address is
+// known — before anything else can fail — connects to it and learns its
+// process identity. onClose runs if the connection drops (the backend died).
+// On error nothing of the backend is left running.
+func startBackend(ctx context.Context, l *launch, recordStarted func(address string) error, onClose func()) (_ *backendShim, retErr error) {
 	b := &backendShim{logDone: make(chan struct{})}
 	// The backend opens "log" in its working directory and fails without it;
 	// containerd does the same for the shims it starts. Its lines go to our
@@ -131,19 +136,41 @@ func startBackend(ctx context.Context, l *launch, onClose func()) (_ *backendShi
 	cmd.Stdin = bytes.NewReader(in)
 	out, errOut, err := runCommand(cmd)
 	if err != nil {
+		killOrphans(ctx, l.binary)
 		return nil, fmt.Errorf("backend %s start: %w: %s", filepath.Base(l.binary), err, bytes.TrimSpace(errOut))
 	}
 	res, err := parseStartResponse(out)
 	if err != nil {
+		killOrphans(ctx, l.binary)
 		return nil, fmt.Errorf("backend %s start: %w", filepath.Base(l.binary), err)
 	}
+	b.address, b.version = res.Address, res.Version
+	if err := recordStarted(b.address); err != nil {
+		killOrphans(ctx, l.binary)
+		removeSocket(b.address)
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			// Started but not usable: the daemon it spawned is our child
+			// (we are its subreaper) even though we never learnt its pid.
+			if b.proc.Pid > 0 {
+				b.proc.stop(ctx, 0)
+			} else {
+				killOrphans(ctx, l.binary)
+			}
+			removeSocket(b.address)
+		}
+	}()
 	if !strings.EqualFold(res.Protocol, "ttrpc") {
 		return nil, fmt.Errorf("backend %s speaks %q: only ttrpc is supported", filepath.Base(l.binary), res.Protocol)
 	}
-	b.address, b.version = res.Address, res.Version
 	conn, err := shim.Connect(res.Address, shim.AnonDialer)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to backend at %s: %w", res.Address, err)
+	}
+	if pid, err := peerPid(conn); err == nil {
+		b.proc, _ = identify(pid)
 	}
 	b.conn = ttrpc.NewClient(conn, ttrpc.WithOnClose(onClose))
 	b.task = newTaskClient(b.conn, b.version)
@@ -152,71 +179,93 @@ func startBackend(ctx context.Context, l *launch, onClose func()) (_ *backendShi
 		b.conn.Close()
 		return nil, fmt.Errorf("connecting to backend task service: %w", err)
 	}
-	b.pid = int(cr.ShimPid)
+	if b.proc.Pid == 0 {
+		if b.proc, err = identify(int(cr.ShimPid)); err != nil {
+			b.conn.Close()
+			return nil, fmt.Errorf("backend shim pid %d: %w", cr.ShimPid, err)
+		}
+	}
 	return b, nil
 }
 
+// peerPid returns the pid of the process at the other end of a unix socket.
+func peerPid(c net.Conn) (int, error) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return 0, errors.New("not a unix socket")
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if serr != nil {
+		return 0, serr
+	}
+	return int(cred.Pid), nil
+}
+
+// killOrphans kills the processes running binary whose parent is this shim:
+// a backend daemon whose start went wrong after it was spawned (we are the
+// subreaper of what our children leave behind).
+func killOrphans(ctx context.Context, binary string) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	self := os.Getpid()
+	if resolved, err := filepath.EvalSymlinks(binary); err == nil {
+		binary = resolved
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		fields, err := statFields(b)
+		if err != nil || len(fields) < 2 || fields[1] != strconv.Itoa(self) {
+			continue
+		}
+		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err != nil || exe != binary {
+			continue
+		}
+		if p, err := identify(pid); err == nil {
+			log.G(ctx).WithField("pid", pid).Warn("killing backend shim left by a failed start")
+			p.stop(ctx, 0)
+		}
+	}
+}
+
+// backendStopGrace is how long the backend gets to exit after Shutdown.
+const backendStopGrace = 5 * time.Second
+
 // stop asks the backend to shut down, waits for its process to go (killing
-// it after a grace period) and removes its socket.
+// it after a grace period) and removes its socket. Every wait is bounded.
 func (b *backendShim) stop(ctx context.Context, id string) {
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, backendStopGrace)
 	_, err := b.task.Shutdown(sctx, &taskv3.ShutdownRequest{ID: id, Now: true})
 	cancel()
 	if err != nil && !errors.Is(err, ttrpc.ErrClosed) {
 		log.G(ctx).WithError(err).Debug("backend shutdown")
 	}
-	killAndWait(ctx, b.pid, 5*time.Second)
+	b.proc.stop(ctx, backendStopGrace)
 	b.conn.Close()
 	removeSocket(b.address)
 	b.logs.Close()
-	<-b.logDone
-}
-
-// killAndWait waits up to grace for pid to exit, then kills it and waits
-// again. A grace of 0 kills at once: the caller knows the process is stale.
-func killAndWait(ctx context.Context, pid int, grace time.Duration) {
-	if pid <= 0 || processGone(pid) {
-		return
+	select {
+	case <-b.logDone:
+	case <-time.After(time.Second):
 	}
-	if grace > 0 {
-		if waitGone(pid, grace) {
-			return
-		}
-		log.G(ctx).WithField("pid", pid).Warn("process did not exit; killing it")
-	}
-	unix.Kill(pid, unix.SIGKILL)
-	waitGone(pid, 5*time.Second)
-}
-
-// waitGone polls until pid no longer exists or is a zombie. The shim is a
-// subreaper, so the backend (orphaned by its start command) is its child and
-// the reaper collects it.
-func waitGone(pid int, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if processGone(pid) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func processGone(pid int) bool {
-	if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
-		return true
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	// The state follows the command name in parentheses.
-	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
-		return stat[i+2] == 'Z'
-	}
-	return false
 }
 
 // deleteBackend runs the backend's delete subcommand for one container: the
@@ -290,4 +339,11 @@ func removeSocket(address string) {
 	if strings.HasPrefix(address, "unix://") {
 		shim.RemoveSocket(address)
 	}
+}
+
+// runOutput runs cmd through the reaper and returns its combined output, for
+// leaves that run helpers (mkfs.ext4) from inside the shim.
+func runOutput(cmd *exec.Cmd) ([]byte, error) {
+	out, errOut, err := runCommand(cmd)
+	return append(out, errOut...), err
 }

@@ -3,12 +3,13 @@ package shim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -16,34 +17,108 @@ import (
 	"github.com/cci-shim/cci-shim/iothrottle"
 	"github.com/cci-shim/cci-shim/sandbox"
 	"github.com/cci-shim/cci-shim/sandbox/backend"
-	"google.golang.org/protobuf/types/known/emptypb"
 )
+
+// admission is a container's spec after the platform's rules, and what the
+// rules decided.
+type admission struct {
+	spec   *specs.Spec
+	pod    *sandbox.Pod
+	plan   *sandbox.Plan
+	limits iothrottle.Limits
+}
 
 // Create applies the platform's rules to the container's spec, writes it to
 // a bundle of the backend's own, interposes stdio and forwards the Create.
-// The first Create of the pod starts the backend shim. On any failure
-// everything this call set up is undone.
+// The first Create of the pod starts the backend shim. Each step records
+// what it creates with the pod's owner before creating it; on failure the
+// owner releases the container's resources (and the pod's, if this was its
+// only container), newest first.
 func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *taskv3.CreateTaskResponse, retErr error) {
 	s.createMu.Lock()
 	defer s.createMu.Unlock()
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField(fieldID, r.ID))
-
-	s.mu.Lock()
-	_, exists := s.containers[r.ID]
-	s.mu.Unlock()
-	if exists {
+	if s.closing {
+		return nil, fmt.Errorf("container %q: the pod's shim is shutting down: %w", r.ID, errdefs.ErrFailedPrecondition)
+	}
+	if _, _, err := s.get(r.ID); err == nil {
 		return nil, fmt.Errorf("container %q: %w", r.ID, errdefs.ErrAlreadyExists)
 	}
-
-	var undo []func()
 	defer func() {
 		if retErr != nil {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
-			}
+			s.undoCreate(ctx, r.ID)
 		}
 	}()
 
+	a, err := s.admit(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ownPodCgroup(a); err != nil {
+		return nil, err
+	}
+	s.failpoint("create:admitted", r.ID)
+	if err := s.prepareVolumes(ctx, a.plan); err != nil {
+		return nil, err
+	}
+	if err := s.pinSources(ctx, r.ID, a.plan); err != nil {
+		return nil, err
+	}
+	s.failpoint("create:volumes", r.ID)
+	if err := s.setupLogs(ctx, a.spec, a.pod); err != nil {
+		return nil, err
+	}
+	c := newContainer(r.ID)
+	c.frontBundle, c.name, c.spec = r.Bundle, a.pod.Name(), a.spec
+	if c.gpu, err = s.assignGPUs(ctx, a.spec); err != nil {
+		return nil, err
+	}
+	s.failpoint("create:gpus", r.ID)
+	rootfs, err := s.throttleRootfs(ctx, c, r.Rootfs, a.limits)
+	if err != nil {
+		return nil, err
+	}
+	s.failpoint("create:rootfs", r.ID)
+	if err := s.adapter.AdjustSpec(a.spec, podSize(a)); err != nil {
+		return nil, fmt.Errorf("adjusting spec for %s: %w", s.adapter.Kind(), err)
+	}
+	if c.bundle, err = s.writeBundle(ctx, r.ID, a.spec); err != nil {
+		return nil, err
+	}
+	s.failpoint("create:bundle", r.ID)
+	pio, err := s.interposeStdio(ctx, c, r, a.limits.StdioBytesPerSec)
+	if err != nil {
+		return nil, err
+	}
+	s.failpoint("create:stdio", r.ID)
+	b, err := s.ensureBackend(ctx, r.ID, a.spec)
+	if err != nil {
+		return nil, err
+	}
+	s.failpoint("create:backend", r.ID)
+	resp, err := s.createTask(ctx, b, c, r, rootfs, pio)
+	if err != nil {
+		return nil, err
+	}
+	s.failpoint("create:task", r.ID)
+	if err := s.watchRootfs(context.WithoutCancel(ctx), c); err != nil {
+		return nil, err
+	}
+	if err := s.pod.commit(a, resp.Pid, s.traits.Isolation); err != nil {
+		return nil, err
+	}
+	c.pid.Store(resp.Pid)
+	c.addProc("", pio)
+	s.mu.Lock()
+	s.containers[r.ID] = c
+	s.mu.Unlock()
+	log.G(ctx).WithField("pid", resp.Pid).Info("container created")
+	return resp, nil
+}
+
+// admit reads the container's spec (strictly: a field this shim does not
+// know is refused, not passed on) and applies the pod policy to it.
+func (s *service) admit(ctx context.Context, r *taskv3.CreateTaskRequest) (*admission, error) {
 	spec, err := readSpec(filepath.Join(r.Bundle, "config.json"))
 	if err != nil {
 		return nil, err
@@ -52,87 +127,160 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err != nil {
 		return nil, err
 	}
+	pod.ID = r.ID
 	if pod.ContainerName == "" && pod.Type == sandbox.TypeStandalone {
 		pod.ContainerName = r.ID // ctr: errors and log policies name the container by its id
 	}
-	plan, err := sandbox.Apply(spec, pod, s.policyConfig())
+	if err := sandbox.CheckRootfs(pod.Name(), len(r.Rootfs)); err != nil {
+		return nil, err
+	}
+	cfg := s.policyConfig()
+	if !pod.IsSandbox() {
+		if cfg.Pod = s.pod.state(); cfg.Pod == nil {
+			return nil, fmt.Errorf("container %q: its pod's sandbox was not created by this shim: %w", r.ID, errdefs.ErrFailedPrecondition)
+		}
+	}
+	plan, err := sandbox.Apply(spec, pod, cfg)
 	if err != nil {
 		return nil, err
+	}
+	for _, w := range plan.Warnings {
+		log.G(ctx).Warn(w)
 	}
 	limits, err := iothrottle.LimitsFromConfig(s.cfg.Throttle.NodeLimits(), spec.Annotations)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
-	undoPrepare, err := sandbox.Prepare(plan)
-	if err != nil {
-		return nil, fmt.Errorf("preparing pod volumes: %w", err)
+	return &admission{spec: spec, pod: pod, plan: plan, limits: limits}, nil
+}
+
+// policyConfig is what the pod policy needs to know about this node and pod.
+func (s *service) policyConfig() sandbox.Config {
+	p := s.cfg.Policy
+	return sandbox.Config{
+		PodDir:                    s.volumeDir,
+		KubeletRoot:               p.KubeletRoot,
+		ContainerdRoot:            p.ContainerdRoot,
+		ContainerdState:           p.ContainerdState,
+		ShimDirs:                  []string{s.cfg.StateDir, p.VolumeDir, s.cfg.Logs.FileDir},
+		Namespace:                 s.launch.namespace,
+		Isolation:                 s.traits.Isolation,
+		AllowHostRootCapabilities: p.InsecureAllowHostRootCapabilities,
+		Namespaces:                sandbox.ProcResolver{},
+		HostNamespaces:            s.hostNamespaces,
+		OOMScoreAdjFloor:          s.oomFloor,
+		ShmSize:                   p.ShmSizeBytes,
 	}
-	undo = append(undo, func() {
-		if err := undoPrepare(); err != nil {
-			log.G(ctx).WithError(err).Warn("undoing pod volumes")
+}
+
+// podSize is what the backend sizes the sandbox from: the normalised pod,
+// for the pod's first container only.
+func podSize(a *admission) backend.PodSize {
+	plan := a.plan
+	if plan.PodSize == nil || !a.pod.IsSandbox() {
+		return backend.PodSize{}
+	}
+	return backend.PodSize{MilliCPU: plan.PodSize.Pod.MilliCPU, MemoryBytes: plan.PodSize.Pod.Memory}
+}
+
+// prepareVolumes mounts the pod's host volumes (/dev/shm, hostPath
+// replacements). They are the pod's, shared by its containers: recorded once
+// and released with the pod.
+func (s *service) prepareVolumes(ctx context.Context, plan *sandbox.Plan) error {
+	if !s.owner.has(resVolumes, "") {
+		dir := s.volumeDir
+		if err := s.owner.add(resource{Kind: resVolumes, Path: dir}, nil); err != nil {
+			return err
 		}
-	})
-	if err := s.setupLogs(ctx, spec, pod); err != nil {
-		return nil, err
 	}
-	hasGPU, err := s.gpus.apply(ctx, spec, s.gpuKey)
-	if err != nil {
-		return nil, err
+	if _, err := sandbox.Prepare(plan, runOutput); err != nil {
+		return fmt.Errorf("preparing pod volumes: %w", err)
 	}
-	if hasGPU {
-		s.podHasGPU.Store(true)
-	}
-	if hasGPU && s.noContainers() {
-		undo = append(undo, func() { s.gpus.release(ctx, s.gpuKey) })
-	}
-	rootfs, throttle, err := s.throttleRootfs(ctx, spec, r.Rootfs, limits.Rootfs)
-	if err != nil {
-		return nil, err
-	}
-	undo = append(undo, throttle.close)
-	var size backend.PodSize
-	if plan.PodSize != nil {
-		size = backend.PodSize{MilliCPU: plan.PodSize.Pod.MilliCPU, MemoryBytes: plan.PodSize.Pod.Memory}
-	}
-	if err := s.adapter.AdjustSpec(spec, size); err != nil {
-		return nil, fmt.Errorf("adjusting spec for %s: %w", s.adapter.Kind(), err)
-	}
+	return nil
+}
 
-	bundle := s.bundleDir(r.ID)
+// ownPodCgroup records the pod's cgroup parent when the shim chose it (the
+// runtime creates it with the sandbox and leaves it behind).
+func (s *service) ownPodCgroup(a *admission) error {
+	if !a.pod.IsSandbox() || a.plan.State == nil || !sandbox.OwnedCgroupParent(a.plan.State.CgroupParent) {
+		return nil
+	}
+	return s.owner.add(resource{Kind: resCgroup, Path: a.plan.State.CgroupParent}, nil)
+}
+
+// pinSources mounts the platform bind sources the policy checked at the
+// staging paths the spec names (sandbox.PinSources), recorded as the
+// container's.
+func (s *service) pinSources(ctx context.Context, id string, plan *sandbox.Plan) error {
+	if len(plan.Pins) == 0 {
+		return nil
+	}
+	var mounted []string
+	dir := filepath.Join(s.volumeDir, "pins", id)
+	unpin := func(context.Context) error { return errors.Join(sandbox.UnpinSources(mounted), unmountAll(dir)) }
+	if err := s.owner.add(resource{Kind: resMounts, Container: id, Path: dir}, unpin); err != nil {
+		return err
+	}
+	var err error
+	if mounted, err = sandbox.PinSources(plan.Pins); err != nil {
+		return fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
+	}
+	return nil
+}
+
+// writeBundle writes the container's spec into a bundle of the backend's own.
+func (s *service) writeBundle(ctx context.Context, id string, spec *specs.Spec) (string, error) {
+	bundle := s.bundleDir(id)
+	if err := s.owner.add(resource{Kind: resMounts, Container: id, Path: bundle}, nil); err != nil {
+		return "", err
+	}
 	if err := os.MkdirAll(filepath.Join(bundle, "rootfs"), 0o711); err != nil {
-		return nil, fmt.Errorf("creating backend bundle: %w", err)
+		return "", fmt.Errorf("creating backend bundle: %w", err)
 	}
-	undo = append(undo, func() { removeBundle(ctx, bundle) })
 	if err := writeSpec(filepath.Join(bundle, "config.json"), spec); err != nil {
+		return "", err
+	}
+	return bundle, nil
+}
+
+// interposeStdio puts the shim between the backend and containerd's FIFOs
+// for the init process when its output is throttled.
+func (s *service) interposeStdio(ctx context.Context, c *container, r *taskv3.CreateTaskRequest, bps int64) (*processIO, error) {
+	dir := s.ioDir(c.id)
+	var pio *processIO
+	closeIO := func(context.Context) error {
+		if pio != nil {
+			pio.close()
+		}
+		return os.RemoveAll(dir)
+	}
+	if err := s.owner.add(resource{Kind: resDir, Container: c.id, Path: dir}, closeIO); err != nil {
 		return nil, err
 	}
-
-	ioDir := filepath.Join(s.ioDir(), r.ID)
-	if err := os.MkdirAll(ioDir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating stdio dir: %w", err)
 	}
-	undo = append(undo, func() { os.RemoveAll(ioDir) })
-	var stdioLimiter *iothrottle.Limiter // nil: pass containerd's FIFOs through
-	if limits.StdioBytesPerSec > 0 {
-		stdioLimiter = iothrottle.NewLimiter(limits.StdioBytesPerSec)
+	if bps > 0 {
+		c.stdio = iothrottle.NewLimiter(bps)
 	}
-	pio, err := newProcessIO(s.ctx, ioDir, "init", stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr}, stdioLimiter)
-	if err != nil {
+	var err error
+	pio, err = newProcessIO(s.ctx, dir, "init", stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr}, c.stdio)
+	return pio, err
+}
+
+// createTask forwards the Create to the backend, recording the task first so
+// that a failed later step deletes it again.
+func (s *service) createTask(ctx context.Context, b *backendShim, c *container, r *taskv3.CreateTaskRequest, rootfs []*types.Mount, pio *processIO) (*taskv3.CreateTaskResponse, error) {
+	deleteTask := func(ctx context.Context) error {
+		_, err := b.task.Delete(ctx, &taskv3.DeleteRequest{ID: c.id})
+		return taskGone(err)
+	}
+	if err := s.owner.add(resource{Kind: resTask, Container: c.id, Path: c.bundle}, deleteTask); err != nil {
 		return nil, err
 	}
-	undo = append(undo, pio.close)
-
-	b, started, err := s.ensureBackend(ctx, r.ID, bundle)
-	if err != nil {
-		return nil, err
-	}
-	if started {
-		undo = append(undo, func() { s.stopBackend(ctx, r.ID) })
-	}
-
 	resp, err := b.task.Create(ctx, &taskv3.CreateTaskRequest{
 		ID:               r.ID,
-		Bundle:           bundle,
+		Bundle:           c.bundle,
 		Rootfs:           rootfs,
 		Terminal:         r.Terminal,
 		Stdin:            pio.backend.stdin,
@@ -145,74 +293,86 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err != nil {
 		return nil, fmt.Errorf("backend create: %w", err)
 	}
-	if err := s.applyHostThrottle(throttle); err != nil {
-		b.task.Delete(context.WithoutCancel(ctx), &taskv3.DeleteRequest{ID: r.ID})
-		return nil, err
-	}
-
-	s.mu.Lock()
-	s.containers[r.ID] = &container{
-		id:          r.ID,
-		bundle:      bundle,
-		frontBundle: r.Bundle,
-		procs:       map[string]*processIO{"": pio},
-		pid:         resp.Pid,
-		spec:        spec,
-		name:        pod.Name(),
-		gpu:         hasGPU,
-		stdio:       stdioLimiter,
-		rootfs:      throttle,
-	}
-	s.mu.Unlock()
-	log.G(ctx).WithField("pid", resp.Pid).Info("container created")
 	return resp, nil
 }
 
-// policyConfig is what the pod policy needs to know about this node and pod.
-func (s *service) policyConfig() sandbox.Config {
-	p := s.cfg.Policy
-	return sandbox.Config{
-		PodDir:           s.volumeDir,
-		KubeletRoot:      p.KubeletRoot,
-		ContainerdRoot:   p.ContainerdRoot,
-		ContainerdState:  p.ContainerdState,
-		OOMScoreAdjFloor: s.oomFloor,
-		ShmSize:          p.ShmSizeBytes,
+// undoCreate releases what a failed Create set up. If the pod has no
+// container left, the pod's own resources go too (backend, volumes, log
+// collector, GPUs): nothing half-started stays behind a failed first Create.
+func (s *service) undoCreate(ctx context.Context, id string) {
+	ctx = context.WithoutCancel(ctx)
+	if err := s.owner.releaseContainer(ctx, id); err != nil {
+		log.G(ctx).WithError(err).Warn("undoing create")
+	}
+	if s.noContainers() {
+		s.releasePod(ctx)
 	}
 }
 
-// ensureBackend starts the pod's backend shim on the first Create.
-func (s *service) ensureBackend(ctx context.Context, id, bundle string) (*backendShim, bool, error) {
+// ensureBackend starts the pod's backend shim on the first Create, in a
+// directory of its own (not a container's bundle, which goes with the
+// container), holding a copy of the first spec for the backend's grouping.
+func (s *service) ensureBackend(ctx context.Context, id string, spec *specs.Spec) (*backendShim, error) {
 	s.mu.Lock()
 	b := s.backend
 	s.mu.Unlock()
 	if b != nil {
-		return b, false, nil
+		return b, nil
+	}
+	dir := s.backendDir()
+	rec := resource{Kind: resBackend, Path: dir}
+	var started *backendShim
+	stop := func(ctx context.Context) error {
+		s.mu.Lock()
+		b := s.backend
+		s.backend = nil // from here a closed connection is expected
+		s.mu.Unlock()
+		if b == nil {
+			b = started
+		}
+		if b != nil {
+			b.stop(ctx, id)
+		}
+		return os.RemoveAll(dir)
+	}
+	if err := s.owner.add(rec, stop); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating backend dir: %w", err)
+	}
+	if err := writeSpec(filepath.Join(dir, "config.json"), spec); err != nil {
+		return nil, err
 	}
 	l := s.launch
-	l.id, l.bundle = id, bundle
-	b, err := startBackend(ctx, &l, s.backendClosed)
+	l.id, l.bundle = id, dir
+	b, err := s.startBackend(ctx, &l, func(address string) error {
+		rec.Address = address
+		return s.owner.update(rec, nil)
+	}, s.backendClosed)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	if err := writeBackendRecord(s.podDir, backendRecord{Pid: b.pid, Address: b.address}); err != nil {
-		b.stop(ctx, id)
-		return nil, false, err
+	started = b
+	rec.Proc = b.proc
+	if err := s.owner.update(rec, nil); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	s.backend = b
+	s.launch.id = id
 	s.mu.Unlock()
-	log.G(ctx).WithField("backend_pid", b.pid).WithField("backend", s.adapter.Kind()).Info("backend shim started")
-	return b, true, nil
+	log.G(ctx).WithField("backend_pid", b.proc.Pid).WithField("backend", s.adapter.Kind()).Info("backend shim started")
+	return b, nil
 }
 
 // backendClosed runs when the connection to the backend drops. Outside our
-// own shutdown that means the backend died, and with it every container of
+// own teardown that means the backend died, and with it every container of
 // the pod: this shim exits, and containerd's cleanup of a dead shim (our
-// delete subcommand) reaps what is left, the same path as our own crash.
+// delete subcommand) releases what is left, the same path as our own crash.
 func (s *service) backendClosed() {
 	s.mu.Lock()
-	expected := s.backend == nil
+	expected := s.backend == nil || s.stopping
 	s.mu.Unlock()
 	if expected {
 		return
@@ -221,86 +381,30 @@ func (s *service) backendClosed() {
 	s.shutdown.Shutdown()
 }
 
-func (s *service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.StartResponse, error) {
-	c, t, err := s.get(r.ID)
-	if err != nil {
-		return nil, err
-	}
-	if r.ExecID == "" {
-		// R6: runc execs the entrypoint after Start has returned, so an
-		// image built for another architecture would only show "exec
-		// format error" on the container's stderr. Check the entrypoint's
-		// ELF header first while the rootfs is on the host (runc); inside a
-		// VM the rootfs is not, and the check passes.
-		if err := sandbox.CheckArch(filepath.Join(c.bundle, "rootfs"), c.spec, c.name, runtime.GOARCH); err != nil {
-			return nil, err
-		}
-	}
-	resp, err := t.Start(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	if r.ExecID == "" {
-		s.mu.Lock()
-		c.pid = resp.Pid
-		s.mu.Unlock()
-	}
-	return resp, nil
-}
-
-// Exec interposes the exec process's stdio and forwards it.
-func (s *service) Exec(ctx context.Context, r *taskv3.ExecProcessRequest) (_ *emptypb.Empty, retErr error) {
-	c, t, err := s.get(r.ID)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	_, exists := c.procs[r.ExecID]
-	s.mu.Unlock()
-	if exists {
-		return nil, fmt.Errorf("exec %q in container %q: %w", r.ExecID, r.ID, errdefs.ErrAlreadyExists)
-	}
-	procSpec := r.Spec
-	if c.gpu {
-		if procSpec, err = injectExecEnv(r.Spec); err != nil {
-			return nil, err
-		}
-	}
-	// An exec's output goes to its caller, not to the container's log
-	// stream: it is not throttled, so its FIFOs pass straight through.
-	pio, err := newProcessIO(s.ctx, filepath.Join(s.ioDir(), r.ID), "exec-"+r.ExecID,
-		stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr}, nil)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := t.Exec(ctx, &taskv3.ExecProcessRequest{
-		ID:       r.ID,
-		ExecID:   r.ExecID,
-		Terminal: r.Terminal,
-		Stdin:    pio.backend.stdin,
-		Stdout:   pio.backend.stdout,
-		Stderr:   pio.backend.stderr,
-		Spec:     procSpec,
-	}); err != nil {
-		pio.close()
-		return nil, err
-	}
-	s.mu.Lock()
-	c.procs[r.ExecID] = pio
-	s.mu.Unlock()
-	return &emptypb.Empty{}, nil
-}
-
+// readSpec reads a bundle's spec strictly (sandbox.DecodeSpec): a field the
+// policy does not know is refused by name.
 func readSpec(path string) (*specs.Spec, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading bundle spec: %w", err)
 	}
-	var spec specs.Spec
-	if err := json.Unmarshal(data, &spec); err != nil {
-		return nil, fmt.Errorf("bundle spec %s: %w: %w", path, err, errdefs.ErrInvalidArgument)
+	return sandbox.DecodeSpec(data)
+}
+
+// readAnnotations reads only a bundle's annotations, leniently: the start
+// and delete subcommands need the pod's id before any policy runs.
+func readAnnotations(path string) map[string]string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
 	}
-	return &spec, nil
+	var spec struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if json.Unmarshal(data, &spec) != nil {
+		return nil
+	}
+	return spec.Annotations
 }
 
 func writeSpec(path string, spec *specs.Spec) error {

@@ -2,7 +2,6 @@ package shim
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,42 +10,51 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/cci-shim/cci-shim/config"
 	"github.com/cci-shim/cci-shim/gpu"
+	"github.com/cci-shim/cci-shim/sandbox/backend"
 )
 
 // gpus gives a pod its GPUs (R11-R13): the node ledger's allocation, the
 // backend's passthrough description and the driver libraries.
 type gpus struct {
 	cfg    gpu.Config
-	kind   string // the backend's kind: VFIO for Kata, device nodes for runc
+	mode   backend.GPUMode // how the backend hands GPUs to the pod
 	inv    gpu.Inventory
 	ledger *gpu.Ledger
 }
 
-func newGPUs(cfg config.Config) (*gpus, error) {
+func newGPUs(cfg config.Config, mode backend.GPUMode) (*gpus, error) {
 	inv, err := gpu.Open(cfg.GPU)
 	if err != nil {
 		return nil, err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "gpu")
-	return &gpus{cfg: cfg.GPU, kind: cfg.Backend.Kind, inv: inv, ledger: gpu.NewLedger(cfg.GPU, logger)}, nil
+	return &gpus{cfg: cfg.GPU, mode: mode, inv: inv, ledger: gpu.NewLedger(cfg.GPU, logger)}, nil
+}
+
+// assignGPUs gives the container the GPUs its spec asks for, from the pod's
+// allocation in the node ledger (made once per pod and released with it),
+// and reports whether it got any, so that its execs get the environment too.
+func (s *service) assignGPUs(ctx context.Context, spec *specs.Spec) (bool, error) {
+	req, err := gpu.ParseRequest(spec)
+	if err != nil || req == nil {
+		return false, gpuErrorKind(err)
+	}
+	if !s.owner.has(resGPU, "") {
+		release := func(ctx context.Context) error { return s.gpus.ledger.Release(s.gpuKey) }
+		if err := s.owner.add(resource{Kind: resGPU, Key: s.gpuKey}, release); err != nil {
+			return false, err
+		}
+	}
+	return true, gpuErrorKind(s.gpus.apply(ctx, spec, req, s.gpuKey))
 }
 
 // ledgerKey names a pod in the node's GPU ledger. Container and sandbox ids
 // are unique only within a containerd namespace, so the namespace is part
 // of the key.
 func ledgerKey(namespace, podID string) string { return namespace + "/" + podID }
-
-// apply allocates the GPUs a container's spec asks for to the pod (once per
-// pod: the ledger is idempotent per pod) and rewrites the spec. It reports
-// whether the container got GPUs, so that its execs get the environment too.
-func (g *gpus) apply(ctx context.Context, spec *specs.Spec, podKey string) (bool, error) {
-	got, err := g.applyRequest(ctx, spec, podKey)
-	return got, gpuErrorKind(err)
-}
 
 // gpuErrorKind gives the gpu package's errors their errdefs category, so
 // containerd and CRI report the right gRPC code.
@@ -62,64 +70,40 @@ func gpuErrorKind(err error) error {
 	return err
 }
 
-func (g *gpus) applyRequest(ctx context.Context, spec *specs.Spec, podKey string) (bool, error) {
-	req, err := gpu.ParseRequest(spec)
-	if err != nil || req == nil {
-		return false, err
-	}
+// apply allocates the GPUs req asks for to the pod (the ledger is
+// idempotent per pod) and rewrites the spec for the backend's GPU mode.
+func (g *gpus) apply(ctx context.Context, spec *specs.Spec, req *gpu.Request, podKey string) error {
 	devices, err := g.inv.Devices()
 	if err != nil {
-		return false, fmt.Errorf("reading gpu inventory: %w", err)
+		return fmt.Errorf("reading gpu inventory: %w", err)
 	}
 	hostDriver, err := g.inv.DriverVersion()
 	if err != nil {
-		return false, fmt.Errorf("reading gpu driver version: %w", err)
+		return fmt.Errorf("reading gpu driver version: %w", err)
 	}
 	drv, err := g.cfg.Driver(req.DriverVersion, hostDriver)
 	if err != nil {
-		return false, err
+		return err
 	}
 	alloc, err := g.ledger.Allocate(podKey, *req, devices)
 	if err != nil {
-		return false, err
+		return err
 	}
-	if g.kind == config.BackendKata {
+	switch g.mode {
+	case backend.GPUVFIO:
 		err = gpu.ApplyKata(spec, alloc, drv, g.cfg.Root)
-	} else {
+	case backend.GPUDeviceNodes:
 		err = gpu.ApplyRunc(spec, alloc, drv, g.cfg.Root)
+	default:
+		err = fmt.Errorf("gpus: the backend's GPU mode %q is not supported by this node", g.mode)
 	}
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
+		return fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
 	}
 	var uuids []string
 	for _, d := range alloc {
 		uuids = append(uuids, d.UUID)
 	}
 	log.G(ctx).WithField("gpus", uuids).WithField("driver", drv.Version).Info("gpus assigned")
-	return true, nil
-}
-
-// release gives the pod's GPUs back to the node.
-func (g *gpus) release(ctx context.Context, podKey string) {
-	if err := g.ledger.Release(podKey); err != nil {
-		log.G(ctx).WithError(err).Warn("releasing gpus")
-	}
-}
-
-// injectExecEnv appends the driver library and tool dirs to an exec
-// process's LD_LIBRARY_PATH and PATH (R12 beyond: no export after exec).
-func injectExecEnv(procSpec *anypb.Any) (*anypb.Any, error) {
-	if procSpec == nil {
-		return nil, nil
-	}
-	var p specs.Process
-	if err := json.Unmarshal(procSpec.GetValue(), &p); err != nil {
-		return nil, fmt.Errorf("exec process spec: %w: %w", err, errdefs.ErrInvalidArgument)
-	}
-	gpu.InjectEnv(&p)
-	data, err := json.Marshal(&p)
-	if err != nil {
-		return nil, err
-	}
-	return &anypb.Any{TypeUrl: procSpec.GetTypeUrl(), Value: data}, nil
+	return nil
 }

@@ -28,6 +28,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -92,12 +93,12 @@ func TestKataAdapterContract(t *testing.T) {
 
 	state := filepath.Join(tmp, "state")
 	cfgPath := filepath.Join(tmp, "cci.toml")
-	writeFile(t, cfgPath, "state_dir = \""+state+"\"\n[policy]\nvolume_dir = \""+filepath.Join(tmp, "volumes")+"\"\n[backend]\nkind = \"kata\"\nbinary = \""+
+	writeFile(t, cfgPath, "state_dir = \""+state+"\"\n[rootfs]\nsize_bytes = 33554432\n[throttle]\nrootfs_burst_bytes = 0\n[policy]\nvolume_dir = \""+filepath.Join(tmp, "volumes")+"\"\n[backend]\nkind = \"kata\"\nbinary = \""+
 		filepath.Join(bin, "containerd-shim-kata-v2")+"\"\nconfig_path = \""+kataConfigPath+"\"\n")
 	recordFile := filepath.Join(tmp, "record.jsonl")
 
 	// containerd's bundle for the pod sandbox, with its shim log FIFO.
-	const ns, pod = "k8s.io", "pod1"
+	const ns, pod = "k8s.io", "5f0c2fbf8e0e4c3b9b1f7f2d3c4b5a69788766554433221100ffeeddccbbaa99"
 	bundle := filepath.Join(tmp, "bundle", pod)
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
 		t.Fatal(err)
@@ -105,10 +106,14 @@ func TestKataAdapterContract(t *testing.T) {
 	spec := specs.Spec{Version: specs.Version, Process: &specs.Process{Args: []string{"/pause"}, Cwd: "/"},
 		Root: &specs.Root{Path: "rootfs"}, Annotations: map[string]string{
 			"io.kubernetes.cri.container-type": "sandbox", "io.kubernetes.cri.sandbox-id": pod,
-			// 1.5 cores and 3 GiB: a valid size, so the VM gets 2 vCPUs, 3072 MiB.
-			"resources.cci.io/containers": `[{"name":"app","limits":{"cpu":"1500m","memory":"3Gi"}}]`},
+			"io.kubernetes.cri.sandbox-name": "pod1", "io.kubernetes.cri.sandbox-namespace": "default",
+			"io.kubernetes.cri.sandbox-uid": "6d7d5c9e-1f1a-4a8b-9c3e-2b7f0e5d4a11",
+			// 1.5 cores and 3 GiB as kubelet sends them: a valid size, so the
+			// VM gets 2 vCPUs, 3072 MiB.
+			"io.kubernetes.cri.sandbox-cpu-quota": "150000", "io.kubernetes.cri.sandbox-cpu-period": "100000",
+			"io.kubernetes.cri.sandbox-memory": "3221225472"},
 		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: "pid"}, {Type: "ipc"}, {Type: "uts"}, {Type: "mount"},
-			{Type: "network", Path: "/var/run/netns/cni-test"}}}}
+			{Type: "network"}}}}
 	specJSON, _ := json.Marshal(spec)
 	writeFile(t, filepath.Join(bundle, "config.json"), string(specJSON))
 	shimLog := readFifo(t, filepath.Join(bundle, "log"))
@@ -145,7 +150,8 @@ func TestKataAdapterContract(t *testing.T) {
 	// A container's stdout, as containerd's FIFO.
 	frontStdout := filepath.Join(tmp, "front-stdout")
 	readFifo(t, frontStdout)
-	if _, err := task.Create(ctx, &taskv3.CreateTaskRequest{ID: pod, Bundle: bundle, Stdout: frontStdout, Options: cciOpts}); err != nil {
+	rootfs := []*types.Mount{{Type: "ext4", Source: makeImage(t, filepath.Join(tmp, "rootfs.img")), Options: []string{"loop", "rw"}}}
+	if _, err := task.Create(ctx, &taskv3.CreateTaskRequest{ID: pod, Bundle: bundle, Rootfs: rootfs, Stdout: frontStdout, Options: cciOpts}); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	cr, err := task.Connect(ctx, &taskv3.ConnectRequest{ID: pod})
@@ -154,7 +160,9 @@ func TestKataAdapterContract(t *testing.T) {
 	}
 	mustOK(t, "Start", func() error { _, err := task.Start(ctx, &taskv3.StartRequest{ID: pod}); return err })
 	mustOK(t, "Exec", func() error {
-		_, err := task.Exec(ctx, &taskv3.ExecProcessRequest{ID: pod, ExecID: "e1"})
+		pj, _ := json.Marshal(&specs.Process{Args: []string{"/bin/true"}, Cwd: "/"})
+		proc := &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: pj}
+		_, err := task.Exec(ctx, &taskv3.ExecProcessRequest{ID: pod, ExecID: "e1", Spec: proc})
 		return err
 	})
 	mustOK(t, "Kill exec", func() error {
@@ -197,8 +205,10 @@ func TestKataAdapterContract(t *testing.T) {
 	if startRec == nil {
 		t.Fatalf("backend never started; records: %v", keys(recs))
 	}
-	if startRec.Cwd != backendBundle {
-		t.Errorf("backend started in %s, want its own bundle %s", startRec.Cwd, backendBundle)
+	// The backend runs in a directory of its own, not in the first
+	// container's bundle, which goes with that container.
+	if backendDir := filepath.Join(state, ns, pod, "backend"); startRec.Cwd != backendDir {
+		t.Errorf("backend started in %s, want its own dir %s", startRec.Cwd, backendDir)
 	}
 	if !contains(startRec.Env, "TTRPC_ADDRESS="+strings.TrimPrefix(res.Address, "unix://")) {
 		t.Errorf("backend's TTRPC_ADDRESS does not point at the cci shim's event relay")
@@ -230,6 +240,37 @@ func TestKataAdapterContract(t *testing.T) {
 	}
 	if err := typeurl.UnmarshalTo(create.Options, &ropts); err != nil || ropts.ConfigPath != kataConfigPath {
 		t.Errorf("Create options ConfigPath = %q (%v), want %q: the cci runtime's options must not reach Kata", ropts.ConfigPath, err, kataConfigPath)
+	}
+	// R8 under a VM: the rootfs limits are in the sandbox's host cgroup,
+	// where the VMM doing every container's I/O runs (Traits: sandbox
+	// placement), not in a container spec the guest would apply.
+	var throttle map[string]string
+	if recs["blkio"] == nil || json.Unmarshal(recs["blkio"].Spec, &throttle) != nil {
+		t.Fatal("the stand-in recorded no sandbox cgroup")
+	}
+	for _, f := range []string{"read_bps_device", "write_bps_device"} {
+		if !strings.Contains(throttle[f], " 6000000") {
+			t.Errorf("sandbox cgroup blkio.throttle.%s = %q, want the rootfs device at 6000000", f, throttle[f])
+		}
+	}
+	for _, f := range []string{"read_iops_device", "write_iops_device"} {
+		if !strings.Contains(throttle[f], " 1000") {
+			t.Errorf("sandbox cgroup blkio.throttle.%s = %q, want the rootfs device at 1000", f, throttle[f])
+		}
+	}
+	// The container gone, its device's limits go too (the device number is
+	// reused by the next pod).
+	var after map[string]string
+	if recs["blkio-at-shutdown"] == nil || json.Unmarshal(recs["blkio-at-shutdown"].Spec, &after) != nil {
+		t.Fatal("the stand-in recorded no sandbox cgroup at shutdown")
+	}
+	for f, v := range after {
+		if strings.TrimSpace(v) != "" {
+			t.Errorf("sandbox cgroup blkio.throttle.%s = %q after the container was deleted, want no limit", f, v)
+		}
+	}
+	if backendSpec.Linux != nil && backendSpec.Linux.Resources != nil && backendSpec.Linux.Resources.BlockIO != nil {
+		t.Errorf("the rootfs throttle reached the guest's spec: %+v", backendSpec.Linux.Resources.BlockIO)
 	}
 	for _, m := range []string{"Exec", "Kill", "Wait", "Delete", "Shutdown"} {
 		if recs[m] == nil {
@@ -350,4 +391,20 @@ func keys(m map[string]*record) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// makeImage makes a small sparse ext4 image, a rootfs as the blockfile
+// snapshotter hands it over.
+func makeImage(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(32 << 20)
+	f.Close()
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", path).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	return path
 }

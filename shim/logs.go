@@ -3,6 +3,7 @@ package shim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,9 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/cci-shim/cci-shim/config"
 	"github.com/cci-shim/cci-shim/logfwd"
@@ -23,27 +26,42 @@ import (
 // delete subcommand can drain the log volume after this shim died.
 const (
 	logsConfigFile = "logs.json"
-	logsDrainLimit = 30 * time.Second
+	logsDrainLimit = 5 * time.Second
 )
 
-// podLogs is the pod's file-log collector (R15-R20). The pod's log volume
-// lives under the shim's state dir; each declared container log directory
-// is a bind mount of one of its sub-directories, so the host reads what the
-// container writes, with runc and with Kata (shared into the VM) alike.
+// podLogs is the pod's file-log collector (R15-R20). The pod's log volume is
+// a size-limited ext4 image on disk, loop-mounted under the pod's volume
+// dir; each declared container log directory is a bind mount of one of its
+// sub-directories, so the host reads what the container writes, with runc
+// and with a sandbox (shared into it) alike.
 type podLogs struct {
 	cfg       logfwd.Config
 	collector *logfwd.Collector
+	cancel    context.CancelFunc
 	done      chan struct{}
 }
 
-// collectorConfig builds the collector's config for a pod's policies.
-func collectorConfig(cfg config.Config, podDir string, pod *sandbox.Pod, policies []logfwd.Policy) (logfwd.Config, error) {
+// logVolume is the pod's log volume: a disk image of the node's configured
+// size, mounted among the pod's volumes (released with them).
+func (s *service) logVolume() sandbox.Dir {
+	return sandbox.Dir{
+		Path:  filepath.Join(s.volumeDir, "volumes", "logs"),
+		Image: filepath.Join(s.volumeDir, "images", "logs.img"),
+		Size:  s.cfg.Logs.VolumeSizeBytes,
+	}
+}
+
+// collectorConfig builds the collector's config for a pod's policies. The
+// sink is named from containerd's namespace and the pod's id, both
+// identifiers containerd validated: tenant-chosen names only appear inside
+// the records.
+func collectorConfig(cfg config.Config, root, podDir, namespace, podID string, pod *sandbox.Pod, policies []logfwd.Policy) (logfwd.Config, error) {
 	id := logfwd.PodIdentity{Namespace: pod.Namespace, Name: pod.SandboxName, UID: pod.UID}
 	if id.Name == "" {
-		id.Name = filepath.Base(podDir)
+		id.Name = podID
 	}
 	c := logfwd.Config{
-		Root:           filepath.Join(podDir, "logs"),
+		Root:           root,
 		Watches:        logfwd.Watches(policies),
 		Pod:            id,
 		CheckpointPath: filepath.Join(podDir, "logs.checkpoint"),
@@ -58,8 +76,11 @@ func collectorConfig(cfg config.Config, podDir string, pod *sandbox.Pod, policie
 			}
 			c.Forward = &logfwd.ForwardConfig{Address: cfg.Logs.ForwardAddress, RequireAck: cfg.Logs.ForwardRequireAck}
 		default:
-			name := strings.Join([]string{id.Namespace, id.Name, id.UID}, "_")
-			c.FileSink = &logfwd.FileSinkConfig{Path: filepath.Join(cfg.Logs.FileDir, name+".jsonl")}
+			name, err := logfwd.SinkFileName(namespace, podID)
+			if err != nil {
+				return c, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+			}
+			c.FileSink = &logfwd.FileSinkConfig{Dir: cfg.Logs.FileDir, Name: name}
 		}
 	}
 	return c, nil
@@ -67,6 +88,7 @@ func collectorConfig(cfg config.Config, podDir string, pod *sandbox.Pod, policie
 
 // setupLogs starts the pod's collector at the first container that carries
 // the policy annotation, and bind-mounts this container's log directories.
+// Preconditions: createMu held.
 func (s *service) setupLogs(ctx context.Context, spec *specs.Spec, pod *sandbox.Pod) error {
 	value, ok := spec.Annotations[logfwd.AnnotationPolicies]
 	if !ok {
@@ -77,9 +99,13 @@ func (s *service) setupLogs(ctx context.Context, spec *specs.Spec, pod *sandbox.
 		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
 	if s.logs == nil {
-		cfg, err := collectorConfig(s.cfg, s.podDir, pod, policies)
+		vol := s.logVolume()
+		cfg, err := collectorConfig(s.cfg, vol.Path, s.podDir, s.launch.namespace, filepath.Base(s.podDir), pod, policies)
 		if err != nil {
 			return err
+		}
+		if _, err := sandbox.Prepare(&sandbox.Plan{PodDir: s.volumeDir, Dirs: []sandbox.Dir{vol}}, runOutput); err != nil {
+			return fmt.Errorf("preparing the pod's log volume: %w", err)
 		}
 		if err := s.startLogs(ctx, cfg); err != nil {
 			return err
@@ -139,16 +165,22 @@ func (s *service) updateLogs(ctx context.Context, annotations map[string]string)
 	return nil
 }
 
-// startLogs creates every declared log directory on the host, persists the
-// collector's config and runs the collector for the pod's life.
+// startLogs creates every declared log directory on the log volume,
+// persists the collector's config and runs the collector for the pod's
+// life. The owner's record drains it (bounded) when the pod goes.
+// Preconditions: createMu held.
 func (s *service) startLogs(ctx context.Context, cfg logfwd.Config) error {
+	cfgPath := filepath.Join(s.podDir, logsConfigFile)
+	if err := s.owner.add(resource{Kind: resLogs, Path: cfgPath}, s.stopLogs); err != nil {
+		return err
+	}
 	for _, w := range cfg.Watches {
 		if err := os.MkdirAll(logfwd.HostDir(cfg.Root, w.Container, w.Dir), 0o755); err != nil {
 			return fmt.Errorf("creating log volume: %w", err)
 		}
 	}
 	if cfg.FileSink != nil {
-		if err := os.MkdirAll(filepath.Dir(cfg.FileSink.Path), 0o755); err != nil {
+		if err := os.MkdirAll(cfg.FileSink.Dir, 0o755); err != nil {
 			return fmt.Errorf("creating log sink dir: %w", err)
 		}
 	}
@@ -156,17 +188,20 @@ func (s *service) startLogs(ctx context.Context, cfg logfwd.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(s.podDir, logsConfigFile), data); err != nil {
+	if err := writeFileAtomic(cfgPath, data); err != nil {
 		return err
 	}
 	c, err := logfwd.New(cfg, collectorLogger())
 	if err != nil {
 		return fmt.Errorf("starting log collector: %w", err)
 	}
-	s.logs = &podLogs{cfg: cfg, collector: c, done: make(chan struct{})}
+	runCtx, cancel := context.WithCancel(s.ctx)
+	l := &podLogs{cfg: cfg, collector: c, cancel: cancel, done: make(chan struct{})}
+	s.logs = l
+	s.collector.Store(c)
 	go func() {
-		defer close(s.logs.done)
-		if err := c.Run(s.ctx); err != nil {
+		defer close(l.done)
+		if err := c.Run(runCtx); err != nil {
 			log.G(s.ctx).WithError(err).Error("log collector stopped")
 		}
 	}()
@@ -174,24 +209,61 @@ func (s *service) startLogs(ctx context.Context, cfg logfwd.Config) error {
 	return nil
 }
 
-// drainLogs reads the pod's log volume to its end and delivers it, before
-// the volume is removed with the pod.
-func (s *service) drainLogs(ctx context.Context) {
-	if s.logs == nil {
-		return
+// stopLogs reads the pod's log volume to its end and delivers it, within
+// logsDrainLimit; what cannot be delivered in time stays behind its
+// checkpoint. Then the collector stops. Preconditions: createMu held (it
+// runs from the owner inside Create's undo or Shutdown).
+func (s *service) stopLogs(ctx context.Context) error {
+	l := s.logs
+	if l == nil {
+		return nil
 	}
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), logsDrainLimit)
+	dctx, cancel := context.WithTimeout(ctx, logsDrainLimit)
 	defer cancel()
-	if err := s.logs.collector.Drain(dctx); err != nil {
+	if err := l.collector.Drain(dctx); err != nil {
 		log.G(ctx).WithError(err).Warn("draining pod logs")
+		if errors.Is(err, logfwd.ErrNotDrained) {
+			s.spoolLogs(ctx, l.cfg)
+		}
 	}
-	<-s.logs.done
+	l.cancel()
+	select {
+	case <-l.done:
+	case <-time.After(logsDrainLimit):
+		log.G(ctx).Warn("log collector did not stop")
+	}
+	s.logs = nil
+	s.collector.Store(nil)
+	return nil
 }
 
-// drainLogsAfterCrash is drainLogs for the delete subcommand: the collector
-// died with the shim; a new one picks up from the checkpoint.
-func drainLogsAfterCrash(ctx context.Context, podDir string) {
-	data, err := os.ReadFile(filepath.Join(podDir, logsConfigFile))
+// spoolLogs keeps what the pod's collector could not deliver: the log
+// volume goes to the node's spool (logfwd.SpoolVolume) instead of away with
+// the pod's other volumes, and cci-agent delivers the rest (R18).
+func (s *service) spoolLogs(ctx context.Context, cfg logfwd.Config) {
+	spoolVolume(ctx, s.logVolume(), s.cfg.LogSpoolDir(), s.launch.namespace, filepath.Base(s.podDir), cfg)
+}
+
+func spoolVolume(ctx context.Context, vol sandbox.Dir, dir, namespace, podID string, cfg logfwd.Config) {
+	name, err := logfwd.SinkFileName(namespace, podID)
+	if err == nil {
+		err = mount.UnmountAll(vol.Path, unix.MNT_DETACH)
+	}
+	if err == nil {
+		err = logfwd.SpoolVolume(dir, strings.TrimSuffix(name, ".jsonl"), vol.Image, cfg)
+	}
+	if err != nil {
+		log.G(ctx).WithError(err).Error("spooling the pod's undelivered logs: they are lost with the pod")
+		return
+	}
+	log.G(ctx).WithField("spool", dir).Warn("the pod's logs could not all be delivered; spooled for cci-agent to deliver")
+}
+
+// drainLogsAfterCrash is stopLogs for the delete subcommand: the collector
+// died with the shim; a new one picks up from the checkpoint, and what it
+// cannot deliver in time is spooled. cfgPath is <state>/<ns>/<pod>/logs.json.
+func drainLogsAfterCrash(ctx context.Context, cfgPath, spool string) {
+	data, err := os.ReadFile(cfgPath)
 	if err != nil {
 		return
 	}
@@ -205,10 +277,19 @@ func drainLogsAfterCrash(ctx context.Context, podDir string) {
 		log.G(ctx).WithError(err).Warn("restarting log collector")
 		return
 	}
+	defer c.Close()
 	dctx, cancel := context.WithTimeout(ctx, logsDrainLimit)
 	defer cancel()
 	if err := c.Drain(dctx); err != nil {
 		log.G(ctx).WithError(err).Warn("draining pod logs")
+		if errors.Is(err, logfwd.ErrNotDrained) {
+			// The volume is <pod volume dir>/volumes/logs, its image
+			// <pod volume dir>/images/logs.img (logVolume).
+			podVolumes := filepath.Dir(filepath.Dir(cfg.Root))
+			vol := sandbox.Dir{Path: cfg.Root, Image: filepath.Join(podVolumes, "images", "logs.img")}
+			podDir := filepath.Dir(cfgPath)
+			spoolVolume(ctx, vol, spool, filepath.Base(filepath.Dir(podDir)), filepath.Base(podDir), cfg)
+		}
 	}
 }
 

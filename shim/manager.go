@@ -17,11 +17,10 @@ import (
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
-	"github.com/containerd/containerd/v2/version"
 	"github.com/containerd/log"
 
 	"github.com/cci-shim/cci-shim/config"
-	"github.com/cci-shim/cci-shim/gpu"
+	"github.com/cci-shim/cci-shim/internal/version"
 	"github.com/cci-shim/cci-shim/sandbox"
 	"github.com/cci-shim/cci-shim/sandbox/backend"
 )
@@ -48,7 +47,8 @@ type manager struct{ name string }
 func (m *manager) Name() string { return m.name }
 
 func (m *manager) Info(ctx context.Context, _ io.Reader) (*types.RuntimeInfo, error) {
-	return &types.RuntimeInfo{Name: m.name, Version: &types.RuntimeVersion{Version: version.Version}}, nil
+	v := version.Get()
+	return &types.RuntimeInfo{Name: m.name, Version: &types.RuntimeVersion{Version: v.Version, Revision: v.Revision}}, nil
 }
 
 // Start returns the address of the pod's cci shim, starting it for the first
@@ -60,18 +60,34 @@ func (m *manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := config.Load(cfgPath)
+	cfg, src, err := config.LoadSource(cfgPath)
 	if err != nil {
+		return nil, err
+	}
+	// An unusable state dir would only show as a closed connection once the
+	// spawned shim fails: say it here, with the file that set it.
+	if err := cfg.PrepareStateDir(src.Path); err != nil {
 		return nil, err
 	}
 	if _, err := backend.New(cfg); err != nil {
 		return nil, err // R2: never fall back to another runtime
 	}
-	spec, err := readSpec("config.json")
-	if err != nil {
+	pod := podID(readAnnotations("config.json"), params.GetInstanceID())
+	if err := sandbox.ValidateIdentifier("containerd namespace", params.GetNamespace()); err != nil {
 		return nil, err
 	}
-	pod := podID(spec, params.GetInstanceID())
+	if err := sandbox.ValidateIdentifier("pod id (annotation "+annotationSandboxID+")", pod); err != nil {
+		return nil, err
+	}
+	podDir := filepath.Join(cfg.StateDir, params.GetNamespace(), pod)
+	if err := os.MkdirAll(podDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state_dir %q (node config %s) is not usable: %w", cfg.StateDir, src.Path, err)
+	}
+	defer func() {
+		if retErr != nil {
+			os.Remove(podDir) // only if nothing was put there
+		}
+	}()
 	socketDir := params.GetSocketDir()
 	if socketDir == "" {
 		socketDir = defaultSocketDir
@@ -156,9 +172,10 @@ func configPathFromOptions(params *bootapi.BootstrapParams) (string, error) {
 }
 
 // Stop is the delete subcommand: containerd runs it when our shim died or
-// never started. It deletes the container through the backend's own delete
-// subcommand, removes our state for it and, once the pod has no container
-// left, kills whatever of the pod's shims still runs.
+// never started. It reads the pod's owner from the state dir, deletes the
+// container through the backend's own delete subcommand, releases the
+// container's resources and, once the pod has no container left, the pod's:
+// the same teardown Shutdown runs, from the records.
 func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	status := shim.StopStatus{ExitedAt: time.Now(), ExitStatus: 128 + int(syscall.SIGKILL)}
 	ns, err := namespaces.NamespaceRequired(ctx)
@@ -173,48 +190,48 @@ func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) 
 	if err != nil {
 		return status, err
 	}
-	spec, _ := readSpec("config.json")
-	podDir := filepath.Join(cfg.StateDir, ns, podID(spec, id))
-	bundle := filepath.Join(podDir, "bundles", id)
-
-	if _, err := os.Stat(bundle); err == nil {
-		l := &launch{binary: cfg.Backend.Binary, namespace: ns, id: id, bundle: bundle,
-			grpcAddress: flagValue("address"), containerdBinary: flagValue("publish-binary")}
-		if path, err := exec.LookPath(l.binary); err == nil {
-			l.binary = path
-			if resp, err := deleteBackend(ctx, l); err != nil {
-				log.G(ctx).WithError(err).Warn("backend delete")
-			} else {
+	pod := podID(readAnnotations("config.json"), id)
+	if sandbox.ValidateIdentifier("containerd namespace", ns) != nil || sandbox.ValidateIdentifier("pod id", pod) != nil {
+		return status, nil // the start subcommand refused it: nothing of it exists
+	}
+	podDir := filepath.Join(cfg.StateDir, ns, pod)
+	if _, err := os.Stat(podDir); errors.Is(err, os.ErrNotExist) {
+		return status, nil
+	}
+	l := launch{namespace: ns, grpcAddress: flagValue("address"), containerdBinary: flagValue("publish-binary")}
+	if a, err := backend.New(cfg); err == nil {
+		l.binary = a.Binary()
+	}
+	env := releaseEnv{stateDir: cfg.StateDir, volumeDir: cfg.Policy.VolumeDir, spoolDir: cfg.LogSpoolDir(), gpu: cfg.GPU,
+		deleteTask: func(ctx context.Context, r resource) error {
+			if l.binary == "" {
+				return fmt.Errorf("backend shim %q not found: cannot delete task %s", cfg.Backend.Binary, r.Container)
+			}
+			dl := l
+			dl.id, dl.bundle = r.Container, r.Path
+			resp, err := deleteBackend(ctx, &dl)
+			if err != nil {
+				return err
+			}
+			if r.Container == id {
 				status = shim.StopStatus{Pid: int(resp.Pid), ExitStatus: int(resp.ExitStatus), ExitedAt: resp.ExitedAt.AsTime()}
 			}
-		}
-		removeBundle(ctx, bundle)
+			return nil
+		}}
+	o, err := loadOwner(podDir, releaseRecord(env))
+	if err != nil {
+		return status, err
 	}
-	os.RemoveAll(filepath.Join(podDir, "io", id))
-
-	if left, _ := os.ReadDir(filepath.Join(podDir, "bundles")); len(left) == 0 {
-		if rec, err := readBackendRecord(podDir); err == nil {
-			killAndWait(ctx, rec.Pid, 0)
-			removeSocket(rec.Address)
-		} else if !errors.Is(err, os.ErrNotExist) {
-			log.G(ctx).WithError(err).Warn("reading backend record")
+	if err := o.releaseContainer(ctx, id); err != nil {
+		log.G(ctx).WithError(err).Warn("releasing container resources")
+	}
+	if left, err := o.containersOnDisk(); err == nil && len(left) == 0 {
+		if err := o.releaseAll(ctx); err != nil {
+			log.G(ctx).WithError(err).Warn("releasing pod resources")
 		}
-		if pid := readPid(filepath.Join(podDir, shimPidFile)); pid > 0 && pid != os.Getpid() {
-			killAndWait(ctx, pid, 0)
+		if o.empty() {
+			os.RemoveAll(podDir)
 		}
-		if addr, err := os.ReadFile(filepath.Join(podDir, shimAddressFile)); err == nil && !shim.CanConnect(string(addr)) {
-			removeSocket(string(addr))
-		}
-		drainLogsAfterCrash(ctx, podDir)
-		if _, err := os.Stat(cfg.GPU.LedgerPath()); err == nil {
-			if err := gpu.NewLedger(cfg.GPU, nil).Release(ledgerKey(ns, podID(spec, id))); err != nil {
-				log.G(ctx).WithError(err).Warn("releasing gpus")
-			}
-		}
-		if err := sandbox.Cleanup(filepath.Join(cfg.Policy.VolumeDir, ns, podID(spec, id))); err != nil {
-			log.G(ctx).WithError(err).Warn("removing pod volumes")
-		}
-		os.RemoveAll(podDir)
 	}
 	return status, nil
 }

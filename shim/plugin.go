@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -50,7 +49,7 @@ func newService(ic *plugin.InitContext) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := config.Load("")
+	cfg, src, err := config.LoadSource("")
 	if err != nil {
 		return nil, err
 	}
@@ -58,50 +57,123 @@ func newService(ic *plugin.InitContext) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The backend's runtime options are the node's: marshalled once, sent
-	// on the backend's start and on every Create.
-	options, err := adapter.Options()
-	if err != nil {
-		return nil, err
-	}
 	address := os.Getenv(envAddress)
 	if address == "" {
 		return nil, fmt.Errorf("%s is not set: the shim must be started through its start subcommand", envAddress)
 	}
-	pod := flagValue("id")
+	return newTaskService(ic.Context, serviceDeps{
+		cfg:              cfg,
+		cfgPath:          src.Path,
+		adapter:          adapter,
+		publisher:        pp.(shim.Publisher),
+		shutdown:         ss.(shutdown.Service),
+		namespace:        ns,
+		pod:              flagValue("id"),
+		address:          address,
+		grpcAddress:      ic.Properties[plugins.PropertyGRPCAddress],
+		containerdBinary: os.Getenv(envContainerdBinary),
+		socketDir:        os.Getenv(envSocketDir),
+		failpoints:       loadFailpoints(),
+	})
+}
+
+// serviceDeps is what a pod's task service is built from.
+type serviceDeps struct {
+	cfg              config.Config
+	cfgPath          string // the node config file cfg came from, for errors
+	adapter          backend.Adapter
+	publisher        shim.Publisher
+	shutdown         shutdown.Service
+	namespace, pod   string
+	address          string // our own socket
+	grpcAddress      string // containerd's
+	containerdBinary string
+	socketDir        string
+	failpoints       failpoints
+	// startBackend starts the pod's backend shim; nil is the real one
+	// (its start subcommand). Tests hand in an in-process backend.
+	startBackend backendStarter
+}
+
+// backendStarter starts a backend shim; see startBackend.
+type backendStarter func(ctx context.Context, l *launch, recordStarted func(address string) error, onClose func()) (*backendShim, error)
+
+// newTaskService builds the task service of one pod: its state, its owner
+// (taking over what an earlier process of the pod recorded) and the event
+// relay.
+func newTaskService(ctx context.Context, d serviceDeps) (*service, error) {
+	// The backend's runtime options are the node's: marshalled once, sent
+	// on the backend's start and on every Create.
+	options, err := d.adapter.Options()
+	if err != nil {
+		return nil, err
+	}
+	cfg := d.cfg
 	s := &service{
-		ctx:        ic.Context,
-		cfg:        cfg,
-		adapter:    adapter,
-		publisher:  pp.(shim.Publisher),
-		shutdown:   ss.(shutdown.Service),
-		podDir:     filepath.Join(cfg.StateDir, ns, pod),
-		volumeDir:  filepath.Join(cfg.Policy.VolumeDir, ns, pod),
-		gpuKey:     ledgerKey(ns, pod),
-		address:    address,
-		containers: map[string]*container{},
+		ctx:          ctx,
+		cfg:          cfg,
+		cfgPath:      d.cfgPath,
+		adapter:      d.adapter,
+		traits:       d.adapter.Traits(),
+		publisher:    d.publisher,
+		shutdown:     d.shutdown,
+		podDir:       filepath.Join(cfg.StateDir, d.namespace, d.pod),
+		volumeDir:    filepath.Join(cfg.Policy.VolumeDir, d.namespace, d.pod),
+		gpuKey:       ledgerKey(d.namespace, d.pod),
+		address:      d.address,
+		containers:   map[string]*container{},
+		failpoints:   d.failpoints,
+		startBackend: d.startBackend,
 		launch: launch{
-			binary:           adapter.Binary(),
-			namespace:        ns,
-			grpcAddress:      ic.Properties[plugins.PropertyGRPCAddress],
-			ttrpcAddress:     strings.TrimPrefix(address, "unix://"),
-			containerdBinary: os.Getenv(envContainerdBinary),
-			socketDir:        os.Getenv(envSocketDir),
+			binary:           d.adapter.Binary(),
+			namespace:        d.namespace,
+			grpcAddress:      d.grpcAddress,
+			ttrpcAddress:     strings.TrimPrefix(d.address, "unix://"),
+			containerdBinary: d.containerdBinary,
+			socketDir:        d.socketDir,
 			debug:            cfg.Backend.Debug,
 			options:          options,
 		},
 	}
-	if err := os.MkdirAll(filepath.Join(s.podDir, "bundles"), 0o700); err != nil {
-		return nil, fmt.Errorf("creating pod state dir: %w", err)
+	if s.startBackend == nil {
+		s.startBackend = startBackend
 	}
-	if err := writeFileAtomic(filepath.Join(s.podDir, shimPidFile), []byte(strconv.Itoa(os.Getpid()))); err != nil {
+	// Both become host paths: containerd validates them, and so do we.
+	if err := sandbox.ValidateIdentifier("containerd namespace", d.namespace); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(s.podDir, shimAddressFile), []byte(address)); err != nil {
+	if err := sandbox.ValidateIdentifier("pod id", d.pod); err != nil {
+		return nil, err
+	}
+	s.pod = newPodPolicy(s.podDir)
+	if err := os.MkdirAll(s.podDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state_dir %q: creating pod state dir: %w", cfg.StateDir, err)
+	}
+	l := s.launch
+	env := releaseEnv{stateDir: cfg.StateDir, volumeDir: cfg.Policy.VolumeDir, spoolDir: cfg.LogSpoolDir(), gpu: cfg.GPU,
+		deleteTask: func(ctx context.Context, r resource) error {
+			dl := l
+			dl.id, dl.bundle = r.Container, r.Path
+			_, err := deleteBackend(ctx, &dl)
+			return err
+		}}
+	if s.owner, err = loadOwner(s.podDir, releaseRecord(env)); err != nil {
+		return nil, err
+	}
+	self, err := identify(os.Getpid())
+	if err != nil {
 		return nil, err
 	}
 	// However the shim ends (Shutdown, the backend dying, a signal), its
-	// socket goes with it.
+	// socket goes with it; after a crash the delete subcommand removes it
+	// from this record.
+	address := d.address
+	if err := s.owner.add(resource{Kind: resShim, Proc: self, Address: address}, func(context.Context) error {
+		removeSocket(address)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 	s.shutdown.RegisterCallback(func(context.Context) error {
 		removeSocket(address)
 		return nil
@@ -109,10 +181,13 @@ func newService(ic *plugin.InitContext) (any, error) {
 	if s.oomFloor, err = sandbox.ReadOOMScoreAdjFloor(); err != nil {
 		return nil, err
 	}
-	if s.gpus, err = newGPUs(cfg); err != nil {
+	if s.hostNamespaces, err = sandbox.ReadHostNamespaces(); err != nil {
 		return nil, err
 	}
-	s.relay = newEventRelay(ic.Context, s.publisher, s.drain)
-	go s.writeStatsLoop(ic.Context)
+	if s.gpus, err = newGPUs(cfg, s.traits.GPU); err != nil {
+		return nil, err
+	}
+	s.relay = newEventRelay(ctx, s.publisher, s.drain, s.exited)
+	go s.writeStatsLoop(ctx)
 	return s, nil
 }

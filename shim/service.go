@@ -18,11 +18,11 @@ import (
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/cci-shim/cci-shim/config"
-	"github.com/cci-shim/cci-shim/iothrottle"
+	"github.com/cci-shim/cci-shim/logfwd"
+	"github.com/cci-shim/cci-shim/sandbox"
 	"github.com/cci-shim/cci-shim/sandbox/backend"
 )
 
@@ -34,45 +34,48 @@ const (
 
 // service is the Task API containerd sees. Each RPC finds the container,
 // forwards to the pod's backend shim and returns; the platform's rules run in
-// Create and Exec (create.go), cleanup in Delete and Shutdown (delete.go).
+// Create and Exec (create.go, exec.go), teardown in Delete and Shutdown
+// (delete.go). Every host resource of the pod belongs to the owner.
 type service struct {
-	// ctx lives as long as the shim process: background work (the event
-	// relay, stdio copies) must outlive the RPC that started it.
+	// ctx lives as long as the shim process: background work (stdio
+	// copies, the log collector) must outlive the RPC that started it.
 	ctx       context.Context
 	cfg       config.Config
+	cfgPath   string // the node config file, named in errors about it
 	adapter   backend.Adapter
+	traits    backend.Traits
 	publisher shim.Publisher
 	shutdown  shutdown.Service
 	relay     *eventRelay
 	gpus      *gpus
-	logs      *podLogs    // guarded by createMu; nil without a log policy
-	podHasGPU atomic.Bool // some container got GPUs: release them at Shutdown
-	gpuKey    string      // the pod in the node's GPU ledger
-	launch    launch      // template for the pod's backend; id and bundle set at first Create
-	podDir    string      // <state_dir>/<namespace>/<pod id>
-	volumeDir string      // <policy.volume_dir>/<namespace>/<pod id>: the pod's host volumes
-	oomFloor  int         // the lowest oom_score_adj this host lets us set
-	address   string      // our own socket
+	owner     *owner
+	launch    launch // template for the pod's backend; id and bundle set when it starts
+	podDir    string // <state_dir>/<namespace>/<pod id>
+	volumeDir string // <policy.volume_dir>/<namespace>/<pod id>: the pod's host volumes
+	gpuKey    string // the pod in the node's GPU ledger
+	oomFloor  int    // the lowest oom_score_adj this host lets us set
+	address   string // our own socket
 
-	createMu sync.Mutex // serialises Create and Shutdown
+	// createMu serialises the RPCs that change the pod's set of resources:
+	// Create, a log policy Update and Shutdown. Other RPCs never take it.
+	createMu sync.Mutex
+	logs     *podLogs // guarded by createMu; nil without a log policy
+	closing  bool     // guarded by createMu: Shutdown began the pod's teardown
+	// collector is logs.collector for readers that must not wait on
+	// createMu (the stats writer).
+	collector atomic.Pointer[logfwd.Collector]
 
 	mu         sync.Mutex
 	backend    *backendShim          // guarded by mu; nil until the first Create
 	containers map[string]*container // guarded by mu
-}
-
-// container is one container of the pod as this shim tracks it.
-type container struct {
-	id          string
-	bundle      string                // the backend's bundle (ours)
-	frontBundle string                // containerd's bundle
-	procs       map[string]*processIO // by exec id, "" for init; guarded by service.mu
-	pid         uint32
-	spec        *specs.Spec         // as the backend got it
-	name        string              // for tenant-facing errors
-	gpu         bool                // has GPUs: execs get the driver environment
-	stdio       *iothrottle.Limiter // the init process's stdout+stderr budget
-	rootfs      *rootfsThrottle     // nil when the rootfs is not a block device
+	stopping   bool                  // guarded by mu: the backend going away is expected
+	// sandboxCgroupPath is the host cgroup of the pod's sandbox (its first
+	// container's), where a sandboxing backend's rootfs limits go.
+	sandboxCgroupPath string // guarded by mu
+	failpoints        failpoints
+	startBackend      backendStarter
+	pod               *podPolicy
+	hostNamespaces    []sandbox.NSRef // the host's own, which no container may join
 }
 
 var (
@@ -139,11 +142,23 @@ func (s *service) noContainers() bool {
 
 func (s *service) processIO(id, execID string) *processIO {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c, ok := s.containers[id]; ok {
-		return c.procs[execID]
+	c, ok := s.containers[id]
+	s.mu.Unlock()
+	if !ok {
+		return nil
 	}
-	return nil
+	return c.proc(execID)
+}
+
+// exited runs when a process of the pod has exited: a container's claims on
+// the pod (the R5 increment) pass on.
+func (s *service) exited(id, execID string) {
+	if execID != "" {
+		return
+	}
+	if err := s.pod.exited(id); err != nil {
+		log.G(s.ctx).WithError(err).WithField(fieldID, id).Warn("updating the pod's policy state")
+	}
 }
 
 // drain waits for a process's output to reach containerd.
@@ -281,10 +296,11 @@ func (s *service) Connect(ctx context.Context, r *taskv3.ConnectRequest) (*taskv
 	}
 	resp.TaskPid, resp.Version = br.TaskPid, br.Version
 	if resp.TaskPid == 0 {
-		resp.TaskPid = c.pid
+		resp.TaskPid = c.pid.Load()
 	}
 	return resp, nil
 }
 
 func (s *service) bundleDir(id string) string { return filepath.Join(s.podDir, "bundles", id) }
-func (s *service) ioDir() string              { return filepath.Join(s.podDir, "io") }
+func (s *service) ioDir(id string) string     { return filepath.Join(s.podDir, "io", id) }
+func (s *service) backendDir() string         { return filepath.Join(s.podDir, "backend") }

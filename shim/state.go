@@ -1,56 +1,26 @@
 package shim
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
-
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // On-disk state of a pod, under <state_dir>/<namespace>/<pod id>/:
 //
-//	shim.pid          this shim's pid
-//	shim.address      this shim's socket
-//	backend.json      the backend shim's pid and address
+//	resources.json    the owner's stack of the pod's host resources
+//	resources.lock    serialises the processes that change it
+//	backend/          the backend shim's working dir (config.json, log FIFO)
 //	bundles/<id>/     the backend's bundle for each container
 //	io/<id>/          our stdio FIFOs
+//	logs.json         the log collector's config; logs.checkpoint its offsets
+//	stats.json        the pod's stats for the node agent
+//	pod-state.json    the pod's policy state (sandbox.PodState)
 //
-// It lets the delete subcommand clean up after this shim died.
-const (
-	shimPidFile       = "shim.pid"
-	shimAddressFile   = "shim.address"
-	backendRecordFile = "backend.json"
-)
+// It lets the delete subcommand release everything after this shim died.
 
 // Annotation CRI puts on every container of a pod; containers carrying it
 // join the sandbox's shim (R1).
 const annotationSandboxID = "io.kubernetes.cri.sandbox-id"
-
-type backendRecord struct {
-	Pid     int    `json:"pid"`
-	Address string `json:"address"`
-}
-
-func writeBackendRecord(podDir string, r backendRecord) error {
-	data, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Join(podDir, backendRecordFile), data)
-}
-
-func readBackendRecord(podDir string) (backendRecord, error) {
-	var r backendRecord
-	data, err := os.ReadFile(filepath.Join(podDir, backendRecordFile))
-	if err != nil {
-		return r, err
-	}
-	return r, json.Unmarshal(data, &r)
-}
 
 func writeFileAtomic(path string, data []byte) error {
 	tmp := path + ".tmp"
@@ -63,21 +33,11 @@ func writeFileAtomic(path string, data []byte) error {
 	return nil
 }
 
-func readPid(path string) int {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-	return pid
-}
-
-// podID returns the pod a container belongs to: its CRI sandbox, else itself.
-func podID(spec *specs.Spec, id string) string {
-	if spec != nil {
-		if sb := spec.Annotations[annotationSandboxID]; sb != "" {
-			return sb
-		}
+// podID returns the pod a container belongs to: its CRI sandbox, else
+// itself. The caller validates it before it becomes part of a path.
+func podID(annotations map[string]string, id string) string {
+	if sb := annotations[annotationSandboxID]; sb != "" {
+		return sb
 	}
 	return id
 }

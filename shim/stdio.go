@@ -81,8 +81,9 @@ func newProcessIO(ctx context.Context, dir, name string, front stdio, lim *iothr
 		return f, nil
 	}
 	const (
-		rd = syscall.O_RDONLY | syscall.O_NONBLOCK
-		wr = syscall.O_WRONLY | syscall.O_NONBLOCK
+		rd   = syscall.O_RDONLY | syscall.O_NONBLOCK
+		wr   = syscall.O_WRONLY | syscall.O_NONBLOCK
+		rdwr = syscall.O_RDWR
 	)
 	for _, s := range []struct {
 		front   string
@@ -100,7 +101,14 @@ func newProcessIO(ctx context.Context, dir, name string, front stdio, lim *iothr
 		if err != nil {
 			return nil, err
 		}
-		dst, err := open(s.front, wr)
+		// containerd's FIFO is opened for reading and writing: this shim
+		// then always holds a reader, so a containerd restart (its reader
+		// gone for a while) never ends the copy with EPIPE. Writes block
+		// once the pipe is full — the container is backpressured — and the
+		// restarted containerd reopens the FIFO and reads on where it
+		// stopped: nothing lost, nothing repeated. containerd's runc shim
+		// does the same.
+		dst, err := open(s.front, rdwr)
 		if err != nil {
 			return nil, err
 		}

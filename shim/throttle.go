@@ -2,11 +2,11 @@ package shim
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"time"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
@@ -15,104 +15,135 @@ import (
 
 	"github.com/cci-shim/cci-shim/iothrottle"
 	"github.com/cci-shim/cci-shim/sandbox/backend"
-	"github.com/cci-shim/cci-shim/shim/podstats"
 )
-
-// statsInterval is how often the pod's stats file is rewritten.
-const statsInterval = time.Second
 
 // rootfsThrottle is a container's throttled rootfs device (R8).
 type rootfsThrottle struct {
 	dev        *iothrottle.BlockDevice
 	limits     iothrottle.DeviceLimits
-	cgroupPath string
+	burst      iothrottle.StartBurst
+	cgroupPath string                   // the cgroup the limits are in: the container's or the sandbox's
+	watch      *iothrottle.BurstWatcher // writes the limits into cgroupPath; nil when the spec carries them
 }
 
 // throttleRootfs finds the container's rootfs block device, attaching the
 // loop device of a blockfile snapshot itself so that it knows the device,
-// and limits it. runc gets the limit in the container's spec; for Kata the
-// VMM does the I/O, so the limit goes on the sandbox cgroup once it exists
-// (applyHostThrottle). A rootfs that is not a block device (overlayfs on a
-// development host) cannot be throttled by device: that is logged.
-func (s *service) throttleRootfs(ctx context.Context, spec *specs.Spec, rootfs []*types.Mount, limits iothrottle.DeviceLimits) ([]*types.Mount, *rootfsThrottle, error) {
-	if len(rootfs) == 0 {
-		return rootfs, nil, nil
-	}
+// and limits it where the adapter says the pod's I/O happens: in the
+// container's cgroup, through its spec (runc), or in the sandbox's host
+// cgroup once the task exists (applyHostThrottle; gVisor and Kata, whose
+// sandbox processes do every container's I/O). A rootfs that is not a block
+// device (overlayfs) cannot be throttled by device and is refused.
+//
+// With a start burst the device starts unlimited and a watcher writes the
+// limits into the cgroup once the burst is spent (watchRootfs), wherever
+// they go.
+func (s *service) throttleRootfs(ctx context.Context, c *container, rootfs []*types.Mount, limits iothrottle.Limits) ([]*types.Mount, error) {
 	dev, err := iothrottle.RootfsDevice(rootfs)
 	if errors.Is(err, iothrottle.ErrNoBlockDevice) {
-		log.G(ctx).WithError(err).Warn("rootfs is not a block device: the rootfs throttle does not apply")
-		return rootfs, nil, nil
+		// R7/R8 fail closed: a rootfs the throttle cannot hold is refused,
+		// not run unthrottled.
+		return nil, fmt.Errorf("container %q: rootfs is not a block device (%v); allowed: a block-device rootfs from the devmapper or blockfile snapshotter (R7, R8): %w",
+			c.name, err, errdefs.ErrFailedPrecondition)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("finding rootfs block device: %w", err)
+		return nil, fmt.Errorf("finding rootfs block device: %w", err)
 	}
-	t := &rootfsThrottle{dev: dev, limits: limits}
-	if spec.Linux != nil {
-		t.cgroupPath = spec.Linux.CgroupsPath
+	if err := s.cfg.Rootfs.CheckDevice(dev.Path, blockDeviceSize(dev), s.cfgPath); err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
 	}
-	if s.adapter.Traits().RootfsThrottle == backend.ThrottleContainer {
-		iothrottle.ApplyToSpec(spec, dev.Major, dev.Minor, limits)
+	if err := s.owner.add(resource{Kind: resRootfs, Container: c.id, Path: dev.Path},
+		func(context.Context) error { return dev.Close() }); err != nil {
+		dev.Close()
+		return nil, err
 	}
+	t := &rootfsThrottle{dev: dev, limits: limits.Rootfs, burst: limits.RootfsBurst}
+	switch s.traits.RootfsThrottle {
+	case backend.ThrottleContainer:
+		if c.spec.Linux != nil {
+			t.cgroupPath = c.spec.Linux.CgroupsPath
+		}
+		inSpec := t.limits
+		if t.burst.Enabled() {
+			inSpec = iothrottle.DeviceLimits{} // the watcher writes them after the burst
+		}
+		iothrottle.ApplyToSpec(c.spec, dev.Major, dev.Minor, inSpec)
+	case backend.ThrottleSandbox:
+		t.cgroupPath = s.sandboxCgroup(c.spec)
+	}
+	c.rootfs = t
 	log.G(ctx).WithField("device", fmt.Sprintf("%s (%d:%d)", dev.Path, dev.Major, dev.Minor)).
-		WithField("limits", fmt.Sprintf("%+v", limits)).Info("rootfs throttled")
-	return dev.Mounts, t, nil
+		WithField("limits", fmt.Sprintf("%+v", t.limits)).WithField("burst", fmt.Sprintf("%+v", t.burst)).
+		WithField("cgroup", t.cgroupPath).Info("rootfs throttled")
+	return dev.Mounts, nil
 }
 
-// applyHostThrottle limits the VMM's I/O on the sandbox cgroup (Kata): the
-// hypervisor-independent enforcement of R8.
-func (s *service) applyHostThrottle(t *rootfsThrottle) error {
-	if t == nil || s.adapter.Traits().RootfsThrottle != backend.ThrottleSandbox || t.cgroupPath == "" {
+// sandboxCgroup returns the host cgroup of the pod's sandbox: the cgroup of
+// the pod's first container (the CRI sandbox, or a standalone container),
+// remembered for the pod's later containers.
+func (s *service) sandboxCgroup(spec *specs.Spec) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sandboxCgroupPath == "" && spec.Linux != nil {
+		s.sandboxCgroupPath = spec.Linux.CgroupsPath
+	}
+	return s.sandboxCgroupPath
+}
+
+// watchRootfs writes the container's rootfs limits into the host cgroup
+// that holds the pod's I/O — at once, or once the start burst is spent —
+// unless the container's spec already carries them (runc, no burst). The
+// limits are recorded with the owner, which clears them when the container
+// goes (the device number is reused by the next pod).
+func (s *service) watchRootfs(ctx context.Context, c *container) error {
+	t := c.rootfs
+	if t == nil || s.traits.RootfsThrottle == backend.ThrottleContainer && !t.burst.Enabled() {
 		return nil
 	}
-	if err := iothrottle.ApplyToCgroup(t.cgroupPath, t.dev.Major, t.dev.Minor, t.limits); err != nil {
-		return fmt.Errorf("throttling the sandbox cgroup: %w: %w", err, errdefs.ErrFailedPrecondition)
+	if t.cgroupPath == "" {
+		return fmt.Errorf("rootfs throttle: the %s backend throttles in a cgroup, but the container has no cgroup path: %w",
+			s.adapter.Kind(), errdefs.ErrFailedPrecondition)
 	}
+	key := fmt.Sprintf("%d:%d", t.dev.Major, t.dev.Minor)
+	release := func(context.Context) error {
+		t.watch.Close()
+		return clearDeviceLimits(t.cgroupPath, t.dev.Major, t.dev.Minor)
+	}
+	if err := s.owner.add(resource{Kind: resThrottle, Container: c.id, Path: t.cgroupPath, Key: key}, release); err != nil {
+		return err
+	}
+	logger := log.G(ctx).WithField(fieldID, c.id)
+	w, err := iothrottle.WatchBurst(t.cgroupPath, t.dev.Major, t.dev.Minor, t.limits, t.burst, func(e iothrottle.BurstEnd) {
+		logger.WithField("reason", e.Reason).WithField("after", e.After).WithField("used", fmt.Sprintf("%+v", e.Used)).
+			WithError(e.Err).Info("rootfs start burst ended")
+	})
+	if err != nil {
+		return fmt.Errorf("throttling the rootfs in cgroup %s: %w: %w", t.cgroupPath, err, errdefs.ErrFailedPrecondition)
+	}
+	t.watch = w
 	return nil
 }
 
-func (t *rootfsThrottle) close() {
-	if t != nil {
-		t.dev.Close()
+// clearDeviceLimits removes a device's limits from a cgroup; a cgroup that
+// is gone (it went with its container or sandbox) holds none.
+func clearDeviceLimits(cgroupPath string, major, minor int64) error {
+	err := iothrottle.ApplyToCgroup(cgroupPath, major, minor, iothrottle.DeviceLimits{})
+	if err != nil && (errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "cgroup deleted") || strings.Contains(err.Error(), "no such file")) {
+		return nil
 	}
+	return err
 }
 
-// writeStatsLoop keeps the stats file current until ctx ends.
-func (s *service) writeStatsLoop(ctx context.Context) {
-	tick := time.NewTicker(statsInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			s.writeStats()
-		}
+// blockDeviceSize is the device's size in bytes (sysfs counts 512-byte
+// sectors whatever the device's block size), or -1.
+func blockDeviceSize(dev *iothrottle.BlockDevice) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/size", dev.Major, dev.Minor))
+	if err != nil {
+		return -1
 	}
-}
-
-func (s *service) writeStats() {
-	s.mu.Lock()
-	out := make(map[string]podstats.Container, len(s.containers))
-	for id, c := range s.containers {
-		cs := podstats.Container{Stdio: c.stdio.Stats()}
-		if t := c.rootfs; t != nil {
-			cs.Rootfs = &podstats.Rootfs{Device: fmt.Sprintf("%d:%d", t.dev.Major, t.dev.Minor), Limits: t.limits}
-			if io, err := iothrottle.DeviceStats(t.cgroupPath, t.dev.Major, t.dev.Minor); err == nil {
-				cs.Rootfs.IO = &io
-			}
-		}
-		out[id] = cs
+	n, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return -1
 	}
-	s.mu.Unlock()
-	if len(out) == 0 {
-		return
-	}
-	doc := podstats.Pod{Time: time.Now(), Containers: out}
-	if l := s.logs; l != nil {
-		st := l.collector.Stats()
-		doc.Logs = &st
-	}
-	if data, err := json.Marshal(doc); err == nil {
-		writeFileAtomic(filepath.Join(s.podDir, podstats.File), data)
-	}
+	return n * 512
 }

@@ -27,7 +27,7 @@ func TestCRIPod(t *testing.T) {
 
 	logDir := filepath.Join(env.Dir, "pod-logs")
 	podCfg := &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "demo", Namespace: "default", Uid: "uid-demo"},
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "demo", Namespace: "default", Uid: podUID("demo")},
 		LogDirectory: logDir,
 		Linux:        &runtimeapi.LinuxPodSandboxConfig{},
 	}

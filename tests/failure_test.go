@@ -96,16 +96,56 @@ func taskPid(t *testing.T, env *e2eenv.Env, id string) int {
 	return 0
 }
 
-// assertNoPodState fails when the cci state dir still holds a pod.
+// assertNoPodState fails when the cci state dir or volume dir still holds
+// a pod.
 func assertNoPodState(t *testing.T, env *e2eenv.Env) {
 	t.Helper()
-	dir := filepath.Join(env.StateDir, env.Namespace)
-	if !waitFor(5*time.Second, func() bool { e, _ := os.ReadDir(dir); return len(e) == 0 }) {
-		e, _ := os.ReadDir(dir)
-		var names []string
-		for _, x := range e {
-			names = append(names, x.Name())
+	for _, dir := range []string{filepath.Join(env.StateDir, env.Namespace), filepath.Join(env.Dir, "volumes", env.Namespace)} {
+		if !waitFor(5*time.Second, func() bool { e, _ := os.ReadDir(dir); return len(e) == 0 }) {
+			e, _ := os.ReadDir(dir)
+			var names []string
+			for _, x := range e {
+				names = append(names, x.Name())
+			}
+			t.Errorf("pod state left in %s: %v", dir, names)
 		}
-		t.Errorf("pod state left in %s: %v", dir, names)
 	}
+}
+
+// createSteps are the shim's Create steps, in order (shim/create.go's
+// failpoints): a SIGKILL of the cci shim after each must leave nothing.
+var createSteps = []string{"admitted", "volumes", "gpus", "rootfs", "bundle", "stdio", "backend", "task"}
+
+// TestShimKilledAtEachCreateStep: the cci shim dies (SIGKILL) right after
+// each step of Create, for a pod with a log policy and throttled stdio.
+// containerd's delete subcommand then releases everything the owner had
+// recorded: no process, mount, loop device, FIFO, socket or state is left,
+// and the next pod runs.
+func TestShimKilledAtEachCreateStep(t *testing.T) {
+	var fps []string
+	for _, s := range createSteps {
+		fps = append(fps, "create:"+s+"@fp-"+s)
+	}
+	env := e2eenv.Start(t, e2eenv.Options{ExtraEnv: []string{"CCI_SHIM_TEST_FAILPOINTS=" + strings.Join(fps, ",")}})
+	for _, step := range createSteps {
+		t.Run(step, func(t *testing.T) {
+			id := "fp-" + step
+			_, errOut, err := env.CtrRun("--rm", "--runtime", cciRuntime,
+				"--annotation", "logs.cci.io/policies="+`[{"container":"`+id+`","paths":["/var/log/app/*.log"]}]`,
+				env.Image, id, "true")
+			if err == nil {
+				t.Fatalf("ctr run succeeded through a shim killed at %s", step)
+			}
+			t.Logf("ctr run: %s", strings.TrimSpace(errOut))
+			env.Ctr("task", "rm", "-f", id)
+			env.Ctr("container", "rm", id)
+			assertNoLeaks(t, env)
+			assertNoPodState(t, env)
+		})
+	}
+	// The node still runs pods.
+	if _, errOut, err := env.CtrRun("--rm", "--runtime", cciRuntime, env.Image, "after", "true"); err != nil {
+		t.Fatalf("ctr run after the kills: %v: %s", err, errOut)
+	}
+	assertNoLeaks(t, env)
 }

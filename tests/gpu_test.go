@@ -199,7 +199,7 @@ func TestGPU(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		podCfg := &runtimeapi.PodSandboxConfig{
-			Metadata:    &runtimeapi.PodSandboxMetadata{Name: "gpu", Namespace: "default", Uid: "uid-gpu"},
+			Metadata:    &runtimeapi.PodSandboxMetadata{Name: "gpu", Namespace: "default", Uid: podUID("gpu")},
 			Annotations: map[string]string{"gpu.cci.io/count": "1"},
 			Linux:       &runtimeapi.LinuxPodSandboxConfig{},
 		}
@@ -240,7 +240,7 @@ func TestGPU(t *testing.T) {
 			t.Errorf("after RemovePodSandbox the ledger still holds %v", gpuAllocations(t, env))
 		}
 
-		podCfg.Metadata.Name, podCfg.Metadata.Uid = "gpu-too-many", "uid-gpu-too-many"
+		podCfg.Metadata.Name, podCfg.Metadata.Uid = "gpu-too-many", podUID("gpu-too-many")
 		podCfg.Annotations["gpu.cci.io/count"] = "3"
 		_, err = rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podCfg, RuntimeHandler: criHandler})
 		const want = `gpu.cci.io/count "3" asks for more GPUs than are free (node has 2, 2 free); allowed: at most 2 now`

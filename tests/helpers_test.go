@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cci-shim/cci-shim/logfwd"
 	"github.com/cci-shim/cci-shim/tests/e2eenv"
 )
 
@@ -42,6 +43,9 @@ func exitCode(t *testing.T, err error) int {
 	return ee.ExitCode()
 }
 
+// podUID is e2eenv.PodUID: a UUID derived from the pod's name.
+func podUID(name string) string { return e2eenv.PodUID(name) }
+
 func sha(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
@@ -71,4 +75,15 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 		}
 	}
 	return cond()
+}
+
+// sinkName is the file sink of a CRI pod: named by containerd namespace and
+// sandbox id, never by the tenant's names.
+func sinkName(t *testing.T, sandboxID string) string {
+	t.Helper()
+	name, err := logfwd.SinkFileName(e2eenv.CRINamespace, sandboxID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name
 }

@@ -33,7 +33,7 @@ i=$((i+1)); sleep 0.05; done`
 	pods := map[string]string{} // name -> sandbox id
 	for _, name := range []string{"plain", "logged"} {
 		cfg := &runtimeapi.PodSandboxConfig{
-			Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "mem", Uid: "uid-" + name},
+			Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "mem", Uid: podUID(name)},
 			LogDirectory: filepath.Join(env.Dir, "pod-logs", name),
 			Linux:        &runtimeapi.LinuxPodSandboxConfig{},
 		}

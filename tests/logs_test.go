@@ -36,7 +36,7 @@ func TestLogCollection(t *testing.T) {
 		t.Fatal(err)
 	}
 	podCfg := &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "logger", Namespace: "team-a", Uid: "uid-logger"},
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "logger", Namespace: "team-a", Uid: podUID("logger")},
 		LogDirectory: filepath.Join(env.Dir, "pod-logs"),
 		Linux:        &runtimeapi.LinuxPodSandboxConfig{},
 		Annotations: map[string]string{
@@ -90,7 +90,9 @@ echo done > /tmp/done; sleep 3600`, secret, n)
 		t.Fatalf("RemovePodSandbox: %v", err)
 	}
 
-	sink := filepath.Join(env.Dir, "podlogs", "team-a_logger_uid-logger.jsonl")
+	// Sinks are named by containerd namespace and pod sandbox id, never by
+	// the tenant's names, which only appear inside the records.
+	sink := filepath.Join(env.Dir, "podlogs", sinkName(t, sb.PodSandboxId))
 	f, err := os.Open(sink)
 	if err != nil {
 		t.Fatalf("file sink: %v", err)
@@ -103,7 +105,7 @@ echo done > /tmp/done; sleep 3600`, secret, n)
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("sink line %q: %v", sc.Text(), err)
 		}
-		if r.Namespace != "team-a" || r.Pod != "logger" || r.PodUID != "uid-logger" || r.Container != "app" {
+		if r.Namespace != "team-a" || r.Pod != "logger" || r.PodUID != podUID("logger") || r.Container != "app" {
 			t.Errorf("record not tagged with the pod's identity: %+v", r)
 		}
 		if !strings.HasPrefix(r.Path, "/var/log/app/") {

@@ -36,7 +36,7 @@ type criPod struct {
 // given pod annotations.
 func podConfig(env *e2eenv.Env, name string, annotations map[string]string) *runtimeapi.PodSandboxConfig {
 	return &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "default", Uid: "uid-" + name},
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "default", Uid: podUID(name)},
 		LogDirectory: filepath.Join(env.Dir, "pod-logs", name),
 		Annotations:  annotations,
 		Linux:        &runtimeapi.LinuxPodSandboxConfig{},

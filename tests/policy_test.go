@@ -126,7 +126,7 @@ func TestPolicyRefusals(t *testing.T) {
 	}
 
 	hostDir := filepath.Join(env.Dir, "host-data")
-	otherPodVolume := filepath.Join(env.Dir, "kubelet", "pods", "uid-someone-else", "volumes", "kubernetes.io~configmap", "cfg")
+	otherPodVolume := filepath.Join(env.Dir, "kubelet", "pods", podUID("someone-else"), "volumes", "kubernetes.io~configmap", "cfg")
 	for _, d := range []string{hostDir, otherPodVolume} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)

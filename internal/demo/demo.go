@@ -1,20 +1,18 @@
 // Package demo is the main job of `make run`: it starts a local containerd
 // v2 with the cci runtime (runc backend, blockfile rootfs), runs demo pods
-// through ctr and the CRI API, and shows each platform rule of SPEC.md as
-// the pod sees it. It is a showcase, not a test: the end-to-end tests under
-// tests/ assert what it shows.
+// through crictl and ctr, the clients operators use, and shows each platform
+// rule of SPEC.md as the pod sees it. It is a showcase, not a test: the
+// end-to-end tests under tests/ assert what it shows.
 package demo
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
+	"github.com/cci-shim/cci-shim/internal/crictl"
 	"github.com/cci-shim/cci-shim/tests/e2eenv"
 )
 
@@ -36,26 +34,35 @@ const gpuFixture = `{"driverVersion": "470.82.01", "cudaVersion": "11.4", "devic
  {"index": 1, "minor": 1, "uuid": "GPU-c0999c5e-6d00-84f3-82f2-233595f5664e", "model": "Tesla T4", "memoryMiB": 15360, "pciBusId": "00000000:00:1C.0"}]}`
 
 type demo struct {
-	p   *e2eenv.Program
+	p   e2eenv.TB
 	env *e2eenv.Env
+	cri *crictl.Client
 	n   int
 }
 
-// Run runs the demo; p's cleanups tear everything down.
-func Run(p *e2eenv.Program) {
+// Run runs the demo; p's cleanups tear everything down, also when the run
+// stops early (a failure, or an interrupt: see package interrupt).
+func Run(p e2eenv.TB) {
 	d := &demo{p: p}
 	p.Logf("== cci-shim demo: containerd v2 + containerd-shim-cci-v2 (runc backend, blockfile rootfs)")
 	d.env = e2eenv.Start(p, e2eenv.Options{NodeConfig: nodeConfig, CRI: true, LogLevel: "info"})
+	bin, err := crictl.Find(d.env.ToolsDir)
+	if err != nil {
+		p.Fatalf("%v", err)
+	}
+	if d.cri, err = crictl.New(bin, d.env.Address, d.env.Dir); err != nil {
+		p.Fatalf("%v", err)
+	}
 	d.prepareGPUNode()
 
-	d.section("R1 R2 R22", "one pod = one cci shim in front of one backend shim (CRI, two containers)")
-	sb, podCfg := d.criPod()
+	d.section("R1 R2 R22", "one pod = one cci shim in front of one backend shim (crictl, RuntimeClass handler cci, two containers)")
+	sb, _ := d.criPod()
 	d.shims()
 
 	d.section("R7", "the pod's root filesystem is its own 20 GiB block device")
 	d.exec(sb, "app", "grep ' / ' /proc/mounts; df -h / | tail -1")
 
-	d.section("R5", "pod size normalised: app asks 300m CPU / 1Gi, gets a valid size (0.5 core, 1 GiB)")
+	d.section("R5", "pod size normalised from what CRI sends: app has limits 300m CPU / 700Mi, gets a valid size (0.5 core, 1 GiB)")
 	d.exec(sb, "app", "echo cfs_quota_us=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) cfs_period_us=$(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us) memory.limit_in_bytes=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)")
 
 	d.section("R9", "allowed pod sysctl applied; a sysctl outside the allow-list refuses the pod")
@@ -65,7 +72,7 @@ func Run(p *e2eenv.Program) {
 	d.section("R10", "/dev/shm is a tmpfs of the requested size (annotation shm.cci.io/size=128Mi)")
 	d.exec(sb, "app", "df -h /dev/shm | tail -1")
 
-	d.section("R3", "privileged and host-network containers are refused; SYS_ADMIN is allowed")
+	d.section("R3, R25", "privileged and host-network containers are refused; SYS_ADMIN is allowed in a sandbox (gVisor, Kata) and refused where the container shares the host kernel (runc)")
 	d.ctrRun("privileged", "--privileged")
 	d.ctrRun("host-network", "--net-host")
 	d.ctrRun("sys-admin", "--cap-add", "CAP_SYS_ADMIN", "--", "sh", "-c", "mount -o remount,size=32m /dev/shm && df -h /dev/shm | tail -1")
@@ -95,11 +102,11 @@ e=$(cut -d' ' -f1 /proc/uptime); awk -v s=$s -v e=$e 'BEGIN { printf "wrote 1887
 	d.logs(sb)
 
 	d.section("end", "stop and remove everything")
-	rs, _ := d.env.CRI()
-	ctx := context.Background()
-	rs.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb})
-	rs.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb})
-	d.sinkSummary(podCfg)
+	d.p.Logf("   $ crictl stopp %s && crictl rmp %s", sb[:12], sb[:12])
+	if err := d.cri.RemovePod(sb); err != nil {
+		d.p.Errorf("%v", err)
+	}
+	d.sinkSummary(sb)
 	if leaks := d.env.WaitNoLeaks(10 * time.Second); len(leaks) > 0 {
 		d.p.Errorf("left behind: %v", leaks)
 	} else {

@@ -2,7 +2,6 @@ package demo
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,52 +9,59 @@ import (
 	"strings"
 	"time"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
+	"github.com/cci-shim/cci-shim/internal/crictl"
+	"github.com/cci-shim/cci-shim/logfwd"
 	"github.com/cci-shim/cci-shim/tests/e2eenv"
 )
 
 var podAnnotations = map[string]string{
-	"resources.cci.io/containers": `[{"name":"app","limits":{"cpu":"300m","memory":"1Gi"}},{"name":"sidecar"}]`,
-	"shm.cci.io/size":             "128Mi",
-	"logs.cci.io/policies":        `[{"container":"app","paths":["/var/log/app/*.log"]}]`,
+	"shm.cci.io/size":      "128Mi",
+	"logs.cci.io/policies": `[{"container":"app","paths":["/var/log/app/*.log"]}]`,
 }
 
-func (d *demo) podConfig(name string, sysctls map[string]string) *runtimeapi.PodSandboxConfig {
-	return &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "demo", Uid: "uid-" + name},
+// appResources are what kubelet sends for a container with limits 300m CPU
+// and 700Mi memory; the pod's are the same (the sidecar sets none).
+var appResources = &crictl.Resources{CPUPeriod: 100000, CPUQuota: 30000, MemoryLimitInBytes: 700 << 20}
+
+func (d *demo) podConfig(name string, sysctls map[string]string) crictl.Pod {
+	return crictl.Pod{
+		Metadata:     crictl.Metadata{Name: name, Namespace: "demo", UID: e2eenv.PodUID(name)},
 		LogDirectory: filepath.Join(d.env.Dir, "pod-logs", name),
-		Linux:        &runtimeapi.LinuxPodSandboxConfig{Sysctls: sysctls},
+		Linux:        &crictl.PodLinux{Sysctls: sysctls, Resources: appResources},
 		Annotations:  podAnnotations,
 	}
 }
 
-// criPod starts the demo pod: app and sidecar in one sandbox.
-func (d *demo) criPod() (string, *runtimeapi.PodSandboxConfig) {
-	rs, _ := d.env.CRI()
-	ctx := context.Background()
-	cfg := d.podConfig("web", map[string]string{"net.core.somaxconn": "1024"})
-	sb, err := rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: "cci"})
+// criPod starts the demo pod with crictl: app and sidecar in one sandbox.
+func (d *demo) criPod() (string, crictl.Pod) {
+	pod := d.podConfig("web", map[string]string{"net.core.somaxconn": "1024"})
+	sb, err := d.cri.RunPod(pod, "cci")
 	if err != nil {
-		d.p.Fatalf("RunPodSandbox: %v", err)
+		d.p.Fatalf("%v", err)
 	}
+	d.p.Logf("   $ crictl runp --runtime cci pod.json\n   | %s", sb)
 	for _, name := range []string{"app", "sidecar"} {
-		cr, err := rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sb.PodSandboxId, SandboxConfig: cfg,
-			Config: &runtimeapi.ContainerConfig{
-				Metadata:    &runtimeapi.ContainerMetadata{Name: name},
-				Image:       &runtimeapi.ImageSpec{Image: d.env.Image},
-				Command:     []string{"sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"},
-				Annotations: podAnnotations,
-			}})
-		if err != nil {
-			d.p.Fatalf("CreateContainer %s: %v", name, err)
+		c := crictl.Container{
+			Metadata:    crictl.Metadata{Name: name},
+			Image:       crictl.Image{Image: d.env.Image},
+			Command:     []string{"sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"},
+			Annotations: podAnnotations,
 		}
-		if _, err := rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
-			d.p.Fatalf("StartContainer %s: %v", name, err)
+		if name == "app" {
+			c.Linux = &crictl.ContainerLinux{Resources: appResources}
+		}
+		if _, err := d.cri.StartContainer(sb, pod, c); err != nil {
+			d.p.Fatalf("%v", err)
 		}
 	}
-	d.p.Logf("   pod %s: containers app and sidecar running (RuntimeClass handler cci)", sb.PodSandboxId[:12])
-	return sb.PodSandboxId, cfg
+	for _, args := range [][]string{{"pods", "--id", sb}, {"ps", "--pod", sb}} {
+		out, err := d.cri.Run(args...)
+		if err != nil {
+			d.p.Fatalf("%v", err)
+		}
+		d.p.Logf("   $ crictl %s\n%s", strings.Join(args, " "), indent(out))
+	}
+	return sb, pod
 }
 
 // shims prints the shim processes serving the pod.
@@ -78,38 +84,33 @@ func ppid(pid int) int {
 	return p
 }
 
-// exec runs a shell line in a container of the pod (CRI ExecSync).
+// exec runs a shell line in a container of the pod with crictl exec.
 func (d *demo) exec(sb, container, line string) {
-	rs, _ := d.env.CRI()
-	ctx := context.Background()
-	list, err := rs.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: sb}})
+	id, err := d.cri.Run("ps", "--pod", sb, "--name", "^"+container+"$", "-q")
+	if err != nil || id == "" || strings.Contains(id, "\n") {
+		d.p.Fatalf("no single container %s in pod %s: %q %v", container, sb, id, err)
+	}
+	out, err := d.cri.Run("exec", id, "sh", "-c", line)
 	if err != nil {
-		d.p.Fatalf("ListContainers: %v", err)
+		d.p.Fatalf("%v", err)
 	}
-	for _, c := range list.Containers {
-		if c.Metadata.Name != container {
-			continue
-		}
-		r, err := rs.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: c.Id, Cmd: []string{"sh", "-c", line}, Timeout: 30})
-		if err != nil {
-			d.p.Fatalf("ExecSync: %v", err)
-		}
-		d.p.Logf("   $ %s\n%s", line, indent(string(r.Stdout)+string(r.Stderr)))
-		return
-	}
-	d.p.Fatalf("no container %s in pod %s", container, sb)
+	d.p.Logf("   $ %s\n%s", line, indent(out))
 }
 
 // refusedPod tries a pod with the given sysctls and prints the refusal.
 func (d *demo) refusedPod(name string, sysctls map[string]string) {
-	rs, _ := d.env.CRI()
-	_, err := rs.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{
-		Config: d.podConfig("refused", sysctls), RuntimeHandler: "cci"})
+	id, err := d.cri.RunPod(d.podConfig("refused", sysctls), "cci")
 	if err == nil {
-		d.p.Errorf("pod with %s was not refused", name)
+		d.p.Errorf("pod with %s was not refused (pod %s)", name, id)
+		d.cri.RemovePod(id)
 		return
 	}
-	d.p.Logf("   pod with sysctl %s refused: %v", name, err)
+	msg := lastErrLine(err.Error())
+	if i := strings.Index(msg, "failed to create shim task: "); i >= 0 {
+		// crictl logs the gRPC error inside a quoted msg="...".
+		msg = strings.ReplaceAll(strings.TrimSuffix(msg[i+len("failed to create shim task: "):], `"`), `\"`, `"`)
+	}
+	d.p.Logf("   $ crictl runp --runtime cci refused.json   (sysctl %s)\n   refused: %s", name, msg)
 }
 
 // prepareGPUNode writes the fake GPU node: inventory, /proc/devices and a
@@ -175,9 +176,15 @@ func (d *demo) logs(sb string) {
 	d.exec(sb, "app", `cd /var/log/app && i=0; while [ $i -lt 150 ]; do echo "request $i served" >> access.log; i=$((i+1)); [ $((i % 50)) -eq 0 ] && mv access.log access.$i.log; done; ls`)
 }
 
-func (d *demo) sinkSummary(cfg *runtimeapi.PodSandboxConfig) {
-	m := cfg.Metadata
-	path := filepath.Join(d.env.Dir, "podlogs", m.Namespace+"_"+m.Name+"_"+m.Uid+".jsonl")
+// sinkSummary reads the pod's file sink, named by containerd namespace and
+// sandbox id (the pod's names are inside the records only).
+func (d *demo) sinkSummary(sb string) {
+	name, err := logfwd.SinkFileName(e2eenv.CRINamespace, sb)
+	if err != nil {
+		d.p.Errorf("log sink: %v", err)
+		return
+	}
+	path := filepath.Join(d.env.Dir, "podlogs", name)
 	f, err := os.Open(path)
 	if err != nil {
 		d.p.Errorf("log sink: %v", err)

@@ -3,6 +3,7 @@
 package e2eenv
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -192,4 +193,12 @@ func tomlList(items []string) string {
 		quoted[i] = fmt.Sprintf("%q", s)
 	}
 	return "[" + strings.Join(quoted, ", ") + "]"
+}
+
+// PodUID is a pod UID as the API server makes them (a version-4-shaped
+// UUID), derived from name so that a test can lay out the pod's kubelet
+// directories before it runs the pod.
+func PodUID(name string) string {
+	h := fmt.Sprintf("%x", sha256.Sum256([]byte("pod-uid/"+name)))
+	return h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-8" + h[17:20] + "-" + h[20:32]
 }

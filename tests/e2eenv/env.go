@@ -109,6 +109,7 @@ type Env struct {
 	t     TB
 	tools toolPaths
 	cri   bool
+	opts  Options // as started, for RestartContainerd
 
 	containerdRoot  string
 	containerdState string
@@ -123,8 +124,6 @@ type Env struct {
 
 	ctx    context.Context // namespaced; cancelled at teardown
 	cancel context.CancelFunc
-
-	defaultPolicyRoots bool // Options.DefaultPolicyRoots
 
 	mu      sync.Mutex       // guards the fields below
 	client  *client.Client   // lazily created, closed at teardown
@@ -158,8 +157,7 @@ func Start(t TB, opts Options) *Env {
 		t.Fatalf("e2eenv: %v", err)
 	}
 	e := layout(t, dir)
-	e.ToolsDir, e.BinDir, e.tools, e.cri = tools.toolsDir, tools.binDir, tools, opts.CRI
-	e.defaultPolicyRoots = opts.DefaultPolicyRoots
+	e.ToolsDir, e.BinDir, e.tools, e.cri, e.opts = tools.toolsDir, tools.binDir, tools, opts.CRI, opts
 	close(e.exited) // nothing to wait for until containerd starts
 	e.ctx, e.cancel = context.WithCancel(namespaces.WithNamespace(context.Background(), e.Namespace))
 	t.Cleanup(func() {
@@ -246,7 +244,7 @@ func (e *Env) ContainerdLog() string {
 // Like Options.NodeConfig, toml comes after the env's own settings.
 func (e *Env) SetNodeConfig(toml string) error {
 	base := nodeConfigBase
-	if !e.defaultPolicyRoots {
+	if !e.opts.DefaultPolicyRoots {
 		base += nodeConfigPolicyRoots
 	}
 	return writeFileAtomic(e.NodeConfigPath, []byte(e.expand(base+toml)))

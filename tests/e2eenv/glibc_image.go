@@ -40,46 +40,7 @@ func (e *Env) ImportGlibcImage(name string, files map[string]string) error {
 			all[k] = v
 		}
 	}
-	layer, err := filesLayer(all)
-	if err != nil {
-		return fmt.Errorf("image %s: %w", name, err)
-	}
-	base, err := busyboxLayer()
-	if err != nil {
-		return fmt.Errorf("image %s: %w", name, err)
-	}
-	archive := filepath.Join(e.Dir, "image-"+strings.NewReplacer("/", "_", ":", "_").Replace(name)+".tar")
-	if err := writeLayoutArchive(archive, name, [][]byte{base, layer}); err != nil {
-		return fmt.Errorf("image %s: %w", name, err)
-	}
-	nss := []string{e.Namespace}
-	if e.cri {
-		nss = append(nss, CRINamespace)
-	}
-	for _, ns := range nss {
-		if _, stderr, err := e.CtrIn(ns, "images", "import", archive); err != nil {
-			return fmt.Errorf("ctr -n %s images import %s: %w: %s", ns, name, err, stderr)
-		}
-	}
-	if !e.cri {
-		return nil
-	}
-	_, img, err := e.criClients()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
-	defer cancel()
-	for {
-		st, err := img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: name}})
-		if err == nil && st.Image != nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("CRI does not see image %s after import: %w", name, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return e.ImportFilesImage(name, all)
 }
 
 // sharedLibraries runs ldd on prog and returns what it lists with a path (the loader and
@@ -240,4 +201,50 @@ func writeLayoutArchive(dst, name string, layers [][]byte) error {
 		return err
 	}
 	return os.WriteFile(dst, buf.Bytes(), 0o644)
+}
+
+// ImportFilesImage builds an image called name: the busybox test layer plus one layer holding
+// files (image path → host path, content and mode copied, symlinks followed). It imports the
+// image into the env's namespace and, with CRI, into k8s.io, and waits until CRI sees it.
+func (e *Env) ImportFilesImage(name string, files map[string]string) error {
+	layer, err := filesLayer(files)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", name, err)
+	}
+	base, err := busyboxLayer()
+	if err != nil {
+		return fmt.Errorf("image %s: %w", name, err)
+	}
+	archive := filepath.Join(e.Dir, "image-"+strings.NewReplacer("/", "_", ":", "_").Replace(name)+".tar")
+	if err := writeLayoutArchive(archive, name, [][]byte{base, layer}); err != nil {
+		return fmt.Errorf("image %s: %w", name, err)
+	}
+	nss := []string{e.Namespace}
+	if e.cri {
+		nss = append(nss, CRINamespace)
+	}
+	for _, ns := range nss {
+		if _, stderr, err := e.CtrIn(ns, "images", "import", archive); err != nil {
+			return fmt.Errorf("ctr -n %s images import %s: %w: %s", ns, name, err, stderr)
+		}
+	}
+	if !e.cri {
+		return nil
+	}
+	_, img, err := e.criClients()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	for {
+		st, err := img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: name}})
+		if err == nil && st.Image != nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("CRI does not see image %s after import: %w", name, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

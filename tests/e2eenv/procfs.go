@@ -258,7 +258,12 @@ func loopsBackedUnder(dir string) []string {
 
 // socketsUnder returns the unix sockets in the trees under dirs, not descending into other
 // filesystems (a container's mounted rootfs is reported as a mount, not walked).
-func socketsUnder(dirs ...string) []string {
+func socketsUnder(dirs ...string) []string { return filesOfTypeUnder(os.ModeSocket, dirs...) }
+
+// fifosUnder lists the FIFOs in dirs, as socketsUnder does sockets.
+func fifosUnder(dirs ...string) []string { return filesOfTypeUnder(os.ModeNamedPipe, dirs...) }
+
+func filesOfTypeUnder(mode os.FileMode, dirs ...string) []string {
 	var out []string
 	for _, d := range dirs {
 		var root unix.Stat_t
@@ -275,7 +280,7 @@ func socketsUnder(dirs ...string) []string {
 					return filepath.SkipDir
 				}
 			}
-			if ent.Type()&os.ModeSocket != 0 {
+			if ent.Type()&mode != 0 {
 				out = append(out, p)
 			}
 			return nil

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cci-shim/cci-shim/sandbox"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,6 +60,13 @@ func (e *Env) Stop() error {
 	}
 	if err := detachLoops(e.Dir); err != nil {
 		errs = append(errs, err)
+	}
+	// The cgroup parents of the env's namespace (containerd's default for ctr,
+	// and the one the cci shim chooses) outlive their containers.
+	for _, cg := range []string{"/" + e.Namespace, sandbox.DefaultCgroupRoot + "/" + e.Namespace} {
+		if err := sandbox.RemoveCgroup(cg); err != nil {
+			errs = append(errs, fmt.Errorf("removing cgroup %s: %w", cg, err))
+		}
 	}
 	if e.cri {
 		if _, err := os.Stat("/sys/class/net/" + e.BridgeName); err == nil {
@@ -287,6 +295,21 @@ func (e *Env) Leaks() []string {
 	}
 	for _, s := range socketsUnder(e.stateDirs()...) {
 		leaks = append(leaks, "socket "+s)
+	}
+	for _, f := range fifosUnder(e.stateDirs()...) {
+		leaks = append(leaks, "FIFO "+f)
+	}
+	// ctr puts a container's cgroup at /<namespace>/<id> (the env's own
+	// namespace: CRI's k8s.io is shared with other envs).
+	for _, ctl := range []string{"memory", "cpu", "blkio", "pids"} {
+		cgs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", ctl, e.Namespace, "*"))
+		shimCgs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", ctl, sandbox.DefaultCgroupRoot, e.Namespace, "*"))
+		cgs = append(cgs, shimCgs...)
+		for _, cg := range cgs {
+			if st, err := os.Stat(cg); err == nil && st.IsDir() {
+				leaks = append(leaks, "cgroup "+cg)
+			}
+		}
 	}
 	ipam, _ := filepath.Glob(filepath.Join(e.cniDataDir(), "*", "*"))
 	for _, f := range ipam {

@@ -141,6 +141,7 @@ type service struct {
 	events  eventsapi.TTRPCEventsService
 	done    chan struct{}
 	nextPid uint32
+	cgroup  string // the sandbox's blkio cgroup, created at the first Create
 }
 
 func (s *service) rec(method string, req proto.Message) {
@@ -183,6 +184,22 @@ func (s *service) get(id, exec string) *proc {
 
 func (s *service) Create(ctx context.Context, r *taskv2.CreateTaskRequest) (*taskv2.CreateTaskResponse, error) {
 	s.rec("Create", r)
+	// Kata with sandbox_cgroup_only puts the VMM, which does every
+	// container's I/O, in the sandbox's cgroup: the one the first spec names.
+	if s.cgroup == "" {
+		var spec struct {
+			Linux struct {
+				CgroupsPath string `json:"cgroupsPath"`
+			} `json:"linux"`
+		}
+		data, _ := os.ReadFile(filepath.Join(r.Bundle, "config.json"))
+		if json.Unmarshal(data, &spec) == nil && spec.Linux.CgroupsPath != "" {
+			s.cgroup = filepath.Join("/sys/fs/cgroup/blkio", spec.Linux.CgroupsPath)
+			if err := os.MkdirAll(s.cgroup, 0o755); err != nil {
+				return nil, fmt.Errorf("creating the sandbox cgroup: %w", err)
+			}
+		}
+	}
 	p := s.add(r.ID, "")
 	s.publish("/tasks/create", &eventstypes.TaskCreate{ContainerID: r.ID, Bundle: r.Bundle, Pid: p.pid})
 	return &taskv2.CreateTaskResponse{Pid: p.pid}, nil
@@ -238,6 +255,9 @@ func (s *service) Wait(ctx context.Context, r *taskv2.WaitRequest) (*taskv2.Wait
 }
 
 func (s *service) Delete(ctx context.Context, r *taskv2.DeleteRequest) (*taskv2.DeleteResponse, error) {
+	if s.cgroup != "" && r.ExecID == "" {
+		record(Record{Method: "blkio", Spec: blkioThrottle(s.cgroup)})
+	}
 	s.rec("Delete", r)
 	s.mu.Lock()
 	p := s.procs[key(r.ID, r.ExecID)]
@@ -303,10 +323,26 @@ func (s *service) Shutdown(ctx context.Context, r *taskv2.ShutdownRequest) (*emp
 	s.rec("Shutdown", r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cgroup != "" {
+		record(Record{Method: "blkio-at-shutdown", Spec: blkioThrottle(s.cgroup)})
+		for p := s.cgroup; p != "/sys/fs/cgroup/blkio" && os.Remove(p) == nil; p = filepath.Dir(p) {
+		}
+	}
 	select {
 	case <-s.done:
 	default:
 		close(s.done)
 	}
 	return &emptypb.Empty{}, nil
+}
+
+// blkioThrottle reads the sandbox cgroup's v1 throttle files as a JSON map.
+func blkioThrottle(dir string) json.RawMessage {
+	m := map[string]string{}
+	for _, f := range []string{"read_bps_device", "write_bps_device", "read_iops_device", "write_iops_device"} {
+		b, _ := os.ReadFile(filepath.Join(dir, "blkio.throttle."+f))
+		m[f] = string(b)
+	}
+	data, _ := json.Marshal(m)
+	return data
 }

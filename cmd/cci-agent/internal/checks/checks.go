@@ -1,20 +1,22 @@
-// Package checks holds the node checks of cci-agent (R21): is this host able
-// to run cci pods? Each check reads the host under Root (a fixture tree in
-// tests) and reports OK, WARN (works, but not as production needs) or FAIL.
-// It changes nothing on the node but creating the state dir if it is missing.
+// Package checks holds the node checks of cci-agent (R21): can this host run
+// cci pods the way the node config says? In the spirit of `kata-runtime
+// check`, each check asks the real thing — KVM by creating a VM, the thin
+// pool through device-mapper, Kata's and containerd's configuration parsed
+// as TOML — and reports OK, WARN (works, but not as production needs), FAIL,
+// or SKIP (does not apply to this node's backend), with the cause and the fix.
+//
+// Checks read files under Runner.Root (a fixture tree in tests) and reach
+// hardware through the small Host interface (a fake in tests). They change
+// nothing on the node: no probe file, no directory created. It is not for
+// repairing a node, and not for metrics (cli exports what Run returns).
 package checks
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
-
-	"github.com/containerd/cgroups/v3"
 
 	"github.com/cci-shim/cci-shim/config"
-	"github.com/cci-shim/cci-shim/gpu"
-	"github.com/cci-shim/cci-shim/sandbox/backend"
 )
 
 // Status of a check.
@@ -24,131 +26,124 @@ const (
 	OK   Status = "OK"
 	Warn Status = "WARN"
 	Fail Status = "FAIL"
+	// Skip: the check does not apply to this node (e.g. KVM on a runc node).
+	Skip Status = "SKIP"
 )
+
+// Passed reports whether s is OK or SKIP: nothing to act on. WARN is not a pass.
+func (s Status) Passed() bool { return s == OK || s == Skip }
 
 // Result is one check's outcome.
 type Result struct {
 	Name   string `json:"name"`
 	Status Status `json:"status"`
 	Detail string `json:"detail"`
+	// Fix says what to change when Status is WARN or FAIL.
+	Fix string `json:"fix,omitempty"`
 }
 
 // Runner runs the checks against the host under Root.
 type Runner struct {
 	Root string // "/" on a node
-	Cfg  config.Config
+	// Cfg is the node configuration and Source where it came from; LoadErr,
+	// when set, is why it could not be loaded (the node-config check fails
+	// and the checks that need it are not run).
+	Cfg     config.Config
+	Source  config.Source
+	LoadErr error
+	// ContainerdConfig is containerd's main config file (its imports are
+	// followed). Default /etc/containerd/config.toml.
+	ContainerdConfig string
+	Host             Host
 }
 
-// Run runs every check.
+// DefaultContainerdConfig is containerd's own default config path.
+const DefaultContainerdConfig = "/etc/containerd/config.toml"
+
+// Run runs every check, in a fixed order.
 func (r Runner) Run() []Result {
-	kata := r.Cfg.Backend.Kind == config.BackendKata
-	return []Result{r.kvm(kata), r.backend(), r.kataConfig(kata), r.thinPool(kata), r.cgroups(), r.gpus(), r.stateDir()}
+	if r.Host == nil {
+		r.Host = RealHost{}
+	}
+	if r.ContainerdConfig == "" {
+		r.ContainerdConfig = DefaultContainerdConfig
+	}
+	if r.LoadErr != nil {
+		return []Result{{Name: "node-config", Status: Fail, Detail: r.LoadErr.Error(),
+			Fix: "fix the node config; the other checks need it"}}
+	}
+	rs := []Result{r.nodeConfig()}
+	rs = append(rs, r.kvm(), r.vhostVsock(), r.cpuVirt())
+	rs = append(rs, r.backendChecks()...)
+	ctrd := r.loadContainerd()
+	rs = append(rs, r.containerdRuntime(ctrd), r.containerdRoots(ctrd), r.thinPool(ctrd), r.rootfsSize(ctrd))
+	rs = append(rs, r.cgroups(), r.gpus(), r.stateDirs())
+	return rs
+}
+
+// backendChecks are the checks of the configured backend's own binaries
+// and configuration.
+func (r Runner) backendChecks() []Result {
+	switch r.Cfg.Backend.Kind {
+	case config.BackendKata:
+		kc := r.loadKata()
+		return []Result{r.backendBinary(), r.kataConfig(kc), r.kataAnnotations(kc), r.kataDiskLimiter(kc), r.hypervisor(kc)}
+	case config.BackendRunc:
+		return []Result{r.backendBinary(), r.ociRuntime("runc")}
+	// gvisor: checks/gvisor.go adds its case here.
+	default:
+		return []Result{r.backendBinary()}
+	}
+}
+
+// Summary is the overall status: FAIL if any check failed, else WARN if any
+// warned, else OK.
+func Summary(rs []Result) Status {
+	s := OK
+	for _, r := range rs {
+		switch r.Status {
+		case Fail:
+			return Fail
+		case Warn:
+			s = Warn
+		}
+	}
+	return s
 }
 
 // Failed reports whether any result is a failure.
-func Failed(rs []Result) bool {
-	for _, r := range rs {
-		if r.Status == Fail {
-			return true
-		}
+func Failed(rs []Result) bool { return Summary(rs) == Fail }
+
+// ExitCode is `cci-agent check`'s exit status for rs: 0 every check passed
+// (OK or SKIP), 1 at least one FAIL, 3 warnings but no failure. (2 is a
+// usage error.)
+func ExitCode(rs []Result) int {
+	switch Summary(rs) {
+	case Fail:
+		return 1
+	case Warn:
+		return 3
 	}
-	return false
+	return 0
 }
 
 func (r Runner) path(p string) string { return filepath.Join(r.Root, p) }
 
-// severe is Fail when production (Kata) needs the thing, else Warn.
-func severe(kata bool) Status {
-	if kata {
+// needed is the status of a missing thing: FAIL when the configured backend
+// needs it, else SKIP.
+func needed(need bool) Status {
+	if need {
 		return Fail
 	}
-	return Warn
+	return Skip
 }
 
-func (r Runner) kvm(kata bool) Result {
-	f, err := os.OpenFile(r.path("/dev/kvm"), os.O_RDWR, 0)
-	if err != nil {
-		return Result{"kvm", severe(kata), fmt.Sprintf("/dev/kvm: %v (Kata micro-VMs need KVM)", err)}
-	}
-	f.Close()
-	return Result{"kvm", OK, "/dev/kvm is usable"}
+func (r Runner) kata() bool { return r.Cfg.Backend.Kind == config.BackendKata }
+
+func (r Runner) nodeConfig() Result {
+	return Result{Name: "node-config", Status: OK,
+		Detail: fmt.Sprintf("%s (%s): backend %s, state_dir %s", r.Source.Path, r.Source.From, r.Cfg.Backend.Kind, r.Cfg.StateDir)}
 }
 
-func (r Runner) backend() Result {
-	a, err := backend.New(r.Cfg)
-	if err != nil {
-		return Result{"backend", Fail, err.Error()}
-	}
-	detail := fmt.Sprintf("%s backend: %s", a.Kind(), a.Binary())
-	if a.Kind() == config.BackendRunc {
-		return Result{"backend", Warn, detail + " (development only: containers share the host kernel)"}
-	}
-	return Result{"backend", OK, detail}
-}
-
-func (r Runner) kataConfig(kata bool) Result {
-	if !kata {
-		return Result{"kata-config", OK, "not used by the runc backend"}
-	}
-	path := r.Cfg.Backend.ConfigPath
-	if path == "" {
-		return Result{"kata-config", Warn, "backend.config_path is empty: Kata uses its default configuration"}
-	}
-	data, err := os.ReadFile(r.path(path))
-	if err != nil {
-		return Result{"kata-config", Fail, err.Error()}
-	}
-	for _, key := range []string{"default_vcpus", "default_memory"} {
-		if !strings.Contains(string(data), key) || !strings.Contains(string(data), "enable_annotations") {
-			return Result{"kata-config", Fail, fmt.Sprintf("%s: enable_annotations must allow %s, or Kata refuses every sized pod", path, key)}
-		}
-	}
-	return Result{"kata-config", OK, path}
-}
-
-func (r Runner) thinPool(kata bool) Result {
-	if _, err := os.Stat(r.path("/dev/mapper/control")); err != nil {
-		return Result{"thin-pool", severe(kata), "no device-mapper: the devmapper snapshotter (R7) cannot run; development hosts use blockfile"}
-	}
-	return Result{"thin-pool", OK, "device-mapper available"}
-}
-
-func (r Runner) cgroups() Result {
-	if r.Root == "/" && cgroups.Mode() == cgroups.Unified {
-		data, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers")
-		if err != nil || !strings.Contains(string(data), "io") {
-			return Result{"cgroups", Fail, "cgroup v2 without the io controller: the rootfs throttle (R8) cannot apply"}
-		}
-		return Result{"cgroups", OK, "cgroup v2 with io.max"}
-	}
-	if _, err := os.Stat(r.path("/sys/fs/cgroup/blkio/blkio.throttle.write_bps_device")); err != nil {
-		return Result{"cgroups", Fail, "cgroup v1 without blkio throttling: the rootfs throttle (R8) cannot apply"}
-	}
-	return Result{"cgroups", Warn, "cgroup v1 blkio: throttles direct I/O, not buffered writeback (v2 io.max does)"}
-}
-
-func (r Runner) gpus() Result {
-	inv, err := gpu.Open(r.Cfg.GPU)
-	if err != nil {
-		return Result{"gpus", Fail, err.Error()}
-	}
-	defer inv.Close()
-	devs, err := inv.Devices()
-	if err != nil {
-		return Result{"gpus", Fail, err.Error()}
-	}
-	return Result{"gpus", OK, fmt.Sprintf("%d GPUs (inventory %q)", len(devs), r.Cfg.GPU.Inventory)}
-}
-
-func (r Runner) stateDir() Result {
-	dir := r.Cfg.StateDir
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return Result{"state-dir", Fail, err.Error()}
-	}
-	probe := filepath.Join(dir, ".probe")
-	if err := os.WriteFile(probe, nil, 0o600); err != nil {
-		return Result{"state-dir", Fail, fmt.Sprintf("%s is not writable: %v", dir, err)}
-	}
-	os.Remove(probe)
-	return Result{"state-dir", OK, dir}
-}
+// readFile reads a file under Root.
+func (r Runner) readFile(p string) ([]byte, error) { return os.ReadFile(r.path(p)) }

@@ -20,7 +20,7 @@ func TestRun(t *testing.T) {
 	state := filepath.Join(dir, "state")
 	cfgPath := filepath.Join(dir, "config.toml")
 	// The agent reads the same node config as the shim: other sections too.
-	cfgText := "state_dir = \"" + filepath.Join(dir, "run") + "\"\n[policy]\nvolume_dir = \"" + filepath.Join(dir, "vol") + "\"\n" +
+	cfgText := "backend.kind = \"runc\"\nstate_dir = \"" + filepath.Join(dir, "run") + "\"\n[policy]\nvolume_dir = \"" + filepath.Join(dir, "vol") + "\"\n" +
 		"[gpu]\ninventory = \"fake\"\nfake_fixture = \"" + fixture + "\"\nstate_dir = \"" + state + "\"\n"
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
@@ -42,14 +42,14 @@ func TestRun(t *testing.T) {
 		wantOut    []string
 		wantErrOut string
 	}{
-		{"help", []string{"--help"}, 0, []string{"cci-agent [--config FILE] <command>", "--nvml", "--fake FILE"}, ""},
+		{"help", []string{"gpus", "--help"}, 0, []string{"cci-agent [global flags] gpus", "--nvml", "--fake FILE"}, ""},
 		{"no command", nil, 2, nil, ""},
 		{"unknown command", []string{"frobnicate"}, 2, nil, `unknown command "frobnicate"`},
 		{"table", []string{"--config", cfgPath, "gpus"}, 0,
 			[]string{"inventory: fake  driver: 535.104.05  cuda: 12.2  gpus: 8  allocated pods: 1", "PCI BUS ID", "Tesla V100-SXM2-16GB", "16160 MiB", "pod-a"}, ""},
 		{"fake flag without config file", []string{"--config", filepath.Join(dir, "none.toml"), "gpus", "--fake", fixture}, 0,
 			[]string{"gpus: 8", "0000:15:00.0"}, ""},
-		{"missing config is an error", []string{"--config", filepath.Join(dir, "none.toml"), "gpus"}, 1, nil, "reading node config"},
+		{"missing config is an error", []string{"--config", filepath.Join(dir, "none.toml"), "gpus"}, 1, nil, "none.toml (named explicitly): open"},
 		{"nvml never falls back", []string{"--config", cfgPath, "gpus", "--nvml"}, 1, nil, "loading nvml"},
 		{"flags exclude each other", []string{"gpus", "--nvml", "--fake", fixture}, 2, nil, "exclude each other"},
 	}
@@ -82,7 +82,7 @@ func TestGPUsJSON(t *testing.T) {
 	fixture, _ := filepath.Abs("../../../../gpu/testdata/p4.json")
 	cfgPath := filepath.Join(t.TempDir(), "c.toml")
 	state := t.TempDir()
-	if err := os.WriteFile(cfgPath, []byte("[gpu]\nstate_dir = \""+state+"\"\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte("backend.kind = \"runc\"\n[gpu]\nstate_dir = \""+state+"\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	inv, _ := gpu.NewFake(fixture)

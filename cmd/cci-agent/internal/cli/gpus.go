@@ -2,7 +2,6 @@ package cli
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,14 +25,27 @@ type gpuRow struct {
 	Pod string `json:"pod,omitempty"`
 }
 
-func runGPUs(args []string, configPath string, stdout, stderr io.Writer, log *slog.Logger) int {
-	fs := flag.NewFlagSet("cci-agent gpus", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	asJSON := fs.Bool("json", false, "JSON output")
-	useNVML := fs.Bool("nvml", false, "use NVML whatever the config says")
-	fake := fs.String("fake", "", "use this JSON fixture")
-	if code, ok := parseFlags(fs, args); !ok {
+const gpusHelp = `Usage: cci-agent [global flags] gpus [--json] [--nvml | --fake FILE]
+
+Prints the node's GPU inventory and which pod holds each GPU (the ledger in
+gpu.state_dir). The inventory is never chosen silently: a configured NVML that
+does not load is an error, not a fallback to the fake.
+
+Flags:
+  --json        machine-readable output
+  --nvml        read the real driver through NVML (libnvidia-ml.so.1), whatever
+                [gpu] inventory says
+  --fake FILE   read a JSON fixture instead (development hosts)
+With --nvml or --fake a missing node config file is not needed: the [gpu]
+defaults apply.
+` + globalHelp
+
+func runGPUs(args []string, g globals, stdout, stderr io.Writer, log *slog.Logger) int {
+	cmd := newCommand("gpus", gpusHelp, stdout, stderr)
+	asJSON := cmd.Bool("json", false, "")
+	useNVML := cmd.Bool("nvml", false, "")
+	fake := cmd.String("fake", "", "")
+	if code, ok := cmd.parse(args); !ok {
 		return code
 	}
 	if *useNVML && *fake != "" {
@@ -41,7 +53,10 @@ func runGPUs(args []string, configPath string, stdout, stderr io.Writer, log *sl
 		return 2
 	}
 	overridden := *useNVML || *fake != ""
-	nc, err := loadConfig(configPath, overridden)
+	nc, _, err := loadConfig(g.configPath)
+	if err != nil && overridden && isNotExist(err) {
+		nc, err = defaultConfig(), nil
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cci-agent gpus: %v\n", err)
 		return 1

@@ -3,10 +3,10 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -17,67 +17,104 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cci-shim/cci-shim/cmd/cci-agent/internal/checks"
+	"github.com/cci-shim/cci-shim/cmd/cci-agent/internal/metrics"
 	"github.com/cci-shim/cci-shim/config"
 	"github.com/cci-shim/cci-shim/gpu"
+	"github.com/cci-shim/cci-shim/internal/version"
+	"github.com/cci-shim/cci-shim/logfwd"
 	"github.com/cci-shim/cci-shim/shim/podstats"
 )
 
 const (
 	checkInterval     = time.Minute
 	reconcileInterval = 30 * time.Second
+	// The log spool is tried this often, each entry for at most
+	// spoolEntryTimeout (its destination may still be down).
+	spoolInterval     = 30 * time.Second
+	spoolEntryTimeout = 20 * time.Second
 )
 
-func runServe(args []string, configPath string, stderr io.Writer, log *slog.Logger) int {
-	fs := flag.NewFlagSet("cci-agent serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:9477", "address of /healthz and /metrics")
-	if code, ok := parseFlags(fs, args); !ok {
+const serveHelp = `Usage: cci-agent [global flags] serve [--listen ADDRESS]
+
+The node agent's service (packaging/systemd/cci-agent.service): runs the node
+checks at start and every minute, serves /healthz (200 when no check FAILs,
+503 with the failures otherwise) and Prometheus /metrics (pods, throttles and
+log collection labelled by Kubernetes namespace, pod, uid and container; the
+node checks; GPUs; build, Go and process metrics), and frees GPUs held by
+pods that no longer exist. Logs go to stderr; SIGINT or SIGTERM stop it.
+
+Flags:
+  --listen ADDRESS   address of /healthz and /metrics (default 127.0.0.1:9477)
+` + globalHelp
+
+func runServe(args []string, g globals, stdout, stderr io.Writer) int {
+	cmd := newCommand("serve", serveHelp, stdout, stderr)
+	listen := cmd.String("listen", "127.0.0.1:9477", "")
+	if code, ok := cmd.parse(args); !ok {
 		return code
 	}
-	cfg, err := loadConfig(configPath, false)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg, src, err := loadConfig(g.configPath)
 	if err != nil {
-		fmt.Fprintf(stderr, "cci-agent serve: %v\n", err)
+		log.Error("cannot start", "error", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	a := &agent{cfg: cfg, log: log, ledger: gpu.NewLedger(cfg.GPU, log)}
+	a := &agent{cfg: cfg, src: src, containerdConfig: g.containerdConfigPath, log: log, ledger: gpu.NewLedger(cfg.GPU, log)}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.New(a, log), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	mux.HandleFunc("/healthz", a.healthz)
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	in := version.Get()
+	log.Info("cci-agent serving", "listen", ln.Addr().String(), "config", src.Path, "config_from", src.From,
+		"containerd_config", g.containerdConfigPath, "backend", cfg.Backend.Kind, "state_dir", cfg.StateDir,
+		"version", in.Version, "revision", in.Revision)
 	a.runChecks()
 	go a.every(ctx, checkInterval, a.runChecks)
 	go a.every(ctx, reconcileInterval, a.reconcileGPUs)
+	go a.every(ctx, spoolInterval, func() { a.drainLogSpool(ctx) })
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(a)
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", a.healthz)
-	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
+		log.Info("stopping", "reason", context.Cause(ctx))
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	log.Info("serving", "listen", *listen)
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		fmt.Fprintf(stderr, "cci-agent serve: %v\n", err)
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("serving", "error", err)
 		return 1
 	}
 	return 0
 }
 
-// agent is the node agent's state: the last node checks and the metrics.
+// agent is the node agent's state: the last node checks, and the sources
+// of the metrics.
 type agent struct {
-	cfg    config.Config
-	log    *slog.Logger
-	ledger *gpu.Ledger
+	cfg              config.Config
+	src              config.Source
+	containerdConfig string
+	log              *slog.Logger
+	ledger           *gpu.Ledger
 
 	mu     sync.Mutex
 	checks []checks.Result // guarded by mu
 }
+
+var _ metrics.Source = (*agent)(nil)
 
 func (a *agent) every(ctx context.Context, d time.Duration, f func()) {
 	t := time.NewTicker(d)
@@ -93,21 +130,64 @@ func (a *agent) every(ctx context.Context, d time.Duration, f func()) {
 }
 
 func (a *agent) runChecks() {
-	rs := checks.Runner{Root: "/", Cfg: a.cfg}.Run()
+	rs := checks.Runner{Root: "/", Cfg: a.cfg, Source: a.src, ContainerdConfig: a.containerdConfig}.Run()
 	a.mu.Lock()
+	prev := map[string]checks.Status{}
+	for _, r := range a.checks {
+		prev[r.Name] = r.Status
+	}
 	a.checks = rs
 	a.mu.Unlock()
 	for _, r := range rs {
-		if r.Status == checks.Fail {
-			a.log.Warn("node check failed", "check", r.Name, "detail", r.Detail)
+		if r.Status == prev[r.Name] || (prev[r.Name] == "" && r.Status.Passed()) {
+			continue // log changes only
 		}
+		level := slog.LevelInfo
+		switch r.Status {
+		case checks.Fail:
+			level = slog.LevelError
+		case checks.Warn:
+			level = slog.LevelWarn
+		}
+		a.log.Log(context.Background(), level, "node check", "check", r.Name, "status", r.Status, "detail", r.Detail, "fix", r.Fix)
+	}
+}
+
+// Checks is the last node checks.
+func (a *agent) Checks() []checks.Result {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.checks
+}
+
+// Pods reads the pods' stats files.
+func (a *agent) Pods() (map[string]podstats.Pod, error) { return podstats.ReadAll(a.cfg.StateDir) }
+
+// GPUAllocations reads the ledger, if there is one.
+func (a *agent) GPUAllocations() ([]gpu.Allocation, error) {
+	if _, err := os.Stat(a.cfg.GPU.LedgerPath()); isNotExist(err) {
+		return nil, nil
+	}
+	return a.ledger.List()
+}
+
+// drainLogSpool delivers the log volumes of pods that went away while their
+// log destination was down (R18), each within spoolEntryTimeout.
+func (a *agent) drainLogSpool(ctx context.Context) {
+	res, err := logfwd.DrainSpool(ctx, a.cfg.LogSpoolDir(), spoolEntryTimeout, a.log.With("component", "logfwd"))
+	if err != nil {
+		a.log.Warn("delivering spooled pod logs", "error", err)
+	}
+	if res.Drained > 0 || res.Left > 0 {
+		a.log.Info("spooled pod logs", "delivered", res.Drained, "left", res.Left, "spool", a.cfg.LogSpoolDir())
 	}
 }
 
 // reconcileGPUs frees GPUs held by pods that no longer exist (a shim that
-// crashed before releasing them). Live pods are the pod state dirs.
+// crashed before releasing them). Live pods are the pod state dirs, each
+// with the owner's record of its resources.
 func (a *agent) reconcileGPUs() {
-	dirs, _ := filepath.Glob(filepath.Join(a.cfg.StateDir, "*", "*", "shim.pid"))
+	dirs, _ := filepath.Glob(filepath.Join(a.cfg.StateDir, "*", "*", "resources.json"))
 	live := map[string]bool{}
 	for _, d := range dirs {
 		pod := filepath.Dir(d)
@@ -124,11 +204,8 @@ func (a *agent) reconcileGPUs() {
 }
 
 func (a *agent) healthz(w http.ResponseWriter, _ *http.Request) {
-	a.mu.Lock()
-	rs := a.checks
-	a.mu.Unlock()
 	var failed []string
-	for _, r := range rs {
+	for _, r := range a.Checks() {
 		if r.Status == checks.Fail {
 			failed = append(failed, r.Name+": "+r.Detail)
 		}
@@ -138,86 +215,4 @@ func (a *agent) healthz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ok")
-}
-
-var (
-	podLabels = []string{"namespace", "pod"}
-	ctrLabels = []string{"namespace", "pod", "container"}
-	descs     = map[string]*prometheus.Desc{
-		"pods":        prometheus.NewDesc("cci_pods", "Pods served by cci shims on this node.", nil, nil),
-		"check":       prometheus.NewDesc("cci_node_check_ok", "1 when the node check passes (OK or WARN).", []string{"check"}, nil),
-		"stdioBytes":  prometheus.NewDesc("cci_stdio_forwarded_bytes_total", "Stdout+stderr bytes forwarded to containerd.", ctrLabels, nil),
-		"stdioWait":   prometheus.NewDesc("cci_stdio_throttle_wait_seconds_total", "Time the stdout throttle held a container back.", ctrLabels, nil),
-		"rootfsBytes": prometheus.NewDesc("cci_rootfs_io_bytes_total", "Bytes moved on the pod's rootfs device.", append(ctrLabels, "direction"), nil),
-		"rootfsIOs":   prometheus.NewDesc("cci_rootfs_ios_total", "I/O operations on the pod's rootfs device.", append(ctrLabels, "direction"), nil),
-		"logLines":    prometheus.NewDesc("cci_log_lines_total", "Log records delivered to the sink.", podLabels, nil),
-		"logBytes":    prometheus.NewDesc("cci_log_bytes_total", "Log bytes delivered to the sink.", podLabels, nil),
-		"logSplit":    prometheus.NewDesc("cci_log_split_lines_total", "Lines over 250 KB split into parts.", podLabels, nil),
-		"logDropped":  prometheus.NewDesc("cci_log_dropped_lines_total", "Lines over 250 KB dropped.", podLabels, nil),
-		"logSkipped":  prometheus.NewDesc("cci_log_skipped_files_total", "Files not collected, by reason.", append(podLabels, "reason"), nil),
-		"logLag":      prometheus.NewDesc("cci_log_lag_bytes", "Bytes written but not yet delivered.", podLabels, nil),
-		"gpus":        prometheus.NewDesc("cci_gpus_allocated", "GPUs held by pods.", nil, nil),
-	}
-)
-
-// Describe sends every metric's description.
-func (a *agent) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range descs {
-		ch <- d
-	}
-}
-
-// Collect reads the pods' stats files at scrape time.
-func (a *agent) Collect(ch chan<- prometheus.Metric) {
-	counter := func(d string, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(descs[d], prometheus.CounterValue, v, labels...)
-	}
-	gauge := func(d string, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(descs[d], prometheus.GaugeValue, v, labels...)
-	}
-	a.mu.Lock()
-	for _, r := range a.checks {
-		v := 1.0
-		if r.Status == checks.Fail {
-			v = 0
-		}
-		gauge("check", v, r.Name)
-	}
-	a.mu.Unlock()
-	pods, err := podstats.ReadAll(a.cfg.StateDir)
-	if err != nil {
-		a.log.Warn("reading pod stats", "error", err)
-	}
-	gauge("pods", float64(len(pods)))
-	for key, p := range pods {
-		ns, pod, _ := strings.Cut(key, "/")
-		for id, c := range p.Containers {
-			counter("stdioBytes", float64(c.Stdio.BytesForwarded), ns, pod, id)
-			counter("stdioWait", c.Stdio.WaitTime.Seconds(), ns, pod, id)
-			if c.Rootfs != nil && c.Rootfs.IO != nil {
-				io := c.Rootfs.IO
-				counter("rootfsBytes", float64(io.ReadBytes), ns, pod, id, "read")
-				counter("rootfsBytes", float64(io.WriteBytes), ns, pod, id, "write")
-				counter("rootfsIOs", float64(io.ReadIOs), ns, pod, id, "read")
-				counter("rootfsIOs", float64(io.WriteIOs), ns, pod, id, "write")
-			}
-		}
-		if l := p.Logs; l != nil {
-			counter("logLines", float64(l.Lines), ns, pod)
-			counter("logBytes", float64(l.Bytes), ns, pod)
-			counter("logSplit", float64(l.SplitLines), ns, pod)
-			counter("logDropped", float64(l.DroppedLines), ns, pod)
-			gauge("logLag", float64(l.LagBytes), ns, pod)
-			for reason, n := range l.Skipped {
-				counter("logSkipped", float64(n), ns, pod, reason)
-			}
-		}
-	}
-	if allocs, err := a.ledger.List(); err == nil {
-		n := 0
-		for _, al := range allocs {
-			n += len(al.Devices)
-		}
-		gauge("gpus", float64(n))
-	}
 }

@@ -1,0 +1,378 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cci-shim/cci-shim/config"
+	"github.com/cci-shim/cci-shim/logfwd"
+	"github.com/cci-shim/cci-shim/tests/e2eenv"
+)
+
+// Density workloads: what each pod's container does while its host
+// processes are measured.
+const (
+	WorkloadIdle   = "idle"   // sleeps
+	WorkloadStdout = "stdout" // 1000 lines of 100 bytes a second to stdout (100 kB/s, under R14's 1 MB/s)
+	WorkloadLogs   = "logs"   // the same to /var/log/app/app.log, collected by the pod's log policy (R15)
+)
+
+// DensityOptions configures the density bench.
+type DensityOptions struct {
+	// Pods is N, the pods started per series. Default 20.
+	Pods int
+	// Parallel is P, the pods being started at once. Default 8.
+	Parallel int
+	// Workload is WorkloadIdle (default), WorkloadStdout or WorkloadLogs.
+	Workload string
+	// Settle is the wait between the last pod running and the memory
+	// snapshot; Measure the time over which CPU is measured. Defaults 2 s
+	// and 5 s.
+	Settle, Measure time.Duration
+	// GvisorTOML is the node config of the gVisor series, put before the
+	// bench's [throttle] table; "" skips it. The series runs only when
+	// runsc is in PATH and the config parses.
+	GvisorTOML string
+}
+
+func (o DensityOptions) withDefaults() DensityOptions {
+	if o.Pods <= 0 {
+		o.Pods = 20
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 8
+	}
+	if o.Workload == "" {
+		o.Workload = WorkloadIdle
+	}
+	if o.Settle <= 0 {
+		o.Settle = 2 * time.Second
+	}
+	if o.Measure <= 0 {
+		o.Measure = 5 * time.Second
+	}
+	return o
+}
+
+// DensitySeries is N pods through one CRI handler.
+type DensitySeries struct {
+	Name    string `json:"name"`
+	Handler string `json:"handler"`
+	// Skipped says why the series did not run (e.g. no runsc).
+	Skipped string `json:"skipped,omitempty"`
+	// Wall is the time from the first RunPodSandbox to the last
+	// StartContainer returning: all N pods running.
+	Wall float64 `json:"wallSeconds"`
+	// PerPod is each pod's RunPodSandbox + CreateContainer +
+	// StartContainer, in seconds, in start order.
+	PerPod []float64 `json:"perPodSeconds"`
+	P50    float64   `json:"p50"`
+	P99    float64   `json:"p99"`
+	// Usage is the host processes of all N pods, by category, after
+	// Settle; CPUPerPod is their CPU over Measure, per pod, in CPU
+	// seconds per second (1 = one core).
+	Usage     []ProcUsage        `json:"usage"`
+	CPUPerPod map[string]float64 `json:"cpuPerPod"`
+	// Teardown is the time to stop and remove the N pods.
+	Teardown float64 `json:"teardownSeconds"`
+}
+
+// PSSPerPod returns the PSS of the category per pod, in bytes; kind ""
+// sums the processes we add (everything but the workload).
+func (s DensitySeries) PSSPerPod(kind string, pods int) float64 {
+	var sum int64
+	for _, u := range s.Usage {
+		if u.Kind == kind || (kind == "" && AddedByUs(u.Kind)) {
+			sum += u.PSS
+		}
+	}
+	return float64(sum) / float64(max(pods, 1))
+}
+
+// DensityResult is the density bench's result.
+type DensityResult struct {
+	Pods     int             `json:"pods"`
+	Parallel int             `json:"parallel"`
+	Workload string          `json:"workload"`
+	Series   []DensitySeries `json:"series"`
+	// RuncClamp: the runc handler ran runc through a wrapper that clamps
+	// oomScoreAdj (this host refuses negative values; see clampOOMRunc).
+	RuncClamp bool `json:"runcClamp,omitempty"`
+}
+
+// Density series names.
+const (
+	DensityRunc   = "runc handler (baseline)"
+	DensityCCI    = "cci, runc backend"
+	DensityGvisor = "cci, gvisor backend"
+)
+
+// Density starts opts.Pods pods through CRI, opts.Parallel at a time, for
+// the runc handler, the cci handler and (when available) the cci handler
+// with the gVisor backend, one series after the other with every pod of a
+// series removed before the next. The env must have CRI.
+func (b *Bench) Density(ctx context.Context, o DensityOptions) (*DensityResult, error) {
+	o = o.withDefaults()
+	switch o.Workload {
+	case WorkloadIdle, WorkloadStdout, WorkloadLogs:
+	default:
+		return nil, fmt.Errorf("workload %q: want %s, %s or %s", o.Workload, WorkloadIdle, WorkloadStdout, WorkloadLogs)
+	}
+	defer b.SetThrottle(Defaults())
+	res := &DensityResult{Pods: o.Pods, Parallel: o.Parallel, Workload: o.Workload, RuncClamp: b.RuncClamp}
+	type spec struct {
+		name, handler, toml string
+	}
+	specs := []spec{{DensityRunc, e2eenv.CRIHandlerRunc, ""}, {DensityCCI, e2eenv.CRIHandlerCCI, ""}}
+	if o.GvisorTOML != "" {
+		specs = append(specs, spec{DensityGvisor, e2eenv.CRIHandlerCCI, o.GvisorTOML})
+	}
+	for _, sp := range specs {
+		if sp.toml != "" {
+			if why := b.gvisorUnavailable(sp.toml); why != "" {
+				b.logf("density: %s skipped: %s", sp.name, why)
+				res.Series = append(res.Series, DensitySeries{Name: sp.name, Handler: sp.handler, Skipped: why})
+				continue
+			}
+		}
+		if err := b.setNodeConfig(sp.toml, Defaults()); err != nil {
+			return res, err
+		}
+		s, err := b.densitySeries(ctx, sp.name, sp.handler, o)
+		if s != nil {
+			res.Series = append(res.Series, *s)
+		}
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", sp.name, err)
+		}
+	}
+	return res, nil
+}
+
+// gvisorUnavailable says why the gVisor series cannot run ("" when it can).
+func (b *Bench) gvisorUnavailable(toml string) string {
+	if _, err := exec.LookPath("runsc"); err != nil {
+		return "runsc is not installed (Debian package runsc)"
+	}
+	if err := b.setNodeConfig(toml, Defaults()); err != nil {
+		return err.Error()
+	}
+	defer b.SetThrottle(Defaults())
+	data, err := os.ReadFile(b.Env.NodeConfigPath)
+	if err != nil {
+		return err.Error()
+	}
+	cfg := config.Default()
+	if err := config.Parse(data, &cfg); err != nil {
+		return fmt.Sprintf("this build's node config refuses %q: %v", toml, err)
+	}
+	return ""
+}
+
+type densityPod struct {
+	sandbox string
+	seconds float64
+	err     error
+}
+
+func (b *Bench) densitySeries(ctx context.Context, name, handler string, o DensityOptions) (*DensitySeries, error) {
+	rs, _ := b.Env.CRI()
+	s := &DensitySeries{Name: name, Handler: handler}
+	pods := make([]densityPod, o.Pods)
+	defer b.removePods(rs, o.Parallel, s)
+
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		running int
+		next    = make(chan int)
+	)
+	began := time.Now()
+	prog := b.progress("density")
+	for range o.Parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				t0 := time.Now()
+				id, err := b.startPod(ctx, rs, handler, fmt.Sprintf("%s-%d", strings.Fields(name)[0], i), o.Workload)
+				mu.Lock()
+				pods[i] = densityPod{sandbox: id, seconds: time.Since(t0).Seconds(), err: err}
+				if err == nil {
+					running++
+				}
+				prog.update("%s: %d/%d pods running (%d at a time), %.1f s", name, running, o.Pods, o.Parallel, time.Since(began).Seconds())
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range o.Pods {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(next)
+	wg.Wait()
+	s.Wall = time.Since(began).Seconds()
+	prog.done("%s: %d/%d pods running in %.2f s", name, running, o.Pods, s.Wall)
+	if err := ctx.Err(); err != nil {
+		return s, err
+	}
+	for _, p := range pods {
+		if p.err != nil {
+			return s, p.err
+		}
+		s.PerPod = append(s.PerPod, p.seconds)
+	}
+	s.P50, s.P99 = Percentile(s.PerPod, 50), Percentile(s.PerPod, 99)
+
+	if err := sleepCtx(ctx, o.Settle); err != nil {
+		return s, err
+	}
+	shims := append(b.Env.ShimPIDs(e2eenv.CCIShimBinary), b.Env.ShimPIDs(e2eenv.RuncShimBinary)...)
+	procs := podProcs(shims)
+	before := procUsage(procs)
+	b.progress("density").done("%s: measuring CPU for %v", name, o.Measure)
+	if err := sleepCtx(ctx, o.Measure); err != nil {
+		return s, err
+	}
+	after := procUsage(procs)
+	s.Usage = before
+	s.CPUPerPod = map[string]float64{}
+	for _, a := range after {
+		for _, bf := range before {
+			if a.Kind == bf.Kind {
+				s.CPUPerPod[a.Kind] = (a.CPUSeconds - bf.CPUSeconds) / o.Measure.Seconds() / float64(o.Pods)
+			}
+		}
+	}
+	b.logf("density: %s: p50 %.3f s, p99 %.3f s, PSS per pod (host processes we add) %.1f MiB",
+		name, s.P50, s.P99, s.PSSPerPod("", o.Pods)/(1<<20))
+	return s, nil
+}
+
+// workloadCommand is the container's command for a workload.
+func workloadCommand(workload string) []string {
+	line := strings.Repeat("x", 94) // with "NNNNN " and the newline: ~100 bytes
+	loop := `i=0; while :; do j=0; while [ $j -lt 100 ]; do echo "$i ` + line + `"; i=$((i+1)); j=$((j+1)); done; usleep 100000; done`
+	switch workload {
+	case WorkloadStdout:
+		return []string{"sh", "-c", "trap 'exit 0' TERM; " + loop}
+	case WorkloadLogs:
+		return []string{"sh", "-c", "trap 'exit 0' TERM; mkdir -p /var/log/app; exec >> /var/log/app/app.log; " + loop}
+	}
+	return []string{"sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"}
+}
+
+// startPod runs a one-container pod and returns its sandbox id; on error
+// what was created is left for removePods (it lists the env's pods).
+func (b *Bench) startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient, handler, name, workload string) (string, error) {
+	uid := fmt.Sprintf("ccibench-%s-%d", name, time.Now().UnixNano())
+	cfg := &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "ccibench", Uid: uid},
+		LogDirectory: filepath.Join(b.Env.Dir, "pod-logs", uid),
+		Linux:        &runtimeapi.LinuxPodSandboxConfig{},
+	}
+	if workload == WorkloadLogs {
+		cfg.Annotations = map[string]string{logfwd.AnnotationPolicies: `[{"container":"app","paths":["/var/log/app/*.log"]}]`}
+	}
+	sb, err := rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
+	if err != nil {
+		return "", fmt.Errorf("RunPodSandbox %s (handler %s): %w", name, handler, err)
+	}
+	cr, err := rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sb.PodSandboxId, SandboxConfig: cfg,
+		Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"}, Image: &runtimeapi.ImageSpec{Image: b.Env.Image},
+			Command: workloadCommand(workload), LogPath: "app.log", Annotations: cfg.Annotations}})
+	if err != nil {
+		return sb.PodSandboxId, fmt.Errorf("CreateContainer in %s: %w", name, err)
+	}
+	if _, err := rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
+		return sb.PodSandboxId, fmt.Errorf("StartContainer in %s: %w", name, err)
+	}
+	return sb.PodSandboxId, nil
+}
+
+// removePods stops and removes every CRI pod of the env, parallel at a
+// time, records the time in s, and waits for the shims to exit so that the
+// next series starts alone. It runs on a context of its own: after an
+// interrupt it is the cleanup.
+func (b *Bench) removePods(rs runtimeapi.RuntimeServiceClient, parallel int, s *DensitySeries) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	list, err := rs.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		b.logf("density: listing pods: %v", err)
+		return
+	}
+	began := time.Now()
+	prog := b.progress("density")
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		done int
+		ids  = make(chan string)
+	)
+	for range parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range ids {
+				if _, err := rs.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+					b.logf("density: stopping pod %s: %v", id, err)
+				}
+				if _, err := rs.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+					b.logf("density: removing pod %s: %v", id, err)
+				}
+				mu.Lock()
+				done++
+				prog.update("%s: %d/%d pods removed", s.Name, done, len(list.Items))
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, p := range list.Items {
+		ids <- p.Id
+	}
+	close(ids)
+	wg.Wait()
+	s.Teardown = time.Since(began).Seconds()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if len(b.Env.ShimPIDs(e2eenv.CCIShimBinary))+len(b.Env.ShimPIDs(e2eenv.RuncShimBinary)) == 0 {
+			break
+		}
+	}
+	prog.done("%s: %d pods removed in %.2f s", s.Name, len(list.Items), s.Teardown)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// sortedCopy returns xs sorted, leaving xs as it is.
+func sortedCopy(xs []float64) []float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s
+}

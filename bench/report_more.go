@@ -1,0 +1,175 @@
+//go:build linux
+
+package bench
+
+import (
+	"fmt"
+)
+
+// startRatio returns the median of series name over the runc baseline's
+// (0 when either is missing).
+func (s *StartResult) startRatio(name string) float64 {
+	var base, v float64
+	for _, se := range s.Series {
+		switch {
+		case se.Skipped != "":
+		case se.Name == StartRunc:
+			base = se.Median
+		case se.Name == name:
+			v = se.Median
+		}
+	}
+	if base <= 0 || v <= 0 {
+		return 0
+	}
+	return v / base
+}
+
+// series returns the density series called name (nil when it did not run).
+func (d *DensityResult) series(name string) *DensitySeries {
+	for i := range d.Series {
+		if d.Series[i].Name == name && d.Series[i].Skipped == "" {
+			return &d.Series[i]
+		}
+	}
+	return nil
+}
+
+// moreChecks are the checks of issue 14's targets: start, density, logs,
+// burst.
+func (r *Results) moreChecks() []Check {
+	var cs []Check
+	add := func(name, measured, target string, ok bool) { cs = append(cs, Check{name, measured, target, ok}) }
+	if s := r.Start; s != nil {
+		for _, c := range []struct {
+			name   string
+			target float64
+		}{{StartCCIOff, TargetStartOff}, {StartCCIDefaults, TargetStartDefault}, {StartCCIBurst, TargetStartDefault}} {
+			if q := s.startRatio(c.name); q > 0 {
+				add("start, ctr run --rm true: "+c.name+" / runc (medians)", fmt.Sprintf("%.2fx", q), fmt.Sprintf("<= %.2fx", c.target), q <= c.target)
+			}
+		}
+	}
+	if d := r.Density; d != nil {
+		runc, cci := d.series(DensityRunc), d.series(DensityCCI)
+		if runc != nil && cci != nil && runc.Wall > 0 {
+			q := cci.Wall / runc.Wall
+			add(fmt.Sprintf("density: %d pods, %d at a time, wall cci / runc", d.Pods, d.Parallel),
+				fmt.Sprintf("%.2fx (%.2f s / %.2f s)", q, cci.Wall, runc.Wall), fmt.Sprintf("<= %.2fx", TargetDensityWall), q <= TargetDensityWall)
+			added := cci.PSSPerPod("", d.Pods) - runc.PSSPerPod("", d.Pods)
+			add(fmt.Sprintf("density: host PSS per pod the cci handler adds over runc's (%s)", d.Workload),
+				fmt.Sprintf("%+.2f MiB (%.2f vs %.2f MiB)", added/(1<<20), cci.PSSPerPod("", d.Pods)/(1<<20), runc.PSSPerPod("", d.Pods)/(1<<20)),
+				fmt.Sprintf("<= %d MiB", TargetAddedPSS>>20), added <= TargetAddedPSS)
+		}
+	}
+	if l := r.Logs; l != nil {
+		if t := l.Throughput; t != nil {
+			add("logs: collector throughput to the file sink, per CPU second", fmt.Sprintf("%.0f MB/s (%.0f MB/s wall)", t.PerCoreBps/1e6, t.WallBps/1e6),
+				fmt.Sprintf(">= %.0f MB/s", TargetLogsPerCore/1e6), t.PerCoreBps >= TargetLogsPerCore)
+		}
+		for _, lt := range l.Latency {
+			if lt.Mode == "inotify" {
+				add("logs: write->sink p99 with inotify", fmt.Sprintf("%.1f ms (p50 %.1f ms, %d missing)", lt.P99*1e3, lt.P50*1e3, lt.Missing),
+					fmt.Sprintf("<= %.0f ms, none missing", TargetLogsP99*1e3), lt.P99 <= TargetLogsP99 && lt.Missing == 0)
+			}
+		}
+		for _, sc := range l.Scenarios {
+			target, ok := "0 lost, 0 duplicated", sc.Lost == 0 && sc.Duplicated == 0
+			if sc.Kills > 0 {
+				target, ok = "0 duplicated; loss only as explained", sc.Duplicated == 0 && (sc.Lost == 0 || sc.Note != "")
+			}
+			add(fmt.Sprintf("logs: %s, %d SIGKILLs", sc.Name, sc.Kills), fmt.Sprintf("%d of %d delivered, %d lost, %d duplicated", sc.Delivered, sc.Written, sc.Lost, sc.Duplicated), target, ok)
+		}
+	}
+	if b := r.Burst; b != nil {
+		for _, p := range b.Phases {
+			add("burst: "+p.Name+", sustained after the budget", fmt.Sprintf("%.0f %s (%+.2f%%)", p.Sustained, p.Unit, (p.Sustained/p.Limit-1)*100),
+				fmt.Sprintf("%.0f %s ±%.0f%%", p.Limit, p.Unit, TargetRootfsTol*100), Within(p.Sustained, p.Limit, TargetRootfsTol))
+		}
+	}
+	return cs
+}
+
+// moreTables are the tables of density, logs and burst.
+func (r *Results) moreTables() []table {
+	var ts []table
+	if d := r.Density; d != nil {
+		t := table{title: fmt.Sprintf("density: %d pods through CRI, %d at a time, workload %s", d.Pods, d.Parallel, d.Workload),
+			header: []string{"series", "all running", "vs runc", "per pod p50", "p99", "host PSS/pod we add", "cci shim", "runc shim", "runsc", "workload", "CPU/pod (shims+sandbox)", "teardown"}}
+		runc := d.series(DensityRunc)
+		for _, s := range d.Series {
+			if s.Skipped != "" {
+				t.rows = append(t.rows, []string{s.Name, "skipped", "", "", "", "", "", "", "", "", "", ""})
+				t.notes = append(t.notes, fmt.Sprintf("%s: skipped: %s", s.Name, s.Skipped))
+				continue
+			}
+			ratio := "-"
+			if runc != nil && runc.Wall > 0 {
+				ratio = fmt.Sprintf("%.2fx", s.Wall/runc.Wall)
+			}
+			mib := func(kind string) string {
+				v := s.PSSPerPod(kind, d.Pods)
+				if v == 0 && kind != "" {
+					return "-"
+				}
+				return fmt.Sprintf("%.2f MiB", v/(1<<20))
+			}
+			var cpu float64
+			for k, v := range s.CPUPerPod {
+				if AddedByUs(k) {
+					cpu += v
+				}
+			}
+			t.rows = append(t.rows, []string{s.Name, fmtSec(s.Wall), ratio, fmtSec(s.P50), fmtSec(s.P99), mib(""), mib(KindCCIShim), mib(KindRuncShim),
+				mib(KindSandbox), mib(KindWorkload), fmt.Sprintf("%.2f%% of a core", cpu*100), fmtSec(s.Teardown)})
+		}
+		t.notes = append(t.notes, "all running: first RunPodSandbox to the last StartContainer returning. Per pod: RunPodSandbox + CreateContainer + StartContainer. "+
+			"PSS (smaps_rollup) of the pod's host processes after the pods settled, summed and divided by the pod count; "+
+			"'we add' is everything but the workload (pause and the container's command); the runc handler's figure is its one shim per pod.")
+		if d.RuncClamp {
+			t.notes = append(t.notes, "This host refuses a negative oom_score_adj, which CRI asks for every pod sandbox: the runc handler ran runc through a "+
+				"shell wrapper that clamps oomScoreAdj to 0 (what the cci shim does to its spec), so the baseline pays a sh and a sed per container.")
+		}
+		ts = append(ts, t)
+	}
+	if l := r.Logs; l != nil {
+		if tp := l.Throughput; tp != nil {
+			ts = append(ts, table{title: "logs: collector throughput (logfwd, one collector, file sink)",
+				header: []string{"bytes", "lines", "wall", "CPU", "per CPU second", "wall rate"},
+				rows: [][]string{{fmt.Sprint(tp.Bytes), fmt.Sprint(tp.Lines), fmtSec(tp.Wall), fmtSec(tp.CPU),
+					fmt.Sprintf("%.0f MB/s", tp.PerCoreBps/1e6), fmt.Sprintf("%.0f MB/s", tp.WallBps/1e6)}},
+				notes: []string{"100-byte lines already on disk, drained (read, JSON-encoded, written and fsynced, checkpointed) by one collector; CPU is the process's user+system time."}})
+		}
+		if len(l.Latency) > 0 {
+			t := table{title: "logs: write->sink latency (a new file every second)", header: []string{"discovery", "lines", "p50", "p99", "max", "missing"}}
+			for _, lt := range l.Latency {
+				t.rows = append(t.rows, []string{lt.Mode, fmt.Sprint(len(lt.Seconds) + lt.Missing), fmtMs(lt.P50), fmtMs(lt.P99), fmtMs(lt.Max), fmt.Sprint(lt.Missing)})
+			}
+			t.notes = append(t.notes, "Each line carries its write time; the bench follows the sink file with inotify. Poll only: discovery every 5 s (R16), so a new file waits for the next poll.")
+			ts = append(ts, t)
+		}
+		if len(l.Scenarios) > 0 {
+			t := table{title: "logs: loss and duplication across rotations and SIGKILLs", header: []string{"rotation", "SIGKILLs", "written", "delivered", "lost", "duplicated", "note"}}
+			for _, sc := range l.Scenarios {
+				t.rows = append(t.rows, []string{sc.Name, fmt.Sprint(sc.Kills), fmt.Sprint(sc.Written), fmt.Sprint(sc.Delivered), fmt.Sprint(sc.Lost), fmt.Sprint(sc.Duplicated), sc.Note})
+			}
+			t.notes = append(t.notes, fmt.Sprintf("4000 lines a second, rotated every %d lines. SIGKILL runs kill the collector process every 200-600 ms and restart it from its checkpoint; the last one drains on SIGTERM.", rotateEvery))
+			ts = append(ts, t)
+		}
+	}
+	if b := r.Burst; b != nil {
+		t := table{title: fmt.Sprintf("burst: iothrottle's start burst on %s, then R8 (%d B/s, %d IOPS)", b.Device, b.Limits.WriteBps, b.Limits.WriteIOPS),
+			header: []string{"phase", "budget", "ended by", "after", "overshoot", "burst rate", "sustained", "vs limit", "over"}}
+		for _, p := range b.Phases {
+			t.rows = append(t.rows, []string{p.Name, budgetText(p.Budget), p.End.Reason, fmtSec(p.End.After.Seconds()), overshootText(p),
+				fmt.Sprintf("%.0f %s", p.BurstRate, p.Unit), fmt.Sprintf("%.0f %s", p.Sustained, p.Unit),
+				fmt.Sprintf("%+.2f%%", (p.Sustained/p.Limit-1)*100), fmtSec(p.SustainedSeconds)})
+		}
+		t.notes = append(t.notes, "One dd (direct I/O) per phase in a fresh blkio cgroup, running through the budget and on under the limits without a pause. "+
+			"Sustained: from the first counter sample after the switch (every 20 ms) to dd's end. Overshoot: what passed between the watcher's last two looks.")
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+func fmtMs(s float64) string { return fmt.Sprintf("%.1f ms", s*1e3) }

@@ -1,0 +1,352 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
+)
+
+// resourcesFile, in the pod state dir, is the owner's stack as JSON; lockFile
+// serialises the processes that change it (the running shim, and containerd's
+// delete subcommands after it died).
+const (
+	resourcesFile = "resources.json"
+	lockFile      = "resources.lock"
+)
+
+// resourceKind says how a resource is released.
+type resourceKind string
+
+const (
+	// resBackend is the pod's backend shim: Proc and Address. Released by
+	// asking it to shut down (in process), else by killing Proc if it is
+	// still the recorded process, then removing its socket.
+	resBackend resourceKind = "backend"
+	// resTask is a container created in the backend: Container, Path its
+	// backend bundle. Released by deleting it in the backend (the Delete
+	// RPC in process; the backend's delete subcommand after a crash).
+	resTask resourceKind = "task"
+	// resMounts is a directory the shim mounts into: every mount at or
+	// under Path is detached, then Path is removed.
+	resMounts resourceKind = "mounts"
+	// resDir is a directory the shim created: removed with its contents.
+	// Only ever a path under the pod's own state or volume dir.
+	resDir resourceKind = "dir"
+	// resVolumes is the pod's volume dir (/dev/shm tmpfs, hostPath
+	// replacements, the log volume): sandbox.Cleanup.
+	resVolumes resourceKind = "volumes"
+	// resGPU is the pod's entry in the node's GPU ledger: Key.
+	resGPU resourceKind = "gpu"
+	// resLogs is the pod's log collector: Path is its persisted config.
+	// Released by draining what is left (bounded), then stopping it.
+	resLogs resourceKind = "logs"
+	// resShim is this shim process: Proc and its socket, Address. After a
+	// crash the delete subcommand kills Proc if it is still the recorded
+	// process (a shim that hangs) and removes the socket.
+	resShim resourceKind = "shim"
+	// resRootfs is a container's rootfs loop device attached by the shim:
+	// Path. The live closer detaches it; the kernel does after a crash
+	// (autoclear), so the record needs no release.
+	resRootfs resourceKind = "rootfs"
+	// resCgroup is a pod cgroup parent the shim chose (Path, relative to
+	// the hierarchies' root): removed once empty.
+	resCgroup resourceKind = "cgroup"
+	// resThrottle is a device limit the shim wrote into a sandbox's host
+	// cgroup: Path the cgroup, Key "major:minor". Released by clearing it.
+	resThrottle resourceKind = "throttle"
+)
+
+// resource is one host resource of a pod, as persisted. Container is ""
+// for resources of the whole pod.
+type resource struct {
+	Kind      resourceKind `json:"kind"`
+	Container string       `json:"container,omitempty"`
+	Path      string       `json:"path,omitempty"`
+	Key       string       `json:"key,omitempty"`
+	Address   string       `json:"address,omitempty"`
+	Proc      procID       `json:"proc,omitzero"`
+}
+
+func (r resource) String() string {
+	s := string(r.Kind)
+	if r.Container != "" {
+		s += " of " + r.Container
+	}
+	for _, v := range []string{r.Path, r.Key, r.Address} {
+		if v != "" {
+			s += " " + v
+		}
+	}
+	return s
+}
+
+// releaser releases a resource that has no live closer: after a restart of
+// the shim, or in the delete subcommand. It must be idempotent: a resource
+// is recorded before it is created, so it may never have existed.
+type releaser func(ctx context.Context, r resource) error
+
+// owner holds every host resource of a pod as a stack, persisted in the pod
+// state dir before each resource is created, so that the same teardown runs
+// from Shutdown, from containerd's delete subcommand after a crash, and from
+// any failed step. Entries created by this process carry a live closer;
+// entries read back from disk are released by the releaser.
+//
+// The file is the truth shared between processes (the running shim, or
+// containerd's delete subcommands after it died, which may run at once for
+// several containers): every change re-reads it under the file lock. mu
+// guards the in-memory entries; neither lock is held while a resource is
+// released, and no lock an RPC needs is held here.
+type owner struct {
+	dir      string
+	fallback releaser
+
+	mu    sync.Mutex
+	stack []*entry // guarded by mu
+}
+
+type entry struct {
+	res   resource
+	close func(context.Context) error // nil: use the owner's releaser
+	taken bool                        // being released by a walk; guarded by owner.mu
+}
+
+// loadOwner opens the pod's owner in dir, reading what an earlier process of
+// the pod recorded.
+func loadOwner(dir string, fallback releaser) (*owner, error) {
+	o := &owner{dir: dir, fallback: fallback}
+	err := o.locked(func() error {
+		recs, err := o.read()
+		for _, r := range recs {
+			o.stack = append(o.stack, &entry{res: r})
+		}
+		return err
+	})
+	return o, err
+}
+
+// add records r (before the caller creates it) with its live closer.
+func (o *owner) add(r resource, close func(context.Context) error) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	err := o.edit(func(recs []resource) []resource { return append(recs, r) })
+	if err == nil {
+		o.stack = append(o.stack, &entry{res: r, close: close})
+	}
+	return err
+}
+
+// update replaces the newest entry of r's kind and container (e.g. the
+// backend's record once its pid is known), and its closer if not nil.
+func (o *owner) update(r resource, close func(context.Context) error) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i := len(o.stack) - 1; i >= 0; i-- {
+		e := o.stack[i]
+		if e.res.Kind != r.Kind || e.res.Container != r.Container {
+			continue
+		}
+		old := e.res
+		err := o.edit(func(recs []resource) []resource {
+			if j := lastIndex(recs, old); j >= 0 {
+				recs[j] = r
+			}
+			return recs
+		})
+		if err != nil {
+			return err
+		}
+		e.res = r
+		if close != nil {
+			e.close = close
+		}
+		return nil
+	}
+	return fmt.Errorf("no %s resource to update", r.Kind)
+}
+
+// has reports whether a resource of kind and container is held.
+func (o *owner) has(kind resourceKind, container string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.ContainsFunc(o.stack, func(e *entry) bool { return e.res.Kind == kind && e.res.Container == container })
+}
+
+// containersOnDisk returns the containers that hold resources according to
+// the file, which other processes may have changed.
+func (o *owner) containersOnDisk() ([]string, error) {
+	var ids []string
+	err := o.locked(func() error {
+		recs, err := o.read()
+		for _, r := range recs {
+			if r.Container != "" && !slices.Contains(ids, r.Container) {
+				ids = append(ids, r.Container)
+			}
+		}
+		return err
+	})
+	return ids, err
+}
+
+// releaseContainer releases the resources of one container, newest first.
+func (o *owner) releaseContainer(ctx context.Context, id string) error {
+	return o.release(ctx, func(r resource) bool { return r.Container == id })
+}
+
+// releaseAll releases every resource of the pod, newest first.
+func (o *owner) releaseAll(ctx context.Context) error {
+	return o.release(ctx, func(resource) bool { return true })
+}
+
+// release pops and releases, newest first, every entry match selects. An
+// entry whose release fails stays recorded, so that a later teardown
+// retries it; the walk goes on with the others. Errors are joined.
+func (o *owner) release(ctx context.Context, match func(resource) bool) error {
+	var errs []error
+	var failed []*entry
+	for {
+		e := o.takeNewest(match)
+		if e == nil {
+			break
+		}
+		var err error
+		if e.close != nil {
+			err = e.close(ctx)
+		} else if o.fallback != nil {
+			err = o.fallback(ctx, e.res)
+		}
+		if err != nil {
+			log.G(ctx).WithError(err).WithField("resource", e.res.String()).Warn("releasing pod resource")
+			errs = append(errs, fmt.Errorf("releasing %s: %w", e.res, err))
+			failed = append(failed, e)
+			continue
+		}
+		if err := o.forget(e); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	o.mu.Lock()
+	for _, e := range failed {
+		e.taken = false
+	}
+	o.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// takeNewest marks the newest matching entry not yet taken.
+func (o *owner) takeNewest(match func(resource) bool) *entry {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i := len(o.stack) - 1; i >= 0; i-- {
+		if e := o.stack[i]; !e.taken && match(e.res) {
+			e.taken = true
+			return e
+		}
+	}
+	return nil
+}
+
+// forget removes a released entry, from memory and from the file.
+func (o *owner) forget(e *entry) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.stack = slices.DeleteFunc(o.stack, func(x *entry) bool { return x == e })
+	return o.edit(func(recs []resource) []resource {
+		if j := lastIndex(recs, e.res); j >= 0 {
+			recs = slices.Delete(recs, j, j+1)
+		}
+		return recs
+	})
+}
+
+// forgetKind drops the newest record of kind and container without
+// releasing it: something else (the backend's own Delete) already did.
+func (o *owner) forgetKind(kind resourceKind, container string) error {
+	o.mu.Lock()
+	var found *entry
+	for i := len(o.stack) - 1; i >= 0; i-- {
+		if e := o.stack[i]; e.res.Kind == kind && e.res.Container == container {
+			found = e
+			break
+		}
+	}
+	o.mu.Unlock()
+	if found == nil {
+		return nil
+	}
+	return o.forget(found)
+}
+
+// empty reports whether this process holds nothing.
+func (o *owner) empty() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.stack) == 0
+}
+
+func lastIndex(recs []resource, r resource) int {
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i] == r {
+			return i
+		}
+	}
+	return -1
+}
+
+// edit rewrites the file under the file lock: read, change, write.
+func (o *owner) edit(change func([]resource) []resource) error {
+	return o.locked(func() error {
+		recs, err := o.read()
+		if err != nil {
+			return err
+		}
+		recs = change(recs)
+		if len(recs) == 0 {
+			if err := os.Remove(filepath.Join(o.dir, resourcesFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			return nil
+		}
+		data, err := json.Marshal(recs)
+		if err != nil {
+			return err
+		}
+		return writeFileAtomic(filepath.Join(o.dir, resourcesFile), data)
+	})
+}
+
+func (o *owner) read() ([]resource, error) {
+	data, err := os.ReadFile(filepath.Join(o.dir, resourcesFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var recs []resource
+	if err := json.Unmarshal(data, &recs); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", resourcesFile, err)
+	}
+	return recs, nil
+}
+
+// locked runs fn holding the pod's file lock.
+func (o *owner) locked(fn func() error) error {
+	f, err := os.OpenFile(filepath.Join(o.dir, lockFile), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("locking pod state: %w", err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("locking pod state: %w", err)
+	}
+	defer unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return fn()
+}
