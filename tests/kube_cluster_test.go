@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -141,7 +142,7 @@ func kubeDeletion(t *testing.T, c *kubeenv.Cluster) {
 	if _, err := c.Client.CoreV1().ConfigMaps("cleanup").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	pod := kubeLimits(kubePod("cleanup", "everything", kubeenv.RuntimeClassCCI, "mkdir -p /var/log/app; echo x > /var/log/app/a.log; "+sleepForever), "1", "2Gi")
+	pod := kubeLimits(kubePod("cleanup", "everything", kubeenv.RuntimeClassCCI, "mkdir -p /var/log/app; echo x > /var/log/app/a.log; "+sleepForever), "500m", "2Gi")
 	pod.Annotations["coordinator.cci.io/hostpath-replacement"] = `[{"name":"*","policyType":"replaceByLocalDir","localDir":{"sizeLimit":"1Gi"}}]`
 	pod.Annotations["logs.cci.io/policies"] = `[{"container":"app","paths":["/var/log/app/*.log"]}]`
 	shmSize := resource.MustParse("128Mi")
@@ -161,8 +162,19 @@ func kubeDeletion(t *testing.T, c *kubeenv.Cluster) {
 	kubeDeletePod(t, c, "cleanup", pod.Name)
 	assertNoKubeLeaks(t, c)
 	// policy.volume_dir holds <namespace>/<pod>/ per pod.
-	if left, _ := filepath.Glob(filepath.Join(c.Env.Dir, "volumes", "*", "*")); len(left) > 0 {
-		t.Errorf("pod volume dirs left: %v", left)
+	var left []string
+	if !waitFor(time.Minute, func() bool {
+		left, _ = filepath.Glob(filepath.Join(c.Env.Dir, "volumes", "*", "*"))
+		return len(left) == 0
+	}) {
+		for _, d := range left {
+			var files []string
+			_ = filepath.WalkDir(d, func(p string, _ fs.DirEntry, _ error) error {
+				files = append(files, strings.TrimPrefix(p, d))
+				return nil
+			})
+			t.Errorf("pod volume dir left a minute after the pods were removed: %s: %v", d, files)
+		}
 	}
 	if got := gpuAllocations(t, c.Env); len(got) != 0 {
 		t.Errorf("GPU ledger holds %v after every pod was deleted", got)

@@ -46,6 +46,8 @@ func kubePod(ns, name, runtimeClass, script string) *corev1.Pod {
 }
 
 // kubeLimits sets the app container's limits (requests default to them).
+// The node has 2 cores and the cci RuntimeClass adds 250m of overhead to
+// every pod: keep pods small.
 func kubeLimits(p *corev1.Pod, cpu, memory string) *corev1.Pod {
 	p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{
 		corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(memory),

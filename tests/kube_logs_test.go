@@ -69,7 +69,11 @@ func kubeLogFiles(t *testing.T, c *kubeenv.Cluster) {
 		`mkdir -p /var/log/app; i=0; while [ $i -lt %d ]; do echo "file-line-$i" >> /var/log/app/a.log; i=$((i+1)); done; `+sleepForever, n))
 	pod.Annotations["logs.cci.io/policies"] = `[{"container":"app","paths":["/var/log/app/*.log"]}]`
 	p := kubeRunPod(t, c, pod)
-	sink := filepath.Join(c.Env.Dir, "podlogs", fmt.Sprintf("r15_logger_%s.jsonl", p.UID))
+	id, err := c.SandboxID(kctx(t, 10*time.Second), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := filepath.Join(c.Env.Dir, "podlogs", sinkName(t, id))
 	var counts map[string]int
 	if !waitFor(30*time.Second, func() bool {
 		counts = kubeSinkLines(t, sink, "r15", "logger", string(p.UID))

@@ -134,7 +134,7 @@ spec:
 // into a private Memory emptyDir of the given size (R4).
 func kubeHostPathStar(t *testing.T, c *kubeenv.Cluster) {
 	pod := kubePod("r4", "hostpath-star", kubeenv.RuntimeClassCCI, sleepForever)
-	kubeLimits(pod, "1", "2Gi")
+	kubeLimits(pod, "500m", "2Gi")
 	pod.Annotations["coordinator.cci.io/hostpath-replacement"] = `[{"name":"*","policyType":"replaceByEmptyDir","emptyDir":{"medium":"Memory","sizeLimit":"64Mi"}}]`
 	kubeAddHostPath(pod, "host-etc", "/etc", "/host")
 	kubeRunPod(t, c, pod)
@@ -155,7 +155,7 @@ func kubeHostPathStar(t *testing.T, c *kubeenv.Cluster) {
 // paths' last elements, so only the map can match them.
 func kubeHostPathByName(t *testing.T, c *kubeenv.Cluster) {
 	pod := kubePod("r4", "hostpath-names", kubeenv.RuntimeClassCCI, sleepForever)
-	kubeLimits(pod, "1", "2Gi")
+	kubeLimits(pod, "500m", "2Gi")
 	pod.Annotations["coordinator.cci.io/hostpath-replacement"] = `[` +
 		`{"name":"config","policyType":"replaceByEmptyDir","emptyDir":{"medium":"Memory","sizeLimit":"32Mi"}},` +
 		`{"name":"docs","policyType":"remove"}]`
@@ -249,11 +249,11 @@ func kubeSysctls(t *testing.T, c *kubeenv.Cluster) {
 // kubeShm: a Memory emptyDir of 256Mi at /dev/shm gives /dev/shm 256 MiB
 // (R10), where the default is 64 MiB.
 func kubeShm(t *testing.T, c *kubeenv.Cluster, ns string) {
-	pod := kubeLimits(kubePod(ns, "shm-256", kubeenv.RuntimeClassCCI, sleepForever), "1", "2Gi")
+	pod := kubeLimits(kubePod(ns, "shm-256", kubeenv.RuntimeClassCCI, sleepForever), "500m", "2Gi")
 	size := resource.MustParse("256Mi")
 	pod.Spec.Volumes = []corev1.Volume{{Name: "dshm", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: &size}}}}
 	pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "dshm", MountPath: "/dev/shm"}}
-	plain := kubeLimits(kubePod(ns, "shm-default", kubeenv.RuntimeClassCCI, sleepForever), "1", "2Gi")
+	plain := kubeLimits(kubePod(ns, "shm-default", kubeenv.RuntimeClassCCI, sleepForever), "500m", "2Gi")
 	kubeRunPod(t, c, pod)
 	kubeRunPod(t, c, plain)
 	for name, want := range map[string]string{pod.Name: "262144", plain.Name: "65536"} {

@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // nodeReady is nil once the node is registered and its Ready condition True.
@@ -295,6 +296,23 @@ func (c *Cluster) WaitEvent(ctx context.Context, ns, name, reason, substr string
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// SandboxID returns the CRI id of the pod's ready sandbox (what the shim
+// knows the pod by).
+func (c *Cluster) SandboxID(ctx context.Context, pod *corev1.Pod) (string, error) {
+	rs, _ := c.Env.CRI()
+	l, err := rs.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{
+		LabelSelector: map[string]string{"io.kubernetes.pod.uid": string(pod.UID)},
+		State:         &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY},
+	}})
+	if err != nil {
+		return "", fmt.Errorf("listing sandboxes of %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	if len(l.Items) != 1 {
+		return "", fmt.Errorf("pod %s/%s (uid %s) has %d ready sandboxes, want 1", pod.Namespace, pod.Name, pod.UID, len(l.Items))
+	}
+	return l.Items[0].Id, nil
 }
 
 // PodLogs returns a container's log through the API server (client-go;
