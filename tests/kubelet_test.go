@@ -41,6 +41,7 @@ func TestKubelet(t *testing.T) {
 	t.Run("R14 kubectl logs lossless and throttled", func(t *testing.T) { kubeStdoutLogs(t, c) })
 	t.Run("R15 log files collected", func(t *testing.T) { kubeLogFiles(t, c) })
 	t.Run("webhook through the API server", func(t *testing.T) { kubeWebhook(t, c) })
+	t.Run("cci-webhook through the API server", func(t *testing.T) { kubeCCIWebhook(t, c) })
 	t.Run("create to running cci vs runc", func(t *testing.T) { kubeStartLatency(t, c) })
 	t.Run("pod deletion leaves nothing behind", func(t *testing.T) { kubeDeletion(t, c) })
 }
