@@ -155,7 +155,10 @@ func kubeDeletion(t *testing.T, c *kubeenv.Cluster) {
 		{Name: "scratch", MountPath: "/scratch"}, {Name: "dshm", MountPath: "/dev/shm"}, {Name: "settings", MountPath: "/etc/settings"},
 	}
 	kubeAddHostPath(pod, "host-tmp", "/var/tmp", "/data")
-	kubeRunPod(t, c, pod)
+	p := kubeRunPod(t, c, pod)
+	if id, err := c.SandboxID(kctx(t, 10*time.Second), p); err == nil {
+		t.Logf("pod cleanup/everything: sandbox %s", id)
+	}
 	if got := strings.TrimSpace(kubectlExec(t, c, "cleanup", pod.Name, "cat /etc/settings/k; echo; df -k /data | tail -1 | awk '{print $1}'")); !strings.HasPrefix(got, "v\n/dev/loop") {
 		t.Errorf("config map and replaced hostPath: %q, want v and a loop device", got)
 	}

@@ -73,6 +73,7 @@ func kubeLogFiles(t *testing.T, c *kubeenv.Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("pod r15/logger: sandbox %s", id)
 	sink := filepath.Join(c.Env.Dir, "podlogs", sinkName(t, id))
 	var counts map[string]int
 	if !waitFor(30*time.Second, func() bool {
