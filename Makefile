@@ -21,7 +21,7 @@ all: build
 deps:
 	@scripts/deps.sh
 
-## k8s-tools: build the Kubernetes binaries once (cached; 15-30 min cold on 2 cores)
+## k8s-tools: build the Kubernetes binaries once (cached; cold: ~24 CPU-minutes, 12+ min on 2 idle cores)
 k8s-tools:
 	@scripts/k8s-tools.sh
 

@@ -36,7 +36,7 @@ if have_all; then
 fi
 
 began=$(date +%s)
-echo "k8s-tools: building ${binaries[*]} of Kubernetes $K8S_VERSION into $bin (15-30 minutes on 2 cores when nothing is cached)"
+echo "k8s-tools: building ${binaries[*]} of Kubernetes $K8S_VERSION into $bin (cold: about 24 CPU-minutes, 12 or more minutes on 2 idle cores)"
 
 # v1.37.2 -> v0.37.2: the staging modules' tags.
 if [[ ! "$K8S_VERSION" =~ ^v1\.([0-9]+)\.([0-9]+)$ ]]; then
