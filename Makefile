@@ -34,13 +34,14 @@ LDFLAGS   := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(R
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+	$(CC) -static -Os -s -Wall -Wextra -Werror -o $(BIN)/cci-podmetrics cmd/cci-podmetrics/relay.c
 
 vet:
 	$(GO) vet ./...
 
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests')
 # The shim and the leaves it runs concurrently run under the race detector.
-RACE_PKGS = ./shim/... ./iothrottle/... ./logfwd/... ./gpu/... ./shm/... ./sandbox/... ./admission/... ./cmd/cci-webhook/...
+RACE_PKGS = ./shim/... ./iothrottle/... ./logfwd/... ./gpu/... ./shm/... ./sandbox/... ./podmetrics/... ./admission/... ./cmd/cci-webhook/...
 
 ## unit: tests of every package except the end-to-end suite
 unit: build

@@ -78,10 +78,11 @@ func TestValidatePodAnnotationsSameMessages(t *testing.T) {
 		{sandbox.AnnotationShmSize, "-1", `annotation shm.cci.io/size "-1" is not allowed (not a positive memory quantity); allowed: a memory quantity such as 128Mi, at most the pod memory`},
 		{sandbox.AnnotationShmSize, "0", `annotation shm.cci.io/size "0" is not allowed (not a positive memory quantity)`},
 		{AnnotationImageReplacement, `[{"repositoryPrefix":"a","replaceWith":"a"}]`, `entry 0 (repositoryPrefix "a"): replaceWith "a" equals repositoryPrefix`},
-		{AnnotationEnablePodMetrics, "no", `annotation monitoring.cci.io/enable-pod-metrics="no" is not allowed; allowed: "true" or "false"`},
-		{AnnotationMetricsPort, "0", `monitoring.cci.io/metrics-port="0" is not allowed`},
-		{AnnotationMetricsPort, "65536", `monitoring.cci.io/metrics-port="65536" is not allowed`},
-		{AnnotationMetricsPort, "+80", `monitoring.cci.io/metrics-port="+80" is not allowed`},
+		{AnnotationEnablePodMetrics, "no", `annotation monitoring.cci.io/enable-pod-metrics "no" is not allowed`},
+		{AnnotationMetricsPort, "0", `annotation monitoring.cci.io/metrics-port "0" is not allowed`},
+		{AnnotationMetricsPort, "80", `annotation monitoring.cci.io/metrics-port "80" is not allowed`},
+		{AnnotationMetricsPort, "65536", `annotation monitoring.cci.io/metrics-port "65536" is not allowed`},
+		{AnnotationMetricsPort, "+80", `annotation monitoring.cci.io/metrics-port "+80" is not allowed`},
 	} {
 		err := ValidatePodAnnotations(map[string]string{tc.key: tc.value})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

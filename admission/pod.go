@@ -209,6 +209,7 @@ func validateCreate(pod *corev1.Pod, containers string) []error {
 		}
 	}
 	errs = append(errs, gpuEnvErrors(pod)...)
+	errs = append(errs, podMetricsPortErrors(pod)...)
 	return errs
 }
 

@@ -1,35 +1,44 @@
 package admission
 
 import (
-	"fmt"
-	"strconv"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/cci-shim/cci-shim/podmetrics"
 )
 
-// R27's pod annotations.
-//
-// PLUG-IN POINT (podmetrics): package podmetrics, being written on another
-// branch, owns R27 and its parser. It was not on main when this was written,
-// so validatePodMetrics checks the two annotations per SPEC R27 here. When
-// podmetrics lands: delete these constants and validatePodMetrics's body and
-// call podmetrics' parser instead (one parser, shared with the shim), keeping
-// the keys in KnownAnnotations.
+// R27's pod annotations, parsed by package podmetrics: one parser, the
+// shim's.
 const (
-	AnnotationEnablePodMetrics = "monitoring.cci.io/enable-pod-metrics"
-	AnnotationMetricsPort      = "monitoring.cci.io/metrics-port"
+	AnnotationEnablePodMetrics = podmetrics.AnnotationEnable
+	AnnotationMetricsPort      = podmetrics.AnnotationPort
 )
 
-// validatePodMetrics: enable-pod-metrics is "true" or "false";
-// metrics-port is a decimal TCP port 1–65535.
+// validatePodMetrics checks the R27 annotations as the shim does.
 func validatePodMetrics(ann map[string]string) []error {
-	var errs []error
-	if v, ok := ann[AnnotationEnablePodMetrics]; ok && v != "true" && v != "false" {
-		errs = append(errs, fmt.Errorf("annotation %s=%q is not allowed; allowed: \"true\" or \"false\"", AnnotationEnablePodMetrics, v))
+	if _, err := podmetrics.ParseAnnotations(ann); err != nil {
+		return []error{err}
 	}
-	if v, ok := ann[AnnotationMetricsPort]; ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != v {
-			errs = append(errs, fmt.Errorf("annotation %s=%q is not allowed; allowed: a TCP port number from 1 to 65535 (default 19100)", AnnotationMetricsPort, v))
+	return nil
+}
+
+// podMetricsPortErrors refuses a metrics port a container of the pod
+// declares (R27): at admission the pod spec says it, as the shim learns it
+// from CRI's sandbox config.
+func podMetricsPortErrors(pod *corev1.Pod) []error {
+	cfg, err := podmetrics.ParseAnnotations(pod.Annotations)
+	if err != nil {
+		return nil // reported by validatePodMetrics
+	}
+	var ports []podmetrics.ContainerPort
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range cs {
+			for _, p := range c.Ports {
+				ports = append(ports, podmetrics.ContainerPort{Container: c.Name, Port: p.ContainerPort, Protocol: string(p.Protocol)})
+			}
 		}
 	}
-	return errs
+	if err := cfg.CheckPorts(ports); err != nil {
+		return []error{err}
+	}
+	return nil
 }

@@ -18,8 +18,18 @@ import (
 
 // Backend kinds.
 const (
-	BackendRunc = "runc"
-	BackendKata = "kata"
+	BackendRunc   = "runc"
+	BackendKata   = "kata"
+	BackendGVisor = "gvisor"
+)
+
+// Shims that can drive runsc for the gvisor backend.
+const (
+	// GVisorShimRunc is containerd's runc shim with runsc as its OCI
+	// runtime binary.
+	GVisorShimRunc = "runc"
+	// GVisorShimRunsc is gVisor's own containerd-shim-runsc-v1.
+	GVisorShimRunsc = "runsc"
 )
 
 // Config is the node configuration. The zero value is not useful; use Default
@@ -114,11 +124,13 @@ type Policy struct {
 
 // Backend selects the sandbox runtime the shim fronts.
 type Backend struct {
-	// Kind is "runc" (development and CI) or "kata" (production).
+	// Kind is "kata" (production), "gvisor" (a user-space kernel per pod,
+	// runs on every machine) or "runc" (development only).
 	Kind string `toml:"kind"`
 	// Binary is the backend shim: a name looked up in PATH or an absolute
-	// path. Defaults: containerd-shim-runc-v2 for runc,
-	// containerd-shim-kata-v2 for kata.
+	// path. Defaults: containerd-shim-runc-v2 for runc and for gvisor with
+	// gvisor.shim "runc", containerd-shim-runsc-v1 for gvisor with
+	// gvisor.shim "runsc", containerd-shim-kata-v2 for kata.
 	Binary string `toml:"binary"`
 	// ConfigPath is handed to Kata as its configuration file
 	// (configuration.toml). Kata only.
@@ -129,6 +141,37 @@ type Backend struct {
 	// that have one, its debug socket). Off by default, whatever
 	// containerd's own log level.
 	Debug bool `toml:"debug"`
+	// GVisor configures runsc. gvisor only.
+	GVisor GVisor `toml:"gvisor"`
+}
+
+// GVisor configures the gvisor backend. Every runsc flag comes from here,
+// never from a pod.
+type GVisor struct {
+	// Shim is what drives runsc: "runc" (default; containerd's runc shim
+	// with runsc as its OCI runtime) or "runsc" (gVisor's own
+	// containerd-shim-runsc-v1, given a runsc.toml the shim writes).
+	Shim string `toml:"shim"`
+	// Runsc is the runsc binary, in PATH or absolute. Default "runsc".
+	Runsc string `toml:"runsc"`
+	// Helper is cci-runsc, which the runc shim runs as its OCI runtime
+	// (shim "runc" only): absolute, or a name looked up beside the cci
+	// shim's own binary, then in PATH. Default "cci-runsc".
+	Helper string `toml:"helper"`
+	// Root is runsc's state root. Default <state_dir>/runsc.
+	Root string `toml:"root"`
+	// Platform is how the sentry traps system calls: "ptrace" (default),
+	// "kvm" or "systrap" (runsc 2023 and later).
+	Platform string `toml:"platform"`
+	// Network is "sandbox" (default: gVisor's network stack on the pod's
+	// CNI network namespace) or "none" (loopback only). "host" is refused.
+	Network string `toml:"network"`
+	// NVProxy lets GPU pods use the host driver through gVisor's nvproxy
+	// (R11; runsc 2023 and later). Off: GPU pods are refused.
+	NVProxy bool `toml:"nvproxy"`
+	// DebugLogDir, when set, makes runsc write debug logs there (one file
+	// per command and sandbox).
+	DebugLogDir string `toml:"debug_log_dir"`
 }
 
 // Rootfs describes every pod's writable root filesystem (R7).
@@ -181,14 +224,24 @@ func (c *Config) finish() error {
 		if c.Backend.RuncRoot != "" {
 			return fmt.Errorf("backend.runc_root is for runc; backend.kind is %q", c.Backend.Kind)
 		}
+	case BackendGVisor:
+		// Its keys are checked below, once state_dir is known good.
 	default:
-		return fmt.Errorf("backend.kind %q: allowed values are %q and %q", c.Backend.Kind, BackendRunc, BackendKata)
+		return fmt.Errorf("backend.kind %q: allowed values are %q, %q and %q", c.Backend.Kind, BackendRunc, BackendGVisor, BackendKata)
+	}
+	if c.Backend.Kind != BackendGVisor && c.Backend.GVisor != (GVisor{}) {
+		return fmt.Errorf("backend.gvisor is for gvisor; backend.kind is %q", c.Backend.Kind)
 	}
 	if !filepath.IsAbs(c.StateDir) {
 		return fmt.Errorf("state_dir %q: must be an absolute path", c.StateDir)
 	}
 	if c.Backend.Kind == BackendRunc && c.Backend.RuncRoot == "" {
 		c.Backend.RuncRoot = filepath.Join(c.StateDir, "runc")
+	}
+	if c.Backend.Kind == BackendGVisor {
+		if err := c.finishGVisor(); err != nil {
+			return err
+		}
 	}
 	for key, dir := range map[string]string{"policy.volume_dir": c.Policy.VolumeDir, "policy.kubelet_root": c.Policy.KubeletRoot,
 		"policy.containerd_root": c.Policy.ContainerdRoot, "policy.containerd_state": c.Policy.ContainerdState} {
@@ -225,3 +278,54 @@ func (c *Config) finish() error {
 // deliver everything at the pod's end; cci-agent delivers them. It is on
 // policy.volume_dir's filesystem, so that spooling a volume is a rename.
 func (c Config) LogSpoolDir() string { return filepath.Join(c.Policy.VolumeDir, "logspool") }
+
+// finishGVisor fills the gvisor backend's defaults and validates its keys.
+func (c *Config) finishGVisor() error {
+	b, g := &c.Backend, &c.Backend.GVisor
+	if b.ConfigPath != "" || b.RuncRoot != "" {
+		return fmt.Errorf("backend.config_path and backend.runc_root are not for gvisor: use backend.gvisor.root")
+	}
+	switch g.Shim {
+	case "", GVisorShimRunc:
+		g.Shim = GVisorShimRunc
+		if b.Binary == "" {
+			b.Binary = "containerd-shim-runc-v2"
+		}
+	case GVisorShimRunsc:
+		if b.Binary == "" {
+			b.Binary = "containerd-shim-runsc-v1"
+		}
+	default:
+		return fmt.Errorf("backend.gvisor.shim %q: allowed values are %q and %q", g.Shim, GVisorShimRunc, GVisorShimRunsc)
+	}
+	if g.Runsc == "" {
+		g.Runsc = "runsc"
+	}
+	if g.Helper == "" {
+		g.Helper = "cci-runsc"
+	}
+	if g.Root == "" {
+		g.Root = filepath.Join(c.StateDir, "runsc")
+	}
+	if !filepath.IsAbs(g.Root) {
+		return fmt.Errorf("backend.gvisor.root %q: must be an absolute path", g.Root)
+	}
+	switch g.Platform {
+	case "":
+		g.Platform = "ptrace"
+	case "ptrace", "kvm", "systrap":
+	default:
+		return fmt.Errorf("backend.gvisor.platform %q: allowed values are \"ptrace\", \"kvm\" and \"systrap\"", g.Platform)
+	}
+	switch g.Network {
+	case "":
+		g.Network = "sandbox"
+	case "sandbox", "none":
+	default:
+		return fmt.Errorf("backend.gvisor.network %q: allowed values are \"sandbox\" and \"none\" (host would share the node's network stack)", g.Network)
+	}
+	if g.DebugLogDir != "" && !filepath.IsAbs(g.DebugLogDir) {
+		return fmt.Errorf("backend.gvisor.debug_log_dir %q: must be an absolute path", g.DebugLogDir)
+	}
+	return nil
+}

@@ -32,7 +32,27 @@ func TestParse(t *testing.T) {
 					t.Errorf("backend = %+v", c.Backend)
 				}
 			}},
-		{name: "unknown backend", toml: "[backend]\nkind = \"gvisor\"\n", wantErr: `backend.kind "gvisor": allowed values are "runc" and "kata"`},
+		{name: "unknown backend", toml: "[backend]\nkind = \"firecracker\"\n", wantErr: `backend.kind "firecracker": allowed values are "runc", "gvisor" and "kata"`},
+		{name: "gvisor defaults", toml: "[backend]\nkind = \"gvisor\"\n", check: func(t *testing.T, c Config) {
+			want := GVisor{Shim: "runc", Runsc: "runsc", Helper: "cci-runsc", Root: "/run/cci-shim/runsc", Platform: "ptrace", Network: "sandbox"}
+			if c.Backend.Binary != "containerd-shim-runc-v2" || c.Backend.GVisor != want || c.Backend.RuncRoot != "" {
+				t.Errorf("backend = %+v", c.Backend)
+			}
+		}},
+		{name: "gvisor's own shim", toml: "[backend]\nkind = \"gvisor\"\n[backend.gvisor]\nshim = \"runsc\"\nplatform = \"kvm\"\nnetwork = \"none\"\nroot = \"/run/r\"\nnvproxy = true\n",
+			check: func(t *testing.T, c Config) {
+				want := GVisor{Shim: "runsc", Runsc: "runsc", Helper: "cci-runsc", Root: "/run/r", Platform: "kvm", Network: "none", NVProxy: true}
+				if c.Backend.Binary != "containerd-shim-runsc-v1" || c.Backend.GVisor != want {
+					t.Errorf("backend = %+v", c.Backend)
+				}
+			}},
+		{name: "gvisor host network", toml: "[backend]\nkind = \"gvisor\"\ngvisor.network = \"host\"\n", wantErr: `backend.gvisor.network "host": allowed values are "sandbox" and "none"`},
+		{name: "gvisor platform", toml: "[backend]\nkind = \"gvisor\"\ngvisor.platform = \"qemu\"\n", wantErr: `backend.gvisor.platform "qemu": allowed values are "ptrace", "kvm" and "systrap"`},
+		{name: "gvisor shim", toml: "[backend]\nkind = \"gvisor\"\ngvisor.shim = \"kata\"\n", wantErr: `backend.gvisor.shim "kata": allowed values are "runc" and "runsc"`},
+		{name: "gvisor relative root", toml: "[backend]\nkind = \"gvisor\"\ngvisor.root = \"runsc\"\n", wantErr: `backend.gvisor.root "runsc": must be an absolute path`},
+		{name: "gvisor relative debug dir", toml: "[backend]\nkind = \"gvisor\"\ngvisor.debug_log_dir = \"logs\"\n", wantErr: `backend.gvisor.debug_log_dir "logs": must be an absolute path`},
+		{name: "runc option on gvisor", toml: "[backend]\nkind = \"gvisor\"\nrunc_root = \"/x\"\n", wantErr: "are not for gvisor"},
+		{name: "gvisor option on runc", toml: "[backend.gvisor]\nplatform = \"kvm\"\n", wantErr: `backend.gvisor is for gvisor; backend.kind is "runc"`},
 		{name: "typo is an error", toml: "stat_dir = \"/x\"\n", wantErr: "unknown setting"},
 		{name: "relative state dir", toml: "state_dir = \"run\"\n", wantErr: `state_dir "run": must be an absolute path`},
 		{name: "kata option on runc", toml: "[backend]\nconfig_path = \"/x\"\n", wantErr: "backend.config_path is for kata"},

@@ -20,7 +20,7 @@ const DefaultPath = "/etc/cci-shim/config.toml"
 const EnvPath = "CCI_SHIM_CONFIG"
 
 // backendKinds lists the backend.kind values, for errors.
-var backendKinds = []string{BackendKata, BackendRunc}
+var backendKinds = []string{BackendKata, BackendGVisor, BackendRunc}
 
 // Source says which file a configuration comes from and why that one.
 type Source struct {
@@ -73,7 +73,7 @@ func LoadSource(explicit string) (Config, Source, error) {
 	}
 	if cfg.Backend.Kind == "" {
 		return Config{}, src, fmt.Errorf("node config %s: backend.kind is not set: the sandbox every pod runs in is the operator's choice "+
-			"(allowed values: %s; kata is production, runc shares the host kernel)", src.Path, quoteList(backendKinds))
+			"(allowed values: %s; kata is production, gvisor a user-space kernel per pod, runc shares the host kernel)", src.Path, quoteList(backendKinds))
 	}
 	if err := cfg.finish(); err != nil {
 		return Config{}, src, fmt.Errorf("node config %s: %w", src.Path, err)

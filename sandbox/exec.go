@@ -52,7 +52,7 @@ func CheckExec(containerName string, container *specs.Spec, proc *specs.Process,
 	for _, set := range []string{"bounding", "effective", "permitted", "inheritable", "ambient"} {
 		for _, cp := range want[set] {
 			if !slices.Contains(have[set], cp) {
-				return widened("process.capabilities."+set, cp, "the container's "+set+" capabilities: "+strings.Join(have[set], ", "))
+				return widened("process.capabilities."+set, cp, "the container's "+set+" capabilities: "+listOrNone(have[set]))
 			}
 		}
 	}
@@ -90,4 +90,11 @@ func CheckExec(containerName string, container *specs.Spec, proc *specs.Process,
 		proc.OOMScoreAdj = &v
 	}
 	return nil
+}
+
+func listOrNone(l []string) string {
+	if len(l) == 0 {
+		return "(none)"
+	}
+	return strings.Join(l, ", ")
 }

@@ -17,10 +17,12 @@ packages=(
 	busybox-static
 	fio
 	containernetworking-plugins
+	runsc
 	iproute2
 	util-linux
 	gcc
 	prometheus
+	libc6-dev
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -57,4 +59,18 @@ if [ ! -f "$stamp" ] || [ ! -x "$tools/crictl" ]; then
 	GOBIN="$tools" GOFLAGS=-buildvcs=false go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
 	rm -f "$tools"/.crictl-*
 	touch "$stamp"
+fi
+
+# gVisor: Debian's runsc (20221219) mistakes every network namespace for the
+# host's on Linux 6.6+ (fixed in gVisor 20240731), so pods there cannot have
+# their CNI network. Such hosts also get a static runsc from the Go module
+# proxy in the tools dir, which the tests prefer (CGO off: runsc re-executes
+# itself where no dynamic loader is).
+RUNSC_VERSION="${RUNSC_VERSION:-v0.0.0-20260905035102-160fafc42237}"
+if unshare --net test -e /proc/sys/net/core/rmem_default 2>/dev/null && [ ! -f "$tools/.runsc-$RUNSC_VERSION" ]; then
+	echo "deps: building runsc $RUNSC_VERSION into $tools (Debian's cannot use pod network namespaces on this kernel)"
+	mkdir -p "$tools"
+	CGO_ENABLED=0 GOBIN="$tools" GOFLAGS=-buildvcs=false go install "gvisor.dev/gvisor/runsc@$RUNSC_VERSION"
+	rm -f "$tools"/.runsc-*
+	touch "$tools/.runsc-$RUNSC_VERSION"
 fi

@@ -70,13 +70,15 @@ func (l *launch) command(ctx context.Context, action string) *exec.Cmd {
 
 // backendShim is the running backend shim of the pod and its Task client.
 type backendShim struct {
-	proc    procID
-	address string
-	version int32
-	conn    *ttrpc.Client
-	task    *taskClient
-	logs    io.Closer
-	logDone chan struct{}
+	// inProcess: the task service runs in this shim (startInProcessBackend)
+	inProcess bool
+	proc      procID
+	address   string
+	version   int32
+	conn      *ttrpc.Client
+	task      *taskClient
+	logs      io.Closer
+	logDone   chan struct{}
 }
 
 // startBackend runs the backend's start subcommand in its own directory
@@ -252,11 +254,16 @@ const backendStopGrace = 5 * time.Second
 // stop asks the backend to shut down, waits for its process to go (killing
 // it after a grace period) and removes its socket. Every wait is bounded.
 func (b *backendShim) stop(ctx context.Context, id string) {
-	sctx, cancel := context.WithTimeout(ctx, backendStopGrace)
-	_, err := b.task.Shutdown(sctx, &taskv3.ShutdownRequest{ID: id, Now: true})
-	cancel()
-	if err != nil && !errors.Is(err, ttrpc.ErrClosed) {
-		log.G(ctx).WithError(err).Debug("backend shutdown")
+	// An in-process runc task service has no process to end, and its
+	// Shutdown would run the callbacks it registered for the socket of the
+	// shim it thinks it is: this one's.
+	if !b.inProcess {
+		sctx, cancel := context.WithTimeout(ctx, backendStopGrace)
+		_, err := b.task.Shutdown(sctx, &taskv3.ShutdownRequest{ID: id, Now: true})
+		cancel()
+		if err != nil && !errors.Is(err, ttrpc.ErrClosed) {
+			log.G(ctx).WithError(err).Debug("backend shutdown")
+		}
 	}
 	b.proc.stop(ctx, backendStopGrace)
 	b.conn.Close()

@@ -54,6 +54,10 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err != nil {
 		return nil, err
 	}
+	metrics, err := s.planPodMetrics(ctx, r.ID, a.spec, a.pod) // R27, shim/podmetrics.go
+	if err != nil {
+		return nil, err
+	}
 	if err := s.ownPodCgroup(a); err != nil {
 		return nil, err
 	}
@@ -107,6 +111,7 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err := s.pod.commit(a, resp.Pid, s.traits.Isolation); err != nil {
 		return nil, err
 	}
+	s.startPodMetrics(ctx, metrics, a.spec, resp.Pid) // R27, shim/podmetrics.go
 	c.pid.Store(resp.Pid)
 	c.addProc("", pio)
 	s.mu.Lock()

@@ -7,11 +7,15 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	eventsapi "github.com/containerd/containerd/api/services/ttrpc/events/v1"
+	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/core/events"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cci-shim/cci-shim/podmetrics"
 )
 
 // exitDrainTimeout bounds how long an exit event waits for the process's
@@ -77,6 +81,19 @@ func (r *eventRelay) Forward(ctx context.Context, req *eventsapi.ForwardRequest)
 	return &emptypb.Empty{}, nil
 }
 
+// Publish queues an event of an in-process backend, as Forward does for a
+// backend in a process of its own.
+func (r *eventRelay) Publish(ctx context.Context, topic string, evt events.Event) error {
+	a, err := typeurl.MarshalAnyToProto(evt)
+	if err != nil {
+		return err
+	}
+	ns, _ := namespaces.Namespace(ctx)
+	_, err = r.Forward(ctx, &eventsapi.ForwardRequest{Envelope: &types.Envelope{
+		Timestamp: timestamppb.Now(), Namespace: ns, Topic: topic, Event: a}})
+	return err
+}
+
 // run publishes key's queue in order until it is empty.
 func (r *eventRelay) run(key string) {
 	defer r.wg.Done()
@@ -100,6 +117,9 @@ func (r *eventRelay) publish(req *eventsapi.ForwardRequest) {
 	evt, err := typeurl.UnmarshalAny(env.Event)
 	if err != nil {
 		return // checked in Forward
+	}
+	if internalExec(evt) {
+		return // the shim's own exec (the R27 relay in a sandbox): not the tenant's
 	}
 	if exit, ok := evt.(*eventstypes.TaskExit); ok {
 		execID := exit.ID
@@ -158,4 +178,18 @@ func containerOf(evt any) string {
 		return e.ContainerID
 	}
 	return ""
+}
+
+// internalExec reports whether an event is about the exec the shim runs in a
+// sandbox for the pod's metrics endpoint (podmetrics.RelayExecID).
+func internalExec(evt any) bool {
+	switch e := evt.(type) {
+	case *eventstypes.TaskExecAdded:
+		return e.ExecID == podmetrics.RelayExecID
+	case *eventstypes.TaskExecStarted:
+		return e.ExecID == podmetrics.RelayExecID
+	case *eventstypes.TaskExit:
+		return e.ID == podmetrics.RelayExecID
+	}
+	return false
 }

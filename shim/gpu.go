@@ -92,7 +92,8 @@ func (g *gpus) apply(ctx context.Context, spec *specs.Spec, req *gpu.Request, po
 	switch g.mode {
 	case backend.GPUVFIO:
 		err = gpu.ApplyKata(spec, alloc, drv, g.cfg.Root)
-	case backend.GPUDeviceNodes:
+	case backend.GPUDeviceNodes, backend.GPUNVProxy:
+		// nvproxy: gVisor forwards the driver's ioctls on the same nodes.
 		err = gpu.ApplyRunc(spec, alloc, drv, g.cfg.Root)
 	default:
 		err = fmt.Errorf("gpus: the backend's GPU mode %q is not supported by this node", g.mode)

@@ -63,6 +63,7 @@ func buildBinaries(t *testing.T, dir string) {
 			t.Fatalf("building %s: %v\n%s", pkg, err, b)
 		}
 	}
+	buildRelay(t, dir) // the in-sandbox relay, mounted into Kata sandboxes (R27; shim/podmetrics_contract_test.go)
 }
 
 // TestKataAdapterContract drives the cci shim the way containerd does, with a
@@ -407,4 +408,58 @@ func makeImage(t *testing.T, path string) string {
 		t.Fatalf("mkfs.ext4: %v: %s", err, out)
 	}
 	return path
+}
+
+// TestKataBackendDies: the backend shim in a process of its own (Kata's)
+// dies under a running pod. The cci shim notices the connection drop and
+// exits, removing its socket, so that containerd cleans the pod up through
+// the delete subcommand, the path a crash of the cci shim takes.
+func TestKataBackendDies(t *testing.T) {
+	testutil.RequireRoot(t, "the shim mounts the pod's /dev/shm tmpfs")
+	tmp, err := os.MkdirTemp("/tmp", "cci-kdie-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	bin := filepath.Join(tmp, "bin")
+	buildBinaries(t, bin)
+	evSock := filepath.Join(tmp, "ev.sock")
+	l, err := net.Listen("unix", evSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := ttrpc.NewServer()
+	eventsapi.RegisterTTRPCEventsService(srv, &fakeEvents{ch: make(chan *types.Envelope, 64)})
+	go srv.Serve(context.Background(), l)
+	t.Cleanup(func() { srv.Close() })
+
+	p := startKataPod(t, tmp, bin, evSock, criID("dies"), nil)
+	cr, err := p.task.Connect(p.ctx, &taskv3.ConnectRequest{ID: p.id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := pidsOf(filepath.Join(bin, "containerd-shim-kata-v2"))
+	if len(backend) != 1 {
+		t.Fatalf("backend processes: %v, want 1", backend)
+	}
+	syscall.Kill(backend[0], syscall.SIGKILL)
+	if !waitGone(int(cr.ShimPid), 10*time.Second) {
+		t.Fatalf("cci shim %d still runs 10 s after its backend died", cr.ShimPid)
+	}
+}
+
+// pidsOf lists the processes running the binary at path.
+func pidsOf(path string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err == nil && exe == path {
+			out = append(out, pid)
+		}
+	}
+	return out
 }

@@ -98,6 +98,9 @@ func (s *service) setupLogs(ctx context.Context, spec *specs.Spec, pod *sandbox.
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
+	if err := checkLogMounts(pod.Name(), spec, logfwd.Watches(policies)); err != nil {
+		return err
+	}
 	if s.logs == nil {
 		vol := s.logVolume()
 		cfg, err := collectorConfig(s.cfg, vol.Path, s.podDir, s.launch.namespace, filepath.Base(s.podDir), pod, policies)

@@ -222,6 +222,22 @@ func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) 
 	if err != nil {
 		return status, err
 	}
+	// containerd runs this whenever the shim's connection closes, also after
+	// a Shutdown whose teardown goes on after the reply: a shim that is
+	// still alive is finishing its own teardown (every step of it bounded),
+	// and owns what it has not released yet.
+	if self, ok := o.find(resShim); ok && self.Proc.Pid != os.Getpid() && self.Proc.alive() {
+		if !self.Proc.waitGone(shimTeardownWait) {
+			log.G(ctx).WithField("pid", self.Proc.Pid).Info("the pod's shim is still tearing down; leaving the pod to it")
+			return status, nil
+		}
+		if _, err := os.Stat(podDir); errors.Is(err, os.ErrNotExist) {
+			return status, nil // it released everything
+		}
+		if o, err = loadOwner(podDir, releaseRecord(env)); err != nil {
+			return status, err
+		}
+	}
 	if err := o.releaseContainer(ctx, id); err != nil {
 		log.G(ctx).WithError(err).Warn("releasing container resources")
 	}
@@ -235,6 +251,11 @@ func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) 
 	}
 	return status, nil
 }
+
+// shimTeardownWait is how long the delete subcommand waits for a live shim
+// to end its own teardown before leaving the pod to it (containerd bounds
+// the delete subcommand at a few seconds).
+const shimTeardownWait = 3 * time.Second
 
 // flagValue reads a flag that containerd's shim harness parsed.
 func flagValue(name string) string {

@@ -179,6 +179,18 @@ func (o *owner) has(kind resourceKind, container string) bool {
 	return slices.ContainsFunc(o.stack, func(e *entry) bool { return e.res.Kind == kind && e.res.Container == container })
 }
 
+// find returns the newest record of kind for the pod (container "").
+func (o *owner) find(kind resourceKind) (resource, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i := len(o.stack) - 1; i >= 0; i-- {
+		if r := o.stack[i].res; r.Kind == kind && r.Container == "" {
+			return r, true
+		}
+	}
+	return resource{}, false
+}
+
 // containersOnDisk returns the containers that hold resources according to
 // the file, which other processes may have changed.
 func (o *owner) containersOnDisk() ([]string, error) {

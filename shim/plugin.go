@@ -135,8 +135,12 @@ func newTaskService(ctx context.Context, d serviceDeps) (*service, error) {
 			options:          options,
 		},
 	}
+	s.relay = newEventRelay(ctx, s.publisher, s.drain, s.exited)
 	if s.startBackend == nil {
 		s.startBackend = startBackend
+		if s.traits.InProcess {
+			s.startBackend = startInProcessBackend(s.relay)
+		}
 	}
 	// Both become host paths: containerd validates them, and so do we.
 	if err := sandbox.ValidateIdentifier("containerd namespace", d.namespace); err != nil {
@@ -187,7 +191,6 @@ func newTaskService(ctx context.Context, d serviceDeps) (*service, error) {
 	if s.gpus, err = newGPUs(cfg, s.traits.GPU); err != nil {
 		return nil, err
 	}
-	s.relay = newEventRelay(ctx, s.publisher, s.drain, s.exited)
 	go s.writeStatsLoop(ctx)
 	return s, nil
 }

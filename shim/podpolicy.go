@@ -3,7 +3,10 @@ package shim
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cci-shim/cci-shim/sandbox"
 	"github.com/cci-shim/cci-shim/sandbox/backend"
@@ -35,15 +38,16 @@ func (p *podPolicy) state() *sandbox.PodState {
 
 // commit takes the state a successful Create's policy returned: for the
 // pod's first container, with the namespaces its init process (pid) has, so
-// that later containers may join exactly those.
+// that later containers may join exactly those; for an app container with a
+// pid namespace of its own, that namespace, so that a debug container may
+// join it (kubectl debug --target, CRI's NamespaceMode_TARGET).
 // In a VM (Kata) the pid is the VMM's and its host namespaces say nothing
 // of the guest's: only the pid is recorded.
 func (p *podPolicy) commit(a *admission, pid uint32, isolation backend.Isolation) error {
 	st := a.plan.State
-	if st == nil {
-		return nil
-	}
-	if a.pod.IsSandbox() {
+	var own []sandbox.NSRef
+	switch {
+	case a.pod.IsSandbox() && st != nil:
 		st.SandboxPid = pid
 		if isolation != backend.IsolationVM {
 			refs, err := sandbox.ReadNamespaces(int(pid))
@@ -52,10 +56,30 @@ func (p *podPolicy) commit(a *admission, pid uint32, isolation backend.Isolation
 			}
 			st.RecordNamespaces("", refs)
 		}
+	case !a.pod.IsSandbox() && isolation != backend.IsolationVM:
+		refs, err := sandbox.ReadNamespaces(int(pid))
+		if err != nil {
+			return fmt.Errorf("reading the container's namespaces: %w", err)
+		}
+		own = slices.DeleteFunc(refs, func(r sandbox.NSRef) bool { return r.Type != specs.PIDNamespace })
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.st = st
+	if st != nil {
+		p.st = st
+	}
+	if p.st == nil {
+		return nil
+	}
+	own = slices.DeleteFunc(own, func(r sandbox.NSRef) bool {
+		return slices.ContainsFunc(p.st.Namespaces, func(s sandbox.NSRef) bool {
+			return s.Owner == "" && s.Type == r.Type && s.Dev == r.Dev && s.Ino == r.Ino
+		})
+	})
+	if st == nil && len(own) == 0 {
+		return nil
+	}
+	p.st.RecordNamespaces(a.pod.ID, own)
 	return p.persist()
 }
 

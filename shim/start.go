@@ -60,6 +60,7 @@ func (s *service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.St
 	}
 	if r.ExecID == "" {
 		c.pid.Store(resp.Pid)
+		s.startPodMetricsRelay(ctx, c, t) // R27, shim/podmetrics.go
 	}
 	return resp, nil
 }

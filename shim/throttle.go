@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -71,11 +72,19 @@ func (s *service) throttleRootfs(ctx context.Context, c *container, rootfs []*ty
 	case backend.ThrottleSandbox:
 		t.cgroupPath = s.sandboxCgroup(c.spec)
 	}
+	mounts := dev.Mounts
+	// On cgroup v1 a sandbox's buffered writes (gVisor's gofer) reach the
+	// device as writeback, which no blkio limit charges: the adapter asks
+	// for a rootfs mounted sync, so that they are issued, and throttled, in
+	// the sandbox's cgroup.
+	if s.traits.RootfsSyncWrites && cgroups.Mode() != cgroups.Unified {
+		mounts = backend.SyncMounts(mounts)
+	}
 	c.rootfs = t
 	log.G(ctx).WithField("device", fmt.Sprintf("%s (%d:%d)", dev.Path, dev.Major, dev.Minor)).
 		WithField("limits", fmt.Sprintf("%+v", t.limits)).WithField("burst", fmt.Sprintf("%+v", t.burst)).
 		WithField("cgroup", t.cgroupPath).Info("rootfs throttled")
-	return dev.Mounts, nil
+	return mounts, nil
 }
 
 // sandboxCgroup returns the host cgroup of the pod's sandbox: the cgroup of

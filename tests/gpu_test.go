@@ -86,7 +86,9 @@ const (
 // TestGPU drives R12/R13 end to end with the runc backend and a fake node:
 // two T4s, a driver directory with a real libcuda.so.1, and a glibc image
 // whose cudacheck dlopens it by name.
-func TestGPU(t *testing.T) {
+func TestGPU(t *testing.T) { forEachBackend(t, testGPU) }
+
+func testGPU(t *testing.T, b testBackend) {
 	if _, err := exec.LookPath("gcc"); err != nil {
 		testutil.Unavailable(t, "gcc is needed to build libcuda.so.1 and cudacheck")
 	}
@@ -119,7 +121,7 @@ func TestGPU(t *testing.T) {
 	}
 
 	cfg := fmt.Sprintf(gpuNodeConfig, filepath.Join(host, "fixture.json"), root, libDir, binDir)
-	env := e2eenv.Start(t, e2eenv.Options{NodeConfig: cfg, CRI: true})
+	env := b.startEnv(t, true, cfg)
 	if err := env.ImportGlibcImage(gpuImage, map[string]string{"/usr/bin/cudacheck": filepath.Join(host, "cudacheck")}); err != nil {
 		t.Fatalf("importing %s: %v", gpuImage, err)
 	}
@@ -128,6 +130,23 @@ func TestGPU(t *testing.T) {
 		if got := gpuAllocations(t, env); len(got) != 0 {
 			t.Errorf("ledger holds %v, want no allocation", got)
 		}
+	}
+
+	if b.isGVisor() {
+		// A GPU reaches a gVisor sandbox through nvproxy, which needs the
+		// host's NVIDIA driver and is off on this node: a GPU pod is
+		// refused, naming the backend, and its GPU goes back to the
+		// ledger (R11 on gvisor cannot hold here).
+		_, errOut, err := env.CtrRun("--rm", "--runtime", cciRuntime, "--annotation", "gpu.cci.io/count=1", gpuImage, "gpu-gvisor", "true")
+		const want = "GPUs on the gvisor backend go through gVisor's nvproxy, which this node does not enable (backend.gvisor.nvproxy)"
+		if err == nil || !strings.Contains(errOut, want) {
+			t.Errorf("a GPU pod on gvisor without nvproxy: err %v, stderr %q; want an error containing %q", err, errOut, want)
+		}
+		t.Logf("tenant sees (ctr run): %s", ctrError(errOut))
+		requireFree(t)
+		env.Ctr("containers", "delete", "gpu-gvisor")
+		assertNoLeaks(t, env)
+		return
 	}
 
 	t.Run("main process finds libcuda without export", func(t *testing.T) {

@@ -23,6 +23,10 @@ const cciRuntime = "io.containerd.cci.v2"
 // that move a lot of output.
 const unthrottledStdio = "[throttle]\nstdio_bps = 0\n"
 
+// noBurst turns the rootfs start burst off, for tests that measure R8 or
+// read the limits from the first byte.
+const noBurst = "throttle.rootfs_burst_bytes = 0\n"
+
 // startEnv starts an env whose cci shims run the runc backend with the node's
 // default limits (e2eenv pins their paths into the env), plus extraConfig.
 func startEnv(t *testing.T, cri bool, extraConfig ...string) *e2eenv.Env {

@@ -25,8 +25,10 @@ type logRecord struct {
 // that lives a moment) and plants a symlink to a host file. Every line
 // reaches the sink exactly once, tagged with the pod's identity; the host
 // file is never read (R15-R20).
-func TestLogCollection(t *testing.T) {
-	env := startEnv(t, true) // the file sink is {{Dir}}/podlogs
+func TestLogCollection(t *testing.T) { forEachBackend(t, testLogCollection) }
+
+func testLogCollection(t *testing.T, b testBackend) {
+	env := b.startEnv(t, true) // the file sink is {{Dir}}/podlogs
 	rs, _ := env.CRI()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -31,11 +31,13 @@ const armImage = "localhost/cci/arm-hello:test"
 // TestPolicyArchitecture: a container whose entrypoint is built for another
 // architecture fails to start with an error naming both architectures, not
 // a bare "exec format error" (R6), through ctr and CRI.
-func TestPolicyArchitecture(t *testing.T) {
+func TestPolicyArchitecture(t *testing.T) { forEachBackend(t, testPolicyArchitecture) }
+
+func testPolicyArchitecture(t *testing.T, b testBackend) {
 	if runtime.GOARCH != "amd64" {
 		t.Skipf("the test image is aarch64 and the expected message names amd64; this host is %s (CI runs on amd64)", runtime.GOARCH)
 	}
-	env := startPolicyEnv(t)
+	env := startPolicyEnv(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 

@@ -17,11 +17,12 @@ import (
 
 // Helpers of the policy tests (policy_test.go, policy_arch_test.go).
 
-// startPolicyEnv starts a CRI env; its kubelet root dir is inside the env
-// ({{Dir}}/kubelet), so that tests can lay out kubelet's volume dirs.
-func startPolicyEnv(t *testing.T) *e2eenv.Env {
+// startPolicyEnv starts a CRI env on backend b; its kubelet root dir is
+// inside the env ({{Dir}}/kubelet), so that tests can lay out kubelet's
+// volume dirs.
+func startPolicyEnv(t *testing.T, b testBackend) *e2eenv.Env {
 	t.Helper()
-	return startEnv(t, true)
+	return b.startEnv(t, true)
 }
 
 // criPod is a pod sandbox run through CRI.

@@ -32,8 +32,10 @@ const (
 
 // TestPolicySysctls: allowed pod sysctls are set in the pod's namespaces and
 // visible in its containers (R9); the host keeps its own values.
-func TestPolicySysctls(t *testing.T) {
-	env := startPolicyEnv(t)
+func TestPolicySysctls(t *testing.T) { forEachBackend(t, testPolicySysctls) }
+
+func testPolicySysctls(t *testing.T, b testBackend) {
+	env := startPolicyEnv(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -53,6 +55,17 @@ func TestPolicySysctls(t *testing.T) {
 	}
 	cfg := podConfig(env, "sysctls", nil)
 	cfg.Linux.Sysctls = want
+	if b.isGVisor() {
+		// gVisor's kernel keeps its own values and runsc ignores these:
+		// the pod is refused, naming the sysctl and the backend.
+		p, err := runPod(ctx, env, cfg)
+		if err == nil {
+			p.remove(ctx, t)
+		}
+		wantRefused(t, "RunPodSandbox", err, `linux.sysctl "fs.mqueue.msg_max=20" is not allowed (the gvisor backend cannot apply it`)
+		assertClean(t, env)
+		return
+	}
 	p := mustRunPod(ctx, t, env, cfg)
 	id := p.mustStart(ctx, t, sleeper(env, "app"))
 	for k, v := range want {
@@ -72,8 +85,10 @@ func TestPolicySysctls(t *testing.T) {
 // TestPolicyRefusals: each forbidden pod or container fails RunPodSandbox or
 // StartContainer (ctr run) with the documented message and leaves nothing
 // behind (R3, R4, R5, R9, R10).
-func TestPolicyRefusals(t *testing.T) {
-	env := startPolicyEnv(t)
+func TestPolicyRefusals(t *testing.T) { forEachBackend(t, testPolicyRefusals) }
+
+func testPolicyRefusals(t *testing.T, b testBackend) {
+	env := startPolicyEnv(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -190,8 +205,19 @@ func TestPolicyRefusals(t *testing.T) {
 // TestPolicyShm: /dev/shm is a 64 MiB tmpfs by default, the annotation or a
 // Memory emptyDir sizes it, writes past it fail, CAP_SYS_ADMIN may remount
 // it (R10).
-func TestPolicyShm(t *testing.T) {
-	env := startPolicyEnv(t)
+//
+// CAP_SYS_ADMIN is host root on runc, refused there unless the node sets
+// policy.insecure_allow_host_root_capabilities (R25): the runc env sets it
+// so that runc can show the remount; gVisor is where a container holds
+// CAP_SYS_ADMIN for real.
+func TestPolicyShm(t *testing.T) { forEachBackend(t, testPolicyShm) }
+
+func testPolicyShm(t *testing.T, b testBackend) {
+	var extra []string
+	if !b.isGVisor() {
+		extra = append(extra, insecureHostRootCaps)
+	}
+	env := b.startEnv(t, true, extra...)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -199,7 +225,7 @@ func TestPolicyShm(t *testing.T) {
 		p := mustRunPod(ctx, t, env, podConfig(env, "shm-default", nil))
 		id := p.mustStart(ctx, t, sleeper(env, "app"))
 		out := p.exec(ctx, t, id, "grep ' /dev/shm ' /proc/mounts; df -k /dev/shm")
-		if !strings.Contains(out, " /dev/shm tmpfs ") {
+		if !strings.Contains(out, " /dev/shm "+b.fsType("tmpfs")+" ") {
 			t.Errorf("/dev/shm is not a tmpfs:\n%s", out)
 		}
 		if got := dfKiB(t, out); got != 64<<10 {
@@ -234,9 +260,24 @@ func TestPolicyShm(t *testing.T) {
 		admin := sleeper(env, "admin")
 		admin.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{Capabilities: &runtimeapi.Capability{AddCapabilities: []string{"SYS_ADMIN"}}}
 		aid := p.mustStart(ctx, t, admin)
-		out = p.exec(ctx, t, aid, "mount -o remount,size=256m /dev/shm && df -k /dev/shm")
-		if got := dfKiB(t, out); got != 256<<10 {
-			t.Errorf("after remount /dev/shm is %d KiB, want %d:\n%s", got, 256<<10, out)
+		if b.isGVisor() {
+			// gVisor's remount never changes a size: runsc 20221219
+			// refuses it (EINVAL), runsc 2026-08 changes the mount
+			// flags only and returns 0. The one part of R10 gVisor
+			// cannot give; the size stays as the pod set it.
+			r, err := p.rs.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: aid, Cmd: []string{"mount", "-o", "remount,size=256m", "/dev/shm"}, Timeout: 30})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := dfKiB(t, p.exec(ctx, t, aid, "df -k /dev/shm")); got != 128<<10 {
+				t.Errorf("after remount,size=256m on gvisor /dev/shm is %d KiB, want it unchanged at %d", got, 128<<10)
+			}
+			t.Logf("remount,size=256m on gvisor: exit %d, stderr %q; /dev/shm stays 128 MiB", r.ExitCode, r.Stderr)
+		} else {
+			out = p.exec(ctx, t, aid, "mount -o remount,size=256m /dev/shm && df -k /dev/shm")
+			if got := dfKiB(t, out); got != 256<<10 {
+				t.Errorf("after remount /dev/shm is %d KiB, want %d:\n%s", got, 256<<10, out)
+			}
 		}
 		p.remove(ctx, t)
 		assertClean(t, env)
@@ -288,8 +329,10 @@ func TestPolicyShm(t *testing.T) {
 // coordinator.cci.io/hostpath-replacement are replaced by pod-private,
 // size-limited dirs shared by the pod's containers, or removed; the host
 // dir is never touched (R4).
-func TestPolicyHostPath(t *testing.T) {
-	env := startPolicyEnv(t)
+func TestPolicyHostPath(t *testing.T) { forEachBackend(t, testPolicyHostPath) }
+
+func testPolicyHostPath(t *testing.T, b testBackend) {
+	env := startPolicyEnv(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -319,7 +362,12 @@ func TestPolicyHostPath(t *testing.T) {
 
 	t.Run("Memory emptyDir", func(t *testing.T) {
 		out := p.exec(ctx, t, aid, "ls -A /mem; grep ' /mem ' /proc/mounts; df -k /mem")
-		if !strings.HasPrefix(out, "tmpfs /mem tmpfs ") {
+		// ls -A prints nothing: the mount line comes first.
+		wantPrefix := "tmpfs /mem tmpfs "
+		if b.isGVisor() {
+			wantPrefix = "none /mem " + b.fsType("tmpfs") + " "
+		}
+		if !strings.HasPrefix(out, wantPrefix) {
 			t.Errorf("/mem is not an empty tmpfs:\n%s", out)
 		}
 		if got := dfKiB(t, out); got != 32<<10 {
@@ -332,7 +380,7 @@ func TestPolicyHostPath(t *testing.T) {
 	})
 	t.Run("disk emptyDir", func(t *testing.T) {
 		out := p.exec(ctx, t, aid, "ls -A /disk | grep -v '^lost+found$'; grep ' /disk ' /proc/mounts; df -k /disk")
-		if !strings.Contains(out, " /disk ext4 ") || strings.Contains(out, "host-secret") {
+		if !strings.Contains(out, " /disk "+b.fsType("ext4")+" ") || strings.Contains(out, "host-secret") {
 			t.Errorf("/disk is not an empty ext4 volume:\n%s", out)
 		}
 		// ext4 keeps a journal and metadata of the 64 MiB image.
@@ -370,27 +418,35 @@ func TestPolicyHostPath(t *testing.T) {
 // TestPolicyPodSize: containers get the normalised limits of
 // resources.cci.io/containers (R5), whatever kubelet put in the container
 // config; oomScoreAdj is clamped to what the host allows.
-func TestPolicyPodSize(t *testing.T) {
-	env := startPolicyEnv(t)
+func TestPolicyPodSize(t *testing.T) { forEachBackend(t, testPolicyPodSize) }
+
+func testPolicyPodSize(t *testing.T, b testBackend) {
+	env := startPolicyEnv(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
+	// As kubelet delivers it: the pod's limits with the sandbox (app 300m/1Gi
+	// + sidecar 250m/512Mi), each container's own with the container; the
+	// annotation (the webhook writes it) says which is which and must match.
 	// app 300m/1Gi -> 500m/1Gi; sidecar 250m/512Mi; pod 750m/1.5Gi -> 2 GiB
 	// (whole GiB, ratio 2.67): the 512 MiB increment goes to app.
-	const containers = `[{"name":"app","limits":{"cpu":"300m","memory":"1Gi"}},{"name":"sidecar","requests":{"cpu":"250m","memory":"512Mi"}}]`
-	p := mustRunPod(ctx, t, env, podConfig(env, "podsize", map[string]string{"resources.cci.io/containers": containers}))
+	const containers = `[{"name":"app","limits":{"cpu":"300m","memory":"1Gi"}},{"name":"sidecar","limits":{"cpu":"250m","memory":"512Mi"}}]`
+	cfg := podConfig(env, "podsize", map[string]string{"resources.cci.io/containers": containers})
+	cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 55000, MemoryLimitInBytes: 1536 << 20}
+	p := mustRunPod(ctx, t, env, cfg)
 	const cgroupScript = "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/memory/memory.limit_in_bytes /proc/1/oom_score_adj"
 	for _, c := range []struct {
 		name                  string
 		kubeletQuota, kubelet int64 // what kubelet asked: the container's own limits
+		kubeletShares         int64 // and its request (requests equal limits here)
 		quota, shares, memory int64
 	}{
-		{"sidecar", 25000, 512 << 20, 25000, 256, 512 << 20},
-		{"app", 30000, 1 << 30, 50000, 512, 1536 << 20},
+		{"sidecar", 25000, 512 << 20, 256, 25000, 256, 512 << 20},
+		{"app", 30000, 1 << 30, 307, 50000, 512, 1536 << 20},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cc := sleeper(env, c.name)
-			cc.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: c.kubeletQuota, CpuShares: 307, MemoryLimitInBytes: c.kubelet, OomScoreAdj: -997}
+			cc.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: c.kubeletQuota, CpuShares: c.kubeletShares, MemoryLimitInBytes: c.kubelet, OomScoreAdj: -997}
 			id := p.mustStart(ctx, t, cc)
 			floor := 0
 			if pids := env.ShimPIDs(e2eenv.CCIShimBinary); len(pids) == 1 {
@@ -399,7 +455,14 @@ func TestPolicyPodSize(t *testing.T) {
 			} else {
 				t.Errorf("cci shims: %v, want 1", pids)
 			}
-			got := p.exec(ctx, t, id, cgroupScript)
+			var got string
+			if b.isGVisor() {
+				// gVisor's cgroupfs is its own, not the host's: read
+				// what the sandbox was given, the backend's spec.
+				got = bundleLimits(t, env, p.id, id)
+			} else {
+				got = p.exec(ctx, t, id, cgroupScript)
+			}
 			want := fmt.Sprintf("%d\n100000\n%d\n%d\n%d\n", c.quota, c.shares, c.memory, max(-997, floor))
 			if got != want {
 				t.Errorf("cfs quota, period, shares, memory limit, oom_score_adj =\n%s want\n%s", got, want)
@@ -420,8 +483,10 @@ func TestPolicyPodSize(t *testing.T) {
 			env.Ctr("task", "rm", "-f", id)
 			env.Ctr("container", "rm", id)
 		}()
+		// The shim chooses the cgroup (R24): read it from the process.
+		pid := taskPid(t, env, id)
 		var got []string
-		for _, f := range []string{"cpu/" + env.Namespace + "/" + id + "/cpu.cfs_quota_us", "memory/" + env.Namespace + "/" + id + "/memory.limit_in_bytes"} {
+		for _, f := range []string{"cpu" + hostCgroup(t, pid, "cpu") + "/cpu.cfs_quota_us", "memory" + hostCgroup(t, pid, "memory") + "/memory.limit_in_bytes"} {
 			b, err := os.ReadFile("/sys/fs/cgroup/" + f)
 			if err != nil {
 				t.Fatal(err)

@@ -1,6 +1,6 @@
 // Package backend holds the adapters for the sandbox runtimes the cci shim
-// fronts: Kata Containers in production, containerd's runc shim in
-// development and CI.
+// fronts: Kata Containers in production, gVisor (runsc) on every machine,
+// containerd's runc shim in development.
 //
 // Everything that differs between the two lives here: which shim binary to
 // start, which runtime options it expects on Create, and (for Kata) which
@@ -22,7 +22,7 @@ import (
 
 // Adapter describes one sandbox runtime.
 type Adapter interface {
-	// Kind is config.BackendRunc or config.BackendKata.
+	// Kind is config.BackendRunc, config.BackendGVisor or config.BackendKata.
 	Kind() string
 	// Binary is the resolved path of the backend shim binary.
 	Binary() string
@@ -61,8 +61,10 @@ func New(cfg config.Config) (Adapter, error) {
 		return &runc{binary: path, root: cfg.Backend.RuncRoot}, nil
 	case config.BackendKata:
 		return &kata{binary: path, configPath: cfg.Backend.ConfigPath}, nil
+	case config.BackendGVisor:
+		return newGVisor(cfg, path)
 	default:
-		return nil, fmt.Errorf("backend.kind %q: allowed values are %q and %q", cfg.Backend.Kind, config.BackendRunc, config.BackendKata)
+		return nil, fmt.Errorf("backend.kind %q: allowed values are %q, %q and %q", cfg.Backend.Kind, config.BackendRunc, config.BackendGVisor, config.BackendKata)
 	}
 }
 

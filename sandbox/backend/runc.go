@@ -29,7 +29,8 @@ func (r *runc) AdjustSpec(*specs.Spec, PodSize) error { return nil }
 
 // Traits: runc shares the host kernel; each container's own processes do its
 // rootfs I/O; GPUs are the host's device nodes; the shim serves the pod's
-// metrics from inside the pod's network namespace.
+// metrics from inside the pod's network namespace; containerd's runc task
+// service runs inside the cci shim.
 func (r *runc) Traits() Traits {
-	return Traits{Isolation: IsolationNone, RootfsThrottle: ThrottleContainer, GPU: GPUDeviceNodes, PodMetrics: MetricsHostNetns}
+	return Traits{Isolation: IsolationNone, RootfsThrottle: ThrottleContainer, GPU: GPUDeviceNodes, PodMetrics: MetricsHostNetns, InProcess: true}
 }

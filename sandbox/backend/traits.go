@@ -13,12 +13,25 @@ type Traits struct {
 	// sandbox's (the VMM or gVisor's sentry and gofer do it for every
 	// container of the pod).
 	RootfsThrottle ThrottlePlacement
+	// RootfsSyncWrites says the sandbox turns every write of the pod, direct
+	// ones included, into a buffered write to the host's page cache (gVisor
+	// does), whose writeback cgroup v1 charges to no one: on cgroup v1 the
+	// shim mounts a block-device rootfs with SyncMounts, so that each write
+	// reaches the device in the writer's context, where the throttle sees
+	// it.
+	RootfsSyncWrites bool
 	// GPU says how whole GPUs reach the pod (R11).
 	GPU GPUMode
 	// PodMetrics says who serves the pod's metrics endpoint (R27): the host
 	// side, listening in the pod's network namespace, or the sandbox, which
 	// owns the pod's network interface.
 	PodMetrics MetricsServer
+	// InProcess says that the backend's task service is containerd's runc
+	// task service run inside the cci shim (runc, and runsc through it),
+	// not a shim process of its own: one process per pod instead of two.
+	// The backend binary is still what containerd's delete subcommand path
+	// runs after a crash.
+	InProcess bool
 }
 
 // Isolation is how far a backend separates containers from the host kernel.

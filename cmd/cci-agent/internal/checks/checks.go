@@ -90,7 +90,8 @@ func (r Runner) backendChecks() []Result {
 		return []Result{r.backendBinary(), r.kataConfig(kc), r.kataAnnotations(kc), r.kataDiskLimiter(kc), r.hypervisor(kc)}
 	case config.BackendRunc:
 		return []Result{r.backendBinary(), r.ociRuntime("runc")}
-	// gvisor: checks/gvisor.go adds its case here.
+	case config.BackendGVisor:
+		return append([]Result{r.backendBinary()}, GVisor{Cfg: r.Cfg}.Results()...)
 	default:
 		return []Result{r.backendBinary()}
 	}
