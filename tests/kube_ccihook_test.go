@@ -117,12 +117,3 @@ spec:
 		kubeDeletePod(t, c, ns, pod.Name)
 	})
 }
-
-// repoRootDir is the repository root: tests/ is one level below it.
-func repoRootDir() (string, error) {
-	wd, err := filepath.Abs(".")
-	if err != nil {
-		return "", err
-	}
-	return filepath.Dir(wd), nil
-}
