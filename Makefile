@@ -8,16 +8,22 @@ TOOLS     := $(CURDIR)/.tools/bin
 BIN       := $(CURDIR)/bin
 export CCI_TOOLS_DIR := $(TOOLS)
 export CCI_BIN_DIR   := $(BIN)
+# kubelet, kube-apiserver, kubectl, etcd for tests/kubeenv (scripts/k8s-tools.sh).
+export CCI_K8S_DIR   ?= $(CURDIR)/.tools/k8s
 
 # Fuzz targets run for a bounded time in `make test`.
 FUZZTIME  ?= 10s
 
-.PHONY: all deps build test unit e2e fuzz run vet clean
+.PHONY: all deps k8s-tools build test unit e2e fuzz run vet clean
 
 all: build
 
 deps:
 	@scripts/deps.sh
+
+## k8s-tools: build the Kubernetes binaries once (cached; cold: ~24 CPU-minutes, 12+ min on 2 idle cores)
+k8s-tools:
+	@scripts/k8s-tools.sh
 
 # Every binary reports this version and revision (--version, cci_build_info).
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
@@ -44,14 +50,14 @@ unit: build
 
 ## e2e: end-to-end tests against a real containerd (root, loop devices),
 ## one package at a time: the throttle tests measure rates.
-e2e: deps build
+e2e: deps k8s-tools build
 	$(GO) test -count=1 -p 1 -timeout 20m ./tests/...
 
 ## fuzz: each fuzz target of tenant input for FUZZTIME
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 
-test: deps build
+test: deps k8s-tools build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 10m $(UNIT_PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)

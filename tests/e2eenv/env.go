@@ -86,6 +86,11 @@ type Options struct {
 	// `backend.kind = "gvisor"` and `backend.gvisor.runsc = "..."`. Default
 	// `backend.kind = "runc"`.
 	Backend string
+	// DefaultPolicyRoots leaves policy.kubelet_root, policy.containerd_root and
+	// policy.containerd_state out of the node config, so that the shims use their defaults
+	// (/var/lib/kubelet, ...) as on a node whose operator configured none, although the env's
+	// containerd (and a kubelet under Dir) keep their files elsewhere.
+	DefaultPolicyRoots bool
 }
 
 // Env is one running containerd. Its fields are read-only after Start.
@@ -128,6 +133,7 @@ type Env struct {
 	client  *client.Client   // lazily created, closed at teardown
 	criConn *grpc.ClientConn // lazily created, closed at teardown
 	stopped bool
+	kept    map[int]bool // pids of KeepProcess
 }
 
 // Start brings up a fresh containerd in a temp dir and registers its teardown with t.Cleanup.
@@ -249,7 +255,27 @@ func (e *Env) SetNodeConfig(toml string) error {
 		backend += "\n"
 	}
 	base := strings.Replace(nodeConfigBase, "{{Backend}}\n", backend, 1)
+	if !e.opts.DefaultPolicyRoots {
+		base += nodeConfigPolicyRoots
+	}
 	return writeFileAtomic(e.NodeConfigPath, []byte(e.expand(base+toml)))
+}
+
+// KeepProcess marks pid, a process the test started for the env (a kubelet, say), as part of
+// the env while it runs: Leaks does not report it until Stop. Stop still kills it if it is
+// left. The returned func undoes the mark (call it once the process has been stopped).
+func (e *Env) KeepProcess(pid int) (forget func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.kept == nil {
+		e.kept = map[int]bool{}
+	}
+	e.kept[pid] = true
+	return func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		delete(e.kept, pid)
+	}
 }
 
 // layout is the env living in dir: where everything of it is. Start and the
@@ -289,11 +315,15 @@ const nodeConfigBase = `# Written by tests/e2eenv.
 state_dir = "{{StateDir}}"
 {{Backend}}
 policy.volume_dir = "{{Dir}}/volumes"
-policy.kubelet_root = "{{Dir}}/kubelet"
-policy.containerd_root = "{{Dir}}/root"
-policy.containerd_state = "{{Dir}}/state"
 logs.file_dir = "{{Dir}}/podlogs"
 gpu.state_dir = "{{Dir}}/gpu"
+`
+
+// nodeConfigPolicyRoots follows nodeConfigBase unless Options.DefaultPolicyRoots: where the
+// env's containerd and a kubelet under Dir (tests/kubeenv) keep a pod's own files.
+const nodeConfigPolicyRoots = `policy.kubelet_root = "{{Dir}}/kubelet"
+policy.containerd_root = "{{Dir}}/root"
+policy.containerd_state = "{{Dir}}/state"
 `
 
 func (e *Env) expand(s string) string {

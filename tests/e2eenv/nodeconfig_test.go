@@ -15,7 +15,7 @@ func TestNodeConfigBase(t *testing.T) {
 	extra := "gpu.inventory = \"fake\"\ngpu.fake_fixture = \"/f.json\"\nbackend.binary = \"sh\"\n" +
 		"[gpu.drivers.\"535.104.05\"]\nlib_dir = \"/l\"\nbin_dir = \"/b\"\n[throttle]\nstdio_bps = 0\n"
 	cfg := config.Default()
-	if err := config.Parse([]byte(e.expand(nodeConfigBase+extra)), &cfg); err != nil {
+	if err := config.Parse([]byte(e.expand(nodeConfigBase+nodeConfigPolicyRoots+extra)), &cfg); err != nil {
 		t.Fatalf("node config: %v", err)
 	}
 	for name, path := range map[string]string{
@@ -30,5 +30,28 @@ func TestNodeConfigBase(t *testing.T) {
 	if cfg.Backend.Kind != config.BackendRunc || cfg.Backend.Binary != "sh" || cfg.GPU.Inventory != "fake" ||
 		cfg.GPU.Drivers["535.104.05"].LibDir != "/l" || cfg.Throttle.StdioBps != 0 {
 		t.Errorf("additions lost: %+v", cfg)
+	}
+}
+
+// With DefaultPolicyRoots the node config names none of the roots, so the
+// shim's defaults apply, and still every path a shim writes is in the env.
+func TestNodeConfigDefaultPolicyRoots(t *testing.T) {
+	e := &Env{Dir: "/tmp/cci-e2e-1", StateDir: "/tmp/cci-e2e-1/cci"}
+	cfg := config.Default()
+	if err := config.Parse([]byte(e.expand(nodeConfigBase)), &cfg); err != nil {
+		t.Fatalf("node config: %v", err)
+	}
+	def := config.Default()
+	if cfg.Policy.KubeletRoot != def.Policy.KubeletRoot || cfg.Policy.ContainerdRoot != def.Policy.ContainerdRoot ||
+		cfg.Policy.ContainerdState != def.Policy.ContainerdState {
+		t.Errorf("policy roots = %q, %q, %q; want the defaults", cfg.Policy.KubeletRoot, cfg.Policy.ContainerdRoot, cfg.Policy.ContainerdState)
+	}
+	for name, path := range map[string]string{
+		"state_dir": cfg.StateDir, "policy.volume_dir": cfg.Policy.VolumeDir, "logs.file_dir": cfg.Logs.FileDir,
+		"gpu.state_dir": cfg.GPU.StateDir, "backend.runc_root": cfg.Backend.RuncRoot,
+	} {
+		if !strings.HasPrefix(path, e.Dir+"/") {
+			t.Errorf("%s = %q: outside the env", name, path)
+		}
 	}
 }

@@ -268,6 +268,11 @@ func (e *Env) Leaks() []string {
 	var exclude []int
 	if !stopped {
 		exclude = append(exclude, e.ContainerdPID())
+		e.mu.Lock()
+		for pid := range e.kept {
+			exclude = append(exclude, pid)
+		}
+		e.mu.Unlock()
 	}
 	for _, p := range e.relatedProcs(exclude...) {
 		leaks = append(leaks, fmt.Sprintf("process %d: %s", p.pid, p.cmdline))
