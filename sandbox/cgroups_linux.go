@@ -19,31 +19,36 @@ func RemoveCgroup(p string) error {
 	if err := cleanCgroupPath(p); err != nil {
 		return err
 	}
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	defer f.Close()
+	roots, err := CgroupHierarchies()
 	var errs []error
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// id parent maj:min root mountpoint options ... - fstype source options
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, x := range fields {
-			if x == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+1 >= len(fields) || len(fields) < 5 || (fields[sep+1] != "cgroup" && fields[sep+1] != "cgroup2") {
-			continue
-		}
-		if err := os.Remove(filepath.Join(fields[4], p)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	for _, root := range roots {
+		if err := os.Remove(filepath.Join(root, p)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(append(errs, sc.Err())...)
+	return errors.Join(append(errs, err)...)
+}
+
+// CgroupHierarchies returns the mount points of the host's cgroup
+// hierarchies (v1 controllers, the v2 unified tree), from mountinfo.
+func CgroupHierarchies() ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var roots []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// id parent maj:min root mountpoint options ... - fstype source options
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		fields, fstype := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(fields) < 5 || len(fstype) == 0 || (fstype[0] != "cgroup" && fstype[0] != "cgroup2") {
+			continue
+		}
+		roots = append(roots, fields[4])
+	}
+	return roots, sc.Err()
 }
 
 // OwnedCgroupParent reports whether a pod parent recorded in the pod's

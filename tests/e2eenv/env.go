@@ -247,6 +247,12 @@ func (e *Env) ContainerdLog() string {
 //
 // Like Options.NodeConfig, toml comes after the env's own settings.
 func (e *Env) SetNodeConfig(toml string) error {
+	return writeFileAtomic(e.NodeConfigPath, []byte(e.expand(e.nodeConfig()+toml)))
+}
+
+// nodeConfig is the env's own part of the node config, placeholders unexpanded: the base, the
+// backend's lines and, unless Options.DefaultPolicyRoots, the policy roots.
+func (e *Env) nodeConfig() string {
 	backend := e.opts.Backend
 	if backend == "" {
 		backend = `backend.kind = "runc"`
@@ -258,7 +264,7 @@ func (e *Env) SetNodeConfig(toml string) error {
 	if !e.opts.DefaultPolicyRoots {
 		base += nodeConfigPolicyRoots
 	}
-	return writeFileAtomic(e.NodeConfigPath, []byte(e.expand(base+toml)))
+	return base
 }
 
 // KeepProcess marks pid, a process the test started for the env (a kubelet, say), as part of

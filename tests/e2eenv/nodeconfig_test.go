@@ -15,7 +15,7 @@ func TestNodeConfigBase(t *testing.T) {
 	extra := "gpu.inventory = \"fake\"\ngpu.fake_fixture = \"/f.json\"\nbackend.binary = \"sh\"\n" +
 		"[gpu.drivers.\"535.104.05\"]\nlib_dir = \"/l\"\nbin_dir = \"/b\"\n[throttle]\nstdio_bps = 0\n"
 	cfg := config.Default()
-	if err := config.Parse([]byte(e.expand(nodeConfigBase+nodeConfigPolicyRoots+extra)), &cfg); err != nil {
+	if err := config.Parse([]byte(e.expand(e.nodeConfig()+extra)), &cfg); err != nil {
 		t.Fatalf("node config: %v", err)
 	}
 	for name, path := range map[string]string{
@@ -36,9 +36,9 @@ func TestNodeConfigBase(t *testing.T) {
 // With DefaultPolicyRoots the node config names none of the roots, so the
 // shim's defaults apply, and still every path a shim writes is in the env.
 func TestNodeConfigDefaultPolicyRoots(t *testing.T) {
-	e := &Env{Dir: "/tmp/cci-e2e-1", StateDir: "/tmp/cci-e2e-1/cci"}
+	e := &Env{Dir: "/tmp/cci-e2e-1", StateDir: "/tmp/cci-e2e-1/cci", opts: Options{DefaultPolicyRoots: true}}
 	cfg := config.Default()
-	if err := config.Parse([]byte(e.expand(nodeConfigBase)), &cfg); err != nil {
+	if err := config.Parse([]byte(e.expand(e.nodeConfig())), &cfg); err != nil {
 		t.Fatalf("node config: %v", err)
 	}
 	def := config.Default()

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"github.com/cci-shim/cci-shim/sandbox"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -64,7 +66,7 @@ func (e *Env) Stop() error {
 	// The cgroup parents of the env's namespace (containerd's default for ctr,
 	// and the one the cci shim chooses) outlive their containers.
 	for _, cg := range []string{"/" + e.Namespace, sandbox.DefaultCgroupRoot + "/" + e.Namespace} {
-		if err := sandbox.RemoveCgroup(cg); err != nil {
+		if err := removeCgroupTree(cg); err != nil {
 			errs = append(errs, fmt.Errorf("removing cgroup %s: %w", cg, err))
 		}
 	}
@@ -346,5 +348,38 @@ func (e *Env) WaitNoLeaks(timeout time.Duration) []string {
 			return leaks
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// removeCgroupTree removes the cgroup at cg and every cgroup below it, deepest first: after a
+// crash the containers' own cgroups are left under their parents. A cgroup whose killed
+// processes are still on their way out is retried for up to two seconds.
+func removeCgroupTree(cg string) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		roots, err := sandbox.CgroupHierarchies()
+		if err != nil {
+			return err
+		}
+		var dirs []string
+		for _, root := range roots {
+			_ = filepath.WalkDir(filepath.Join(root, cg), func(p string, d fs.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					dirs = append(dirs, strings.TrimPrefix(p, root))
+				}
+				return nil
+			})
+		}
+		sort.Slice(dirs, func(i, j int) bool { return strings.Count(dirs[i], "/") > strings.Count(dirs[j], "/") })
+		var errs []error
+		for _, d := range dirs {
+			if err := sandbox.RemoveCgroup(d); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) == 0 || time.Now().After(deadline) {
+			return errors.Join(errs...)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
