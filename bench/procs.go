@@ -3,7 +3,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -142,30 +141,6 @@ func procUsage(procs map[int]string) []ProcUsage {
 // smapsRollup returns the Pss and Rss of pid from /proc/<pid>/smaps_rollup,
 // in bytes (0, 0 when it is gone).
 func smapsRollup(pid int) (pss, rss int64) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return 0, 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		key, rest, ok := strings.Cut(s.Text(), ":")
-		if !ok || (key != "Pss" && key != "Rss") {
-			continue
-		}
-		fields := strings.Fields(rest)
-		if len(fields) != 2 || fields[1] != "kB" {
-			continue
-		}
-		kb, err := strconv.ParseInt(fields[0], 10, 64)
-		if err != nil {
-			continue
-		}
-		if key == "Pss" {
-			pss = kb << 10
-		} else {
-			rss = kb << 10
-		}
-	}
-	return pss, rss
+	kb := procKB(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss", "Rss")
+	return kb["Pss"], kb["Rss"]
 }

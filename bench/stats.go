@@ -48,32 +48,34 @@ func Within(got, want, frac float64) bool {
 // procMemory returns VmHWM and VmRSS of pid in bytes (0, 0 when it is
 // gone).
 func procMemory(pid int) (hwm, rss int64) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	kb := procKB(fmt.Sprintf("/proc/%d/status", pid), "VmHWM", "VmRSS")
+	return kb["VmHWM"], kb["VmRSS"]
+}
+
+// procKB reads the "Key:   1234 kB" lines named by keys from a /proc file,
+// in bytes; a key it lacks (or a file that is gone) reads 0.
+func procKB(path string, keys ...string) map[string]int64 {
+	out := make(map[string]int64, len(keys))
+	f, err := os.Open(path)
 	if err != nil {
-		return 0, 0
+		return out
 	}
 	defer f.Close()
 	s := bufio.NewScanner(f)
 	for s.Scan() {
 		key, rest, ok := strings.Cut(s.Text(), ":")
-		if !ok || (key != "VmHWM" && key != "VmRSS") {
+		if !ok || !slices.Contains(keys, key) {
 			continue
 		}
-		fields := strings.Fields(rest) // "1234 kB"
+		fields := strings.Fields(rest)
 		if len(fields) != 2 || fields[1] != "kB" {
 			continue
 		}
-		kb, err := strconv.ParseInt(fields[0], 10, 64)
-		if err != nil {
-			continue
-		}
-		if key == "VmHWM" {
-			hwm = kb << 10
-		} else {
-			rss = kb << 10
+		if kb, err := strconv.ParseInt(fields[0], 10, 64); err == nil {
+			out[key] = kb << 10
 		}
 	}
-	return hwm, rss
+	return out
 }
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat

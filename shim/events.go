@@ -138,17 +138,7 @@ func (r *eventRelay) publish(req *eventsapi.ForwardRequest) {
 
 // flush waits until every queued event has been published, or timeout.
 func (r *eventRelay) flush(timeout time.Duration) bool {
-	done := make(chan struct{})
-	go func() {
-		r.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return true
-	case <-time.After(timeout):
-		return false
-	}
+	return waitTimeout(&r.wg, timeout)
 }
 
 // containerOf returns the container an event is about ("" for none).

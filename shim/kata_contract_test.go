@@ -66,31 +66,37 @@ func buildBinaries(t *testing.T, dir string) {
 	buildRelay(t, dir) // the in-sandbox relay, mounted into Kata sandboxes (R27; shim/podmetrics_contract_test.go)
 }
 
-// TestKataAdapterContract drives the cci shim the way containerd does, with a
-// recording stand-in for Kata's shim as the backend, and checks what reaches
-// the backend: how it was started, the bundle and spec it got, the runtime
-// options, the interposed stdio, and that its events come back to containerd.
-func TestKataAdapterContract(t *testing.T) {
+// kataContractEnv makes a short temp dir (unix socket paths are limited),
+// builds the binaries into <tmp>/bin and serves a containerd events
+// endpoint at <tmp>/ev.sock that records what it gets in events.
+func kataContractEnv(t *testing.T, prefix string, buffer int) (tmp, bin, evSock string, events *fakeEvents) {
 	testutil.RequireRoot(t, "the shim mounts the pod's /dev/shm tmpfs")
-	tmp, err := os.MkdirTemp("/tmp", "cci-kata-") // short: unix socket paths are limited
+	tmp, err := os.MkdirTemp("/tmp", prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(tmp) })
-	bin := filepath.Join(tmp, "bin")
+	bin = filepath.Join(tmp, "bin")
 	buildBinaries(t, bin)
-
-	// containerd's events endpoint.
-	evSock := filepath.Join(tmp, "ev.sock")
+	evSock = filepath.Join(tmp, "ev.sock")
 	l, err := net.Listen("unix", evSock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv, _ := ttrpc.NewServer()
-	events := &fakeEvents{ch: make(chan *types.Envelope, 64)}
+	events = &fakeEvents{ch: make(chan *types.Envelope, buffer)}
 	eventsapi.RegisterTTRPCEventsService(srv, events)
 	go srv.Serve(context.Background(), l)
 	t.Cleanup(func() { srv.Close() })
+	return tmp, bin, evSock, events
+}
+
+// TestKataAdapterContract drives the cci shim the way containerd does, with a
+// recording stand-in for Kata's shim as the backend, and checks what reaches
+// the backend: how it was started, the bundle and spec it got, the runtime
+// options, the interposed stdio, and that its events come back to containerd.
+func TestKataAdapterContract(t *testing.T) {
+	tmp, bin, evSock, events := kataContractEnv(t, "cci-kata-", 64)
 
 	state := filepath.Join(tmp, "state")
 	cfgPath := filepath.Join(tmp, "cci.toml")
@@ -415,23 +421,7 @@ func makeImage(t *testing.T, path string) string {
 // exits, removing its socket, so that containerd cleans the pod up through
 // the delete subcommand, the path a crash of the cci shim takes.
 func TestKataBackendDies(t *testing.T) {
-	testutil.RequireRoot(t, "the shim mounts the pod's /dev/shm tmpfs")
-	tmp, err := os.MkdirTemp("/tmp", "cci-kdie-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(tmp) })
-	bin := filepath.Join(tmp, "bin")
-	buildBinaries(t, bin)
-	evSock := filepath.Join(tmp, "ev.sock")
-	l, err := net.Listen("unix", evSock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, _ := ttrpc.NewServer()
-	eventsapi.RegisterTTRPCEventsService(srv, &fakeEvents{ch: make(chan *types.Envelope, 64)})
-	go srv.Serve(context.Background(), l)
-	t.Cleanup(func() { srv.Close() })
+	tmp, bin, evSock, _ := kataContractEnv(t, "cci-kdie-", 64)
 
 	p := startKataPod(t, tmp, bin, evSock, criID("dies"), nil)
 	cr, err := p.task.Connect(p.ctx, &taskv3.ConnectRequest{ID: p.id})

@@ -21,7 +21,6 @@ import (
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
-	eventsapi "github.com/containerd/containerd/api/services/ttrpc/events/v1"
 	"github.com/containerd/containerd/api/types"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -159,23 +158,7 @@ func (p *kataPod) stop() {
 // stdio with the pod's metrics, whose CPU and memory come from the backend's
 // Stats. A pod that turns its endpoint off gets neither mount nor exec.
 func TestPodMetricsKataContract(t *testing.T) {
-	testutil.RequireRoot(t, "the shim mounts the pod's /dev/shm tmpfs")
-	tmp, err := os.MkdirTemp("/tmp", "cci-pmk-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(tmp) })
-	bin := filepath.Join(tmp, "bin")
-	buildBinaries(t, bin)
-	evSock := filepath.Join(tmp, "ev.sock")
-	l, err := net.Listen("unix", evSock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, _ := ttrpc.NewServer()
-	eventsapi.RegisterTTRPCEventsService(srv, &fakeEvents{ch: make(chan *types.Envelope, 256)})
-	go srv.Serve(context.Background(), l)
-	t.Cleanup(func() { srv.Close() })
+	tmp, bin, evSock, _ := kataContractEnv(t, "cci-pmk-", 256)
 
 	p := startKataPod(t, tmp, bin, evSock, criID("pm1"), map[string]string{podmetrics.AnnotationPort: "9300"})
 	spec := p.backendSpec()

@@ -156,9 +156,14 @@ func copyStream(ctx context.Context, dst io.Writer, src io.Reader, stream string
 // waitOutput waits until stdout and stderr have reached EOF and been flushed
 // to containerd, or until timeout. It reports whether they finished.
 func (p *processIO) waitOutput(timeout time.Duration) bool {
+	return waitTimeout(&p.outputs, timeout)
+}
+
+// waitTimeout waits for wg, or until timeout. It reports whether wg was done.
+func waitTimeout(wg *sync.WaitGroup, timeout time.Duration) bool {
 	done := make(chan struct{})
 	go func() {
-		p.outputs.Wait()
+		wg.Wait()
 		close(done)
 	}()
 	select {
@@ -175,14 +180,7 @@ func (p *processIO) closeStdin() {
 	if p.stdinW == nil {
 		return
 	}
-	done := make(chan struct{})
-	go func() {
-		p.stdinWG.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(time.Second):
+	if !waitTimeout(&p.stdinWG, time.Second) {
 		p.stdinW.Close()
 	}
 }

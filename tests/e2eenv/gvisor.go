@@ -79,7 +79,7 @@ func findRunsc(toolsDir string) (string, error) {
 		toolsDir = os.Getenv(ToolsDirEnv)
 	}
 	if toolsDir == "" {
-		if root, err := repoRoot(); err == nil {
+		if root, err := RepoRoot(); err == nil {
 			toolsDir = filepath.Join(root, ".tools", "bin")
 		}
 	}

@@ -48,7 +48,7 @@ func checkPreconditions(t TB, opts Options) toolPaths {
 		miss("/dev/loop-control (%v)", err)
 	}
 
-	root, rootErr := repoRoot()
+	root, rootErr := RepoRoot()
 	tp := toolPaths{toolsDir: os.Getenv(ToolsDirEnv), binDir: os.Getenv(BinDirEnv)}
 	if tp.toolsDir == "" || tp.binDir == "" {
 		if rootErr != nil {
@@ -98,17 +98,23 @@ func checkPreconditions(t TB, opts Options) toolPaths {
 	}
 
 	if len(missing) > 0 {
-		msg := "e2eenv: missing: " + strings.Join(missing, "; ")
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s", msg)
-		}
-		t.Skipf("%s (set CI=true to make this a failure)", msg)
+		Unavailable(t, "e2eenv: missing: %s", strings.Join(missing, "; "))
 	}
 	return tp
 }
 
-// repoRoot walks up from the working directory (the test's package dir) to go.mod.
-func repoRoot() (string, error) {
+// Unavailable skips t because what it needs is absent, or fails it when CI=true: in CI an
+// end-to-end test that cannot run is a failure.
+func Unavailable(t TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format+" (CI=true makes a test that cannot run a failure)", args...)
+	}
+	t.Skipf(format+" (set CI=true to make this a failure)", args...)
+}
+
+// RepoRoot walks up from the working directory (the test's package dir) to go.mod.
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", fmt.Errorf("getwd: %w", err)

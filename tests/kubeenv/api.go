@@ -22,6 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cci-shim/cci-shim/tests/e2eenv"
 )
 
 // nodeReady is nil once the node is registered and its Ready condition True.
@@ -45,7 +47,7 @@ func (c *Cluster) nodeReady() error {
 
 // applyRuntimeClass creates the RuntimeClass of packaging/kubernetes/runtimeclass.yaml.
 func (c *Cluster) applyRuntimeClass(ctx context.Context) error {
-	root, err := repoRoot()
+	root, err := e2eenv.RepoRoot()
 	if err != nil {
 		return err
 	}

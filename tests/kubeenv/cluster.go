@@ -369,9 +369,9 @@ func findBinaries(t TB) binaries {
 	t.Helper()
 	dir := os.Getenv(K8sDirEnv)
 	if dir == "" {
-		root, err := repoRoot()
+		root, err := e2eenv.RepoRoot()
 		if err != nil {
-			unavailable(t, "kubeenv: %v; set %s", err, K8sDirEnv)
+			e2eenv.Unavailable(t, "kubeenv: %v; set %s", err, K8sDirEnv)
 		}
 		dir = filepath.Join(root, ".tools", "k8s")
 	}
@@ -386,34 +386,7 @@ func findBinaries(t TB) binaries {
 	}
 	b.kubelet, b.apiserver, b.kubectl, b.etcd = find("kubelet"), find("kube-apiserver"), find("kubectl"), find("etcd")
 	if len(missing) > 0 {
-		unavailable(t, "kubeenv: missing %s in %s (run `make k8s-tools`, or set %s)", strings.Join(missing, ", "), b.dir, K8sDirEnv)
+		e2eenv.Unavailable(t, "kubeenv: missing %s in %s (run `make k8s-tools`, or set %s)", strings.Join(missing, ", "), b.dir, K8sDirEnv)
 	}
 	return b
-}
-
-// unavailable skips t, or fails it when CI=true.
-func unavailable(t TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format+" (CI=true makes a test that cannot run a failure)", args...)
-	}
-	t.Skipf(format+" (set CI=true to make this a failure)", args...)
-}
-
-// repoRoot walks up from the working directory to go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("getwd: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
