@@ -1,9 +1,7 @@
 package tests
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -95,18 +93,11 @@ echo done > /tmp/done; sleep 3600`, secret, n)
 	// Sinks are named by containerd namespace and pod sandbox id, never by
 	// the tenant's names, which only appear inside the records.
 	sink := filepath.Join(env.Dir, "podlogs", sinkName(t, sb.PodSandboxId))
-	f, err := os.Open(sink)
-	if err != nil {
+	if _, err := os.Stat(sink); err != nil {
 		t.Fatalf("file sink: %v", err)
 	}
-	defer f.Close()
 	counts := map[string]int{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var r logRecord
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("sink line %q: %v", sc.Text(), err)
-		}
+	for _, r := range sinkRecords(t, sink) {
 		if r.Namespace != "team-a" || r.Pod != "logger" || r.PodUID != podUID("logger") || r.Container != "app" {
 			t.Errorf("record not tagged with the pod's identity: %+v", r)
 		}
