@@ -51,7 +51,7 @@ unit: build
 ## e2e: end-to-end tests against a real containerd (root, loop devices),
 ## one package at a time: the throttle tests measure rates.
 e2e: deps k8s-tools build
-	$(GO) test -count=1 -p 1 -timeout 20m ./tests/...
+	$(GO) test -count=1 -p 1 -timeout 40m ./tests/...
 
 ## fuzz: each fuzz target of tenant input for FUZZTIME
 fuzz:
@@ -61,7 +61,7 @@ test: deps k8s-tools build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 10m $(UNIT_PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
-	$(GO) test -count=1 -p 1 -timeout 20m ./tests/...
+	$(GO) test -count=1 -p 1 -timeout 40m ./tests/...
 	@scripts/fuzz.sh $(FUZZTIME)
 
 run: deps build

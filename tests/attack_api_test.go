@@ -60,7 +60,7 @@ func TestAttackCtr(t *testing.T) {
 		{"8", "the host pid namespace through /proc/2", []string{"--with-ns", "pid:/proc/2/ns/pid"}, "",
 			[]string{`linux.namespaces.pid "/proc/2/ns/pid" is not allowed`}},
 		{"13", "CAP_SYS_ADMIN on runc", []string{"--cap-add", "CAP_SYS_ADMIN"}, "",
-			[]string{`process.capabilities "CAP_SYS_ADMIN" is not allowed (on this node's backend`, hostRootText}},
+			[]string{`process.capabilities "CAP_SYS_ADMIN" is not allowed (this node's backend runs containers on the host kernel`, hostRootText}},
 		{"13", "CAP_SYS_MODULE on runc", []string{"--cap-add", "CAP_SYS_MODULE"}, "",
 			[]string{`process.capabilities "CAP_SYS_MODULE" is not allowed`, hostRootText}},
 	} {
