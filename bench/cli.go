@@ -74,7 +74,8 @@ default burst (1 GB, 100,000 ops, 60 s). Medians, p90 and ratios to runc.`, flag
 	{name: "density", env: "cri", summary: "N pods through CRI, P at a time: time to all running, per-pod p50/p99, PSS per pod",
 		help: `--pods pods through CRI, --parallel at a time, for the runc handler (the
 baseline), the cci handler (runc backend) and, when runsc is installed and the
-node config accepts --gvisor-toml, the cci handler with the gVisor backend.
+node config accepts --gvisor-toml (default: the runsc this host runs), the cci
+handler with the gVisor backend.
 Per series: time until all pods run (target cci <= 1.10x runc), p50/p99 of each
 pod's RunPodSandbox+CreateContainer+StartContainer, PSS per pod of every host
 process under the pods' shims by kind (cci shim, runc shim, runsc, workload;
@@ -345,7 +346,7 @@ func densityFlags(f *flags, fs *flag.FlagSet) {
 	fs.IntVar(&f.parallel, "parallel", 8, "density: pods started at once (P)")
 	fs.StringVar(&f.workload, "workload", WorkloadIdle, "density: what each pod does: idle, stdout or logs")
 	fs.DurationVar(&f.measure, "measure", 5*time.Second, "density: how long the host processes' CPU is measured once all pods run")
-	fs.StringVar(&f.gvisorTOML, "gvisor-toml", `backend.kind = "gvisor"`, "density: node config lines of the gVisor series (\"\": skip it)")
+	fs.StringVar(&f.gvisorTOML, "gvisor-toml", GvisorAuto, "density: node config backend lines of the gVisor series (\"auto\": the runsc this host runs, as the tests find it; \"\": skip it)")
 }
 
 func logsFlags(f *flags, fs *flag.FlagSet) {

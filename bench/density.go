@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -40,11 +39,15 @@ type DensityOptions struct {
 	// snapshot; Measure the time over which CPU is measured. Defaults 2 s
 	// and 5 s.
 	Settle, Measure time.Duration
-	// GvisorTOML is the node config of the gVisor series, put before the
+	// GvisorTOML is the node config of the gVisor series (GvisorAuto: the
+	// runsc this host runs), in place of the backend lines and before the
 	// bench's [throttle] table; "" skips it. The series runs only when
-	// runsc is in PATH and the config parses.
+	// runsc is found and the config parses.
 	GvisorTOML string
 }
+
+// GvisorAuto selects the gVisor series' backend lines from this host.
+const GvisorAuto = "auto"
 
 func (o DensityOptions) withDefaults() DensityOptions {
 	if o.Pods <= 0 {
@@ -138,15 +141,18 @@ func (b *Bench) Density(ctx context.Context, o DensityOptions) (*DensityResult, 
 	if o.GvisorTOML != "" {
 		specs = append(specs, spec{DensityGvisor, e2eenv.CRIHandlerCCI, o.GvisorTOML})
 	}
+	defer b.Env.SetBackend("", nodeConfig("", Defaults()))
 	for _, sp := range specs {
+		backend := ""
 		if sp.toml != "" {
-			if why := b.gvisorUnavailable(sp.toml); why != "" {
+			var why string
+			if backend, why = b.gvisorBackend(sp.toml); why != "" {
 				b.logf("density: %s skipped: %s", sp.name, why)
 				res.Series = append(res.Series, DensitySeries{Name: sp.name, Handler: sp.handler, Skipped: why})
 				continue
 			}
 		}
-		if err := b.setNodeConfig(sp.toml, Defaults()); err != nil {
+		if err := b.Env.SetBackend(backend, nodeConfig("", Defaults())); err != nil {
 			return res, err
 		}
 		s, err := b.densitySeries(ctx, sp.name, sp.handler, o)
@@ -160,24 +166,32 @@ func (b *Bench) Density(ctx context.Context, o DensityOptions) (*DensityResult, 
 	return res, nil
 }
 
-// gvisorUnavailable says why the gVisor series cannot run ("" when it can).
-func (b *Bench) gvisorUnavailable(toml string) string {
-	if _, err := exec.LookPath("runsc"); err != nil {
-		return "runsc is not installed (Debian package runsc)"
+// gvisorBackend returns the node config's backend lines for the gVisor
+// series, or why it cannot run. "auto" is the runsc this host runs
+// (e2eenv.FindGVisor: the tools dir's, else the one in PATH, and the
+// platform and network it supports).
+func (b *Bench) gvisorBackend(lines string) (backend, why string) {
+	if lines == GvisorAuto {
+		g, err := e2eenv.FindGVisor(b.Env.ToolsDir)
+		if err != nil {
+			return "", err.Error()
+		}
+		b.logf("density: gVisor series on %s", g.Note)
+		lines = g.Backend
 	}
-	if err := b.setNodeConfig(toml, Defaults()); err != nil {
-		return err.Error()
+	defer b.Env.SetBackend("", nodeConfig("", Defaults()))
+	if err := b.Env.SetBackend(lines, nodeConfig("", Defaults())); err != nil {
+		return "", err.Error()
 	}
-	defer b.SetThrottle(Defaults())
 	data, err := os.ReadFile(b.Env.NodeConfigPath)
 	if err != nil {
-		return err.Error()
+		return "", err.Error()
 	}
 	cfg := config.Default()
 	if err := config.Parse(data, &cfg); err != nil {
-		return fmt.Sprintf("this build's node config refuses %q: %v", toml, err)
+		return "", fmt.Sprintf("this build's node config refuses %q: %v", lines, err)
 	}
-	return ""
+	return lines, ""
 }
 
 type densityPod struct {

@@ -267,6 +267,16 @@ func (e *Env) nodeConfig() string {
 	return base
 }
 
+// SetBackend replaces Options.Backend (the node config's backend lines; "" for runc) and
+// rewrites the node config with toml after the env's own settings: shims started afterwards
+// run on that backend.
+func (e *Env) SetBackend(backend, toml string) error {
+	e.mu.Lock()
+	e.opts.Backend = backend
+	e.mu.Unlock()
+	return e.SetNodeConfig(toml)
+}
+
 // KeepProcess marks pid, a process the test started for the env (a kubelet, say), as part of
 // the env while it runs: Leaks does not report it until Stop. Stop still kills it if it is
 // left. The returned func undoes the mark (call it once the process has been stopped).
