@@ -109,9 +109,9 @@ type DensityResult struct {
 	Parallel int             `json:"parallel"`
 	Workload string          `json:"workload"`
 	Series   []DensitySeries `json:"series"`
-	// RuncClamp: the runc handler ran runc through a wrapper that clamps
-	// oomScoreAdj (this host refuses negative values; see clampOOMRunc).
-	RuncClamp bool `json:"runcClamp,omitempty"`
+	// RestrictOOM: containerd clamped CRI's negative oom_score_adj (this
+	// host refuses negative values).
+	RestrictOOM bool `json:"restrictOOM,omitempty"`
 }
 
 // Density series names.
@@ -133,7 +133,7 @@ func (b *Bench) Density(ctx context.Context, o DensityOptions) (*DensityResult, 
 		return nil, fmt.Errorf("workload %q: want %s, %s or %s", o.Workload, WorkloadIdle, WorkloadStdout, WorkloadLogs)
 	}
 	defer b.SetThrottle(Defaults())
-	res := &DensityResult{Pods: o.Pods, Parallel: o.Parallel, Workload: o.Workload, RuncClamp: b.RuncClamp}
+	res := &DensityResult{Pods: o.Pods, Parallel: o.Parallel, Workload: o.Workload, RestrictOOM: b.RestrictOOM}
 	type spec struct {
 		name, handler, toml string
 	}
@@ -220,7 +220,7 @@ func (b *Bench) densitySeries(ctx context.Context, name, handler string, o Densi
 			defer wg.Done()
 			for i := range next {
 				t0 := time.Now()
-				id, err := b.startPod(ctx, rs, handler, fmt.Sprintf("%s-%d", strings.Fields(name)[0], i), o.Workload)
+				id, err := b.startPod(ctx, rs, handler, fmt.Sprintf("%s-%d", strings.Trim(strings.Fields(name)[0], ","), i), o.Workload)
 				mu.Lock()
 				pods[i] = densityPod{sandbox: id, seconds: time.Since(t0).Seconds(), err: err}
 				if err == nil {
@@ -296,7 +296,7 @@ func workloadCommand(workload string) []string {
 // startPod runs a one-container pod and returns its sandbox id; on error
 // what was created is left for removePods (it lists the env's pods).
 func (b *Bench) startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient, handler, name, workload string) (string, error) {
-	uid := fmt.Sprintf("ccibench-%s-%d", name, time.Now().UnixNano())
+	uid := e2eenv.PodUID(fmt.Sprintf("ccibench-%s-%d", name, time.Now().UnixNano())) // kubelet's form: a UUID
 	cfg := &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "ccibench", Uid: uid},
 		LogDirectory: filepath.Join(b.Env.Dir, "pod-logs", uid),

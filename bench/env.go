@@ -59,8 +59,9 @@ type Bench struct {
 	tb  e2eenv.TB
 	seq atomic.Int64
 
-	// RuncClamp: the CRI runc handler runs runc through clampOOMRunc.
-	RuncClamp bool
+	// RestrictOOM: this host refuses a negative oom_score_adj, and
+	// containerd clamps the one CRI asks for (e2eenv.CRIRestrictOOM).
+	RestrictOOM bool
 
 	began       time.Time
 	progressOut func(string)
@@ -91,47 +92,11 @@ func StartWith(tb e2eenv.TB, o Options) *Bench {
 	tb.Cleanup(b.removeCgroups)
 	var extra string
 	if o.CRI && refusesNegativeOOM() {
-		wrapper, err := writeClampOOMRunc()
-		if err != nil {
-			tb.Fatalf("ccibench: %v", err)
-		}
-		tb.Cleanup(func() { os.RemoveAll(filepath.Dir(wrapper)) })
-		b.RuncClamp = true
-		extra = "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes." + e2eenv.CRIHandlerRunc + ".options]\n  BinaryName = \"" + wrapper + "\"\n"
+		b.RestrictOOM = true
+		extra = e2eenv.CRIRestrictOOM
 	}
 	b.Env = e2eenv.Start(tb, e2eenv.Options{NodeConfig: nodeConfig("", Defaults()), LogLevel: "info", CRI: o.CRI, ExtraContainerdConfig: extra})
 	return b
-}
-
-// clampOOMRunc is the runc the runc handler's shim runs when this host
-// refuses a negative oom_score_adj: CRI asks -998 for every pod sandbox,
-// which runc cannot set here, so the baseline could not start a pod. It
-// does what the cci shim does to the spec it owns (clamp
-// process.oomScoreAdj to 0) and runs runc. Its sh and sed run once per
-// runc create, so the baseline pays a few milliseconds per container that
-// cci does not: the ratios are that much in cci's favour.
-const clampOOMRunc = `#!/bin/sh
-prev=""
-for a in "$@"; do
-  if [ "$prev" = "--bundle" ]; then
-    sed -i 's/"oomScoreAdj":-[0-9]*/"oomScoreAdj":0/' "$a/config.json" || exit 1
-  fi
-  prev="$a"
-done
-exec runc "$@"
-`
-
-func writeClampOOMRunc() (string, error) {
-	dir, err := os.MkdirTemp("", "ccibench-runc-")
-	if err != nil {
-		return "", fmt.Errorf("runc wrapper: %w", err)
-	}
-	p := filepath.Join(dir, "runc-clamp-oom")
-	if err := os.WriteFile(p, []byte(clampOOMRunc), 0o755); err != nil {
-		os.RemoveAll(dir)
-		return "", fmt.Errorf("runc wrapper: %w", err)
-	}
-	return p, nil
 }
 
 // refusesNegativeOOM reports whether this host refuses a negative

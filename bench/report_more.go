@@ -126,9 +126,9 @@ func (r *Results) moreTables() []table {
 		t.notes = append(t.notes, "all running: first RunPodSandbox to the last StartContainer returning. Per pod: RunPodSandbox + CreateContainer + StartContainer. "+
 			"PSS (smaps_rollup) of the pod's host processes after the pods settled, summed and divided by the pod count; "+
 			"'we add' is everything but the workload (pause and the container's command); the runc handler's figure is its one shim per pod.")
-		if d.RuncClamp {
-			t.notes = append(t.notes, "This host refuses a negative oom_score_adj, which CRI asks for every pod sandbox: the runc handler ran runc through a "+
-				"shell wrapper that clamps oomScoreAdj to 0 (what the cci shim does to its spec), so the baseline pays a sh and a sed per container.")
+		if d.RestrictOOM {
+			t.notes = append(t.notes, "This host refuses a negative oom_score_adj, which CRI asks for every pod sandbox: containerd ran with "+
+				"restrict_oom_score_adj = true, which clamps it to containerd's own for every handler.")
 		}
 		ts = append(ts, t)
 	}

@@ -22,10 +22,18 @@ func RequireRoot(t testing.TB, what string) {
 
 // Unavailable skips t because something it needs is missing, except under
 // CI=true, where a test that cannot run is a failure.
-func Unavailable(t testing.TB, format string, args ...any) {
+func Unavailable(t skipper, format string, args ...any) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf(format+" (CI=true makes a test that cannot run a failure)", args...)
 	}
 	t.Skipf(format+" (set CI=true to make this a failure)", args...)
+}
+
+// skipper is the part of testing.TB Unavailable uses (test envs pass their
+// own TB).
+type skipper interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
 }

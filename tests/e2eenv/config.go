@@ -202,3 +202,12 @@ func PodUID(name string) string {
 	h := fmt.Sprintf("%x", sha256.Sum256([]byte("pod-uid/"+name)))
 	return h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-8" + h[17:20] + "-" + h[20:32]
 }
+
+// CRIRestrictOOM is containerd config (Options.ExtraContainerdConfig) for hosts that refuse a
+// negative oom_score_adj: CRI asks -998 for every pod sandbox, which runc cannot set there;
+// restrict_oom_score_adj makes containerd clamp it to its own value for every handler (the cci
+// shim clamps what reaches its backend anyway).
+const CRIRestrictOOM = `
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+`

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/cci-shim/cci-shim/internal/testutil"
 )
 
 const (
@@ -98,19 +100,9 @@ func checkPreconditions(t TB, opts Options) toolPaths {
 	}
 
 	if len(missing) > 0 {
-		Unavailable(t, "e2eenv: missing: %s", strings.Join(missing, "; "))
+		testutil.Unavailable(t, "e2eenv: missing: %s", strings.Join(missing, "; "))
 	}
 	return tp
-}
-
-// Unavailable skips t because what it needs is absent, or fails it when CI=true: in CI an
-// end-to-end test that cannot run is a failure.
-func Unavailable(t TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format+" (CI=true makes a test that cannot run a failure)", args...)
-	}
-	t.Skipf(format+" (set CI=true to make this a failure)", args...)
 }
 
 // RepoRoot walks up from the working directory (the test's package dir) to go.mod.

@@ -45,14 +45,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/cci-shim/cci-shim/internal/testutil"
 	"github.com/cci-shim/cci-shim/tests/e2eenv"
 )
-
-// criRestrictOOM is containerd config added to every cluster's env.
-const criRestrictOOM = `
-[plugins."io.containerd.cri.v1.runtime"]
-  restrict_oom_score_adj = true
-`
 
 // TB is the part of testing.TB the cluster uses (e2eenv's).
 type TB = e2eenv.TB
@@ -134,7 +129,7 @@ func Start(t TB, opts Options) *Cluster {
 	// kubelet's sandboxes get oom_score_adj -998 from CRI, which hosts that
 	// refuse a negative value (this one does) fail in runc for the runc
 	// handler; containerd clamps it to its own when told to.
-	eo.ExtraContainerdConfig = criRestrictOOM + eo.ExtraContainerdConfig
+	eo.ExtraContainerdConfig = e2eenv.CRIRestrictOOM + eo.ExtraContainerdConfig
 	c.Env = e2eenv.Start(t, eo) // reaps the envs (and so the pods) of test processes that died
 	if err := cleanStaleHost(t); err != nil {
 		t.Fatalf("kubeenv: %v", err)
@@ -371,7 +366,7 @@ func findBinaries(t TB) binaries {
 	if dir == "" {
 		root, err := e2eenv.RepoRoot()
 		if err != nil {
-			e2eenv.Unavailable(t, "kubeenv: %v; set %s", err, K8sDirEnv)
+			testutil.Unavailable(t, "kubeenv: %v; set %s", err, K8sDirEnv)
 		}
 		dir = filepath.Join(root, ".tools", "k8s")
 	}
@@ -386,7 +381,7 @@ func findBinaries(t TB) binaries {
 	}
 	b.kubelet, b.apiserver, b.kubectl, b.etcd = find("kubelet"), find("kube-apiserver"), find("kubectl"), find("etcd")
 	if len(missing) > 0 {
-		e2eenv.Unavailable(t, "kubeenv: missing %s in %s (run `make k8s-tools`, or set %s)", strings.Join(missing, ", "), b.dir, K8sDirEnv)
+		testutil.Unavailable(t, "kubeenv: missing %s in %s (run `make k8s-tools`, or set %s)", strings.Join(missing, ", "), b.dir, K8sDirEnv)
 	}
 	return b
 }
