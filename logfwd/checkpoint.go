@@ -18,6 +18,18 @@ type checkpoint struct {
 	Version int              `json:"version"`
 	Sinks   map[string]int64 `json:"sinks,omitempty"`
 	Files   []cpFile         `json:"files"`
+	// Rotations are files truncated (copytruncate) whose copy has not been
+	// found yet: a copy found after a restart continues where reading of
+	// the original stopped.
+	Rotations []cpRotation `json:"rotations,omitempty"`
+}
+
+type cpRotation struct {
+	Dir   string `json:"dir"`
+	FP    uint64 `json:"fp"`
+	FPLen int    `json:"fp_len"`
+	Off   int64  `json:"off"`
+	At    int64  `json:"at"` // Unix nanoseconds
 }
 
 type cpFile struct {

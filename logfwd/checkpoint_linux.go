@@ -29,6 +29,11 @@ func (c *Collector) saveCheckpoint() error {
 	for _, e := range c.restored {
 		job.cp.Files = append(job.cp.Files, e.cpFile)
 	}
+	for _, r := range c.rotations {
+		if r.settled {
+			job.cp.Rotations = append(job.cp.Rotations, cpRotation{Dir: r.dir, FP: r.fp, FPLen: r.fpLen, Off: r.off, At: r.at.UnixNano()})
+		}
+	}
 	c.dirtyCP, c.cpAt = false, time.Now()
 	if c.cpAsync && !job.syncDir {
 		return c.cpw.submit(job)

@@ -69,13 +69,17 @@ type watchState struct {
 }
 
 // rotation remembers the content a truncated file had, so that a copy of
-// it (copytruncate) continues where reading stopped.
+// it (copytruncate) continues where reading stopped. It is checkpointed
+// once settled: once what was read before the truncation has been
+// delivered, so that its offset agrees with the sink positions of the same
+// checkpoint.
 type rotation struct {
-	dir   string
-	fp    uint64
-	fpLen int
-	off   int64
-	at    time.Time
+	dir     string
+	fp      uint64
+	fpLen   int
+	off     int64
+	at      time.Time
+	settled bool
 }
 
 // New creates a collector: it validates cfg, opens Root and the sinks and
@@ -167,6 +171,9 @@ func (c *Collector) restore() error {
 	c.restored = map[fileKey]*restoredFile{}
 	for _, f := range cp.Files {
 		c.restored[fileKey{f.Dev, f.Ino}] = &restoredFile{cpFile: f}
+	}
+	for _, r := range cp.Rotations {
+		c.rotations = append(c.rotations, rotation{dir: r.Dir, fp: r.FP, fpLen: r.FPLen, off: r.Off, at: time.Unix(0, r.At), settled: true})
 	}
 	for name, s := range c.sinks {
 		if p, isPos := s.(positioned); isPos && ok {

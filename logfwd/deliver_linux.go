@@ -136,6 +136,13 @@ func (c *Collector) deliver(ctx context.Context) error {
 		c.dirtyCP = true
 	}
 	clear(c.touched)
+	// What was read before each truncation has been delivered.
+	for i := range c.rotations {
+		if !c.rotations[i].settled {
+			c.rotations[i].settled = true
+			c.dirtyCP = true
+		}
+	}
 	return nil
 }
 

@@ -220,3 +220,52 @@ func TestRestartMissedRename(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRestartMissedCopytruncate: the file was copied and truncated while
+// the collector was down. The copy continues where the checkpoint says
+// reading of the original stopped; nothing is read twice.
+func TestRestartMissedCopytruncate(t *testing.T) {
+	e := newEnv(t, "*.log", nil)
+	e.start()
+	e.write("app.log", seq("x", 1, 100)...)
+	e.waitLines(100, 5*time.Second)
+	e.halt()
+	e.write("app.log", seq("x", 101, 120)...)
+	copyFile(t, filepath.Join(e.dir, "app.log"), filepath.Join(e.dir, "app.1.log"))
+	if err := os.Truncate(filepath.Join(e.dir, "app.log"), 0); err != nil {
+		t.Fatal(err)
+	}
+	e.write("app.log", seq("x", 121, 130)...)
+	e.start()
+	got := e.waitLines(130, 5*time.Second)
+	time.Sleep(200 * time.Millisecond) // a duplicate would arrive with the rest
+	if err := sameMultiset(e.sink.lines(), seq("x", 1, 130)); err != nil {
+		t.Fatalf("%v (got %d lines)", err, len(got))
+	}
+}
+
+// TestRestartBeforeCopyFound: the collector saw the truncation, then
+// stopped before the copy appeared under a name it collects. The truncation
+// is in the checkpoint, so after the restart the copy continues where the
+// original was read to.
+func TestRestartBeforeCopyFound(t *testing.T) {
+	e := newEnv(t, "*.log", nil)
+	e.start()
+	e.write("app.log", seq("x", 1, 100)...)
+	e.waitLines(100, 5*time.Second)
+	copyFile(t, filepath.Join(e.dir, "app.log"), filepath.Join(e.dir, "app.log.tmp")) // not matched by *.log
+	if err := os.Truncate(filepath.Join(e.dir, "app.log"), 0); err != nil {
+		t.Fatal(err)
+	}
+	e.write("app.log", seq("x", 101, 110)...)
+	e.waitLines(110, 5*time.Second)
+	e.halt()
+	if err := os.Rename(filepath.Join(e.dir, "app.log.tmp"), filepath.Join(e.dir, "app.2.log")); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	time.Sleep(300 * time.Millisecond)
+	if err := sameMultiset(e.sink.lines(), seq("x", 1, 110)); err != nil {
+		t.Fatal(err)
+	}
+}

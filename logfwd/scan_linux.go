@@ -303,6 +303,10 @@ func (c *Collector) startFromCheckpoint(f *tailFile) {
 		f.fp, f.fpLen, f.committed, f.cur, f.started = e.FP, e.FPLen, e.lineState, e.lineState, true
 		return
 	}
+	// Truncated while we were down (copytruncate): a copy of the old
+	// content, found in this scan or later, continues where the checkpoint
+	// says reading stopped, which is where the sink was cut back to.
+	c.addRotation(rotation{dir: f.w.abs, fp: e.FP, fpLen: e.FPLen, off: e.Off, at: time.Now(), settled: true})
 	c.stats.add(func(s *Stats) { s.Truncations++ })
 }
 
@@ -367,20 +371,21 @@ func (c *Collector) resolveStart(f *tailFile, size int64, now time.Time, drain b
 	return start(0)
 }
 
-func (c *Collector) addRotation(f *tailFile, now time.Time) {
-	if f.cur.Off == 0 || f.fpLen == 0 {
+func (c *Collector) addRotation(r rotation) {
+	if r.off == 0 || r.fpLen == 0 {
 		return
 	}
 	rs := c.rotations[:0]
-	for _, r := range c.rotations {
-		if now.Sub(r.at) < rotationMaxAge {
-			rs = append(rs, r)
+	for _, o := range c.rotations {
+		if r.at.Sub(o.at) < rotationMaxAge {
+			rs = append(rs, o)
 		}
 	}
 	if len(rs) >= maxRotations {
 		rs = rs[1:]
 	}
-	c.rotations = append(rs, rotation{dir: f.w.abs, fp: f.fp, fpLen: f.fpLen, off: f.cur.Off, at: now})
+	c.rotations = append(rs, r)
+	c.dirtyCP = true
 }
 
 func (c *Collector) releaseFile(f *tailFile) {

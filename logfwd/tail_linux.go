@@ -89,7 +89,7 @@ func (c *Collector) readFile(f *tailFile, now time.Time, drain bool) bool {
 	// Identity check: shorter than what we read, or other first bytes,
 	// means truncation (copytruncate) or a rewrite: read from the start.
 	if size < f.cur.Off || f.fpLen > 0 && !f.samePrefix() {
-		c.addRotation(f, now)
+		c.addRotation(rotation{dir: f.w.abs, fp: f.fp, fpLen: f.fpLen, off: f.cur.Off, at: now})
 		// The old content is gone: committed positions refer to the new
 		// one from here on (a rollback must not undo this).
 		f.cur, f.committed, f.fp, f.fpLen, f.pendingOff = lineState{}, lineState{}, 0, 0, -1
