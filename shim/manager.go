@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -222,11 +223,18 @@ func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) 
 	if err != nil {
 		return status, err
 	}
-	// containerd runs this whenever the shim's connection closes, also after
-	// a Shutdown whose teardown goes on after the reply: a shim that is
-	// still alive is finishing its own teardown (every step of it bounded),
-	// and owns what it has not released yet.
+	// containerd runs this whenever a container's connection closes: after
+	// each container's delete while the pod's shim serves the others, and
+	// after a Shutdown whose teardown goes on after the reply. A shim that is
+	// still alive owns what it has not released yet: while other containers
+	// hold resources it is serving the pod, and this returns at once (the
+	// pod's stop must not wait on it); on its last container it is finishing
+	// its own teardown (every step of it bounded), which this waits for.
 	if self, ok := o.find(resShim); ok && self.Proc.Pid != os.Getpid() && self.Proc.alive() {
+		if others, err := o.containersOnDisk(); err == nil && slices.ContainsFunc(others, func(c string) bool { return c != id }) {
+			log.G(ctx).WithField("pid", self.Proc.Pid).Debug("the pod's shim serves its other containers; leaving the container to it")
+			return status, nil
+		}
 		if !self.Proc.waitGone(shimTeardownWait) {
 			log.G(ctx).WithField("pid", self.Proc.Pid).Info("the pod's shim is still tearing down; leaving the pod to it")
 			return status, nil
