@@ -66,14 +66,17 @@ writes and reads (target 1000 IOPS ±5%), the same writes on a volume (target
 >= 5x faster), and with --buffered buffered writes: plain, then sync, and
 conv=fsync (cgroup v1 blkio does not throttle the flusher's writeback).`, flags: rootfsFlags},
 	{name: "start", env: "plain", summary: "pod start latency: runc, cci throttles off, default config, with and without the start burst",
-		help: `ctr run --rm IMAGE ID true, --n times per configuration, interleaved: runc;
-cci with every throttle off (target <= 1.10x runc); cci with the default node
-config (target <= 1.20x runc); and, when this build's node config has the start
+		help: `ctr run --rm IMAGE ID true, --n times per configuration, interleaved: runc,
+as is and with --seccomp (the runtime's default profile, which the cci policy
+gives every runc-backend container: the baseline that differs by the shim
+alone); cci with every throttle off (target <= 1.10x runc); cci with the
+default node config (target <= 1.20x runc); and, when this build's node config has the start
 burst keys, cci with the default throttles and the burst off, and with the
 default burst (1 GB, 100,000 ops, 60 s). Medians, p90 and ratios to runc.`, flags: startFlags},
 	{name: "density", env: "cri", summary: "N pods through CRI, P at a time: time to all running, per-pod p50/p99, PSS per pod",
 		help: `--pods pods through CRI, --parallel at a time, for the runc handler (the
-baseline), the cci handler (runc backend) and, when runsc is installed and the
+baseline), the runc handler with RuntimeDefault seccomp (which the cci policy
+gives every runc-backend container), the cci handler (runc backend) and, when runsc is installed and the
 node config accepts --gvisor-toml (default: the runsc this host runs), the cci
 handler with the gVisor backend.
 Per series: time until all pods run (target cci <= 1.10x runc), p50/p99 of each

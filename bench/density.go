@@ -72,6 +72,11 @@ func (o DensityOptions) withDefaults() DensityOptions {
 type DensitySeries struct {
 	Name    string `json:"name"`
 	Handler string `json:"handler"`
+	// Seccomp: every container of the series asks for the runtime's default
+	// seccomp profile (RuntimeDefault), which the cci policy gives every
+	// container of a runc-backend pod: the baseline that differs from the
+	// cci handler by the shim alone.
+	Seccomp bool `json:"seccomp,omitempty"`
 	// Skipped says why the series did not run (e.g. no runsc).
 	Skipped string `json:"skipped,omitempty"`
 	// Wall is the time from the first RunPodSandbox to the last
@@ -116,9 +121,10 @@ type DensityResult struct {
 
 // Density series names.
 const (
-	DensityRunc   = "runc handler (baseline)"
-	DensityCCI    = "cci, runc backend"
-	DensityGvisor = "cci, gvisor backend"
+	DensityRunc        = "runc handler (baseline)"
+	DensityRuncSeccomp = "runc handler + default seccomp"
+	DensityCCI         = "cci, runc backend"
+	DensityGvisor      = "cci, gvisor backend"
 )
 
 // Density starts opts.Pods pods through CRI, opts.Parallel at a time, for
@@ -136,10 +142,12 @@ func (b *Bench) Density(ctx context.Context, o DensityOptions) (*DensityResult, 
 	res := &DensityResult{Pods: o.Pods, Parallel: o.Parallel, Workload: o.Workload, RestrictOOM: b.RestrictOOM}
 	type spec struct {
 		name, handler, toml string
+		seccomp             bool
 	}
-	specs := []spec{{DensityRunc, e2eenv.CRIHandlerRunc, ""}, {DensityCCI, e2eenv.CRIHandlerCCI, ""}}
+	specs := []spec{{DensityRunc, e2eenv.CRIHandlerRunc, "", false}, {DensityRuncSeccomp, e2eenv.CRIHandlerRunc, "", true},
+		{DensityCCI, e2eenv.CRIHandlerCCI, "", false}}
 	if o.GvisorTOML != "" {
-		specs = append(specs, spec{DensityGvisor, e2eenv.CRIHandlerCCI, o.GvisorTOML})
+		specs = append(specs, spec{DensityGvisor, e2eenv.CRIHandlerCCI, o.GvisorTOML, false})
 	}
 	defer b.Env.SetBackend("", nodeConfig("", Defaults()))
 	for _, sp := range specs {
@@ -155,7 +163,7 @@ func (b *Bench) Density(ctx context.Context, o DensityOptions) (*DensityResult, 
 		if err := b.Env.SetBackend(backend, nodeConfig("", Defaults())); err != nil {
 			return res, err
 		}
-		s, err := b.densitySeries(ctx, sp.name, sp.handler, o)
+		s, err := b.densitySeries(ctx, sp.name, sp.handler, sp.seccomp, o)
 		if s != nil {
 			res.Series = append(res.Series, *s)
 		}
@@ -200,9 +208,9 @@ type densityPod struct {
 	err     error
 }
 
-func (b *Bench) densitySeries(ctx context.Context, name, handler string, o DensityOptions) (*DensitySeries, error) {
+func (b *Bench) densitySeries(ctx context.Context, name, handler string, seccomp bool, o DensityOptions) (*DensitySeries, error) {
 	rs, _ := b.Env.CRI()
-	s := &DensitySeries{Name: name, Handler: handler}
+	s := &DensitySeries{Name: name, Handler: handler, Seccomp: seccomp}
 	pods := make([]densityPod, o.Pods)
 	defer b.removePods(rs, o.Parallel, s)
 
@@ -220,7 +228,7 @@ func (b *Bench) densitySeries(ctx context.Context, name, handler string, o Densi
 			defer wg.Done()
 			for i := range next {
 				t0 := time.Now()
-				id, err := b.startPod(ctx, rs, handler, fmt.Sprintf("%s-%d", strings.Trim(strings.Fields(name)[0], ","), i), o.Workload)
+				id, err := b.startPod(ctx, rs, handler, fmt.Sprintf("%s-%d", strings.Trim(strings.Fields(name)[0], ","), i), o.Workload, seccomp)
 				mu.Lock()
 				pods[i] = densityPod{sandbox: id, seconds: time.Since(t0).Seconds(), err: err}
 				if err == nil {
@@ -294,8 +302,9 @@ func workloadCommand(workload string) []string {
 }
 
 // startPod runs a one-container pod and returns its sandbox id; on error
-// what was created is left for removePods (it lists the env's pods).
-func (b *Bench) startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient, handler, name, workload string) (string, error) {
+// what was created is left for removePods (it lists the env's pods). With
+// seccomp, the pod and its container ask for RuntimeDefault.
+func (b *Bench) startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient, handler, name, workload string, seccomp bool) (string, error) {
 	uid := e2eenv.PodUID(fmt.Sprintf("ccibench-%s-%d", name, time.Now().UnixNano())) // kubelet's form: a UUID
 	cfg := &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "ccibench", Uid: uid},
@@ -305,13 +314,19 @@ func (b *Bench) startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient
 	if workload == WorkloadLogs {
 		cfg.Annotations = map[string]string{logfwd.AnnotationPolicies: `[{"container":"app","paths":["/var/log/app/*.log"]}]`}
 	}
+	var ctrLinux *runtimeapi.LinuxContainerConfig
+	if seccomp {
+		profile := &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+		cfg.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{Seccomp: profile}
+		ctrLinux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Seccomp: profile}}
+	}
 	sb, err := rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
 	if err != nil {
 		return "", fmt.Errorf("RunPodSandbox %s (handler %s): %w", name, handler, err)
 	}
 	cr, err := rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sb.PodSandboxId, SandboxConfig: cfg,
 		Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"}, Image: &runtimeapi.ImageSpec{Image: b.Env.Image},
-			Command: workloadCommand(workload), LogPath: "app.log", Annotations: cfg.Annotations}})
+			Command: workloadCommand(workload), LogPath: "app.log", Annotations: cfg.Annotations, Linux: ctrLinux}})
 	if err != nil {
 		return sb.PodSandboxId, fmt.Errorf("CreateContainer in %s: %w", name, err)
 	}

@@ -175,6 +175,7 @@ type container struct {
 	volume  string // host dir bound at volumeDst (a pod volume under cci), or ""
 	image   string // default the env's busybox image
 	detach  bool
+	seccomp bool // ctr run --seccomp: the runtime's default profile
 	// annotations are added to the spec (ctr run --annotation k=v).
 	annotations []string
 	args        []string
@@ -201,6 +202,9 @@ func (b *Bench) run(ctx context.Context, c container) (string, error) {
 		args = append(args, "-d")
 	} else {
 		args = append(args, "--rm")
+	}
+	if c.seccomp {
+		args = append(args, "--seccomp")
 	}
 	if c.volume != "" {
 		args = append(args, "--mount", "type=bind,src="+c.volume+",dst="+volumeDst+",options=rbind:rw")

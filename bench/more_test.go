@@ -60,12 +60,13 @@ func TestDensityReport(t *testing.T) {
 	r := &Results{Command: "density", Density: &DensityResult{Pods: 10, Parallel: 4, Workload: WorkloadIdle, Series: []DensitySeries{
 		{Name: DensityRunc, Handler: "runc", Wall: 2, PerPod: []float64{0.5, 0.6}, P50: 0.5, P99: 0.6,
 			Usage: []ProcUsage{{Kind: KindRuncShim, Count: 10, PSS: 50 * mib}, {Kind: KindWorkload, Count: 20, PSS: 5 * mib}}},
+		{Name: DensityRuncSeccomp, Handler: "runc", Seccomp: true, Wall: 2.2, PerPod: []float64{0.5, 0.6}, P50: 0.5, P99: 0.6},
 		{Name: DensityCCI, Handler: "cci", Wall: 2.1, PerPod: []float64{0.6, 0.7}, P50: 0.6, P99: 0.7,
 			Usage:     []ProcUsage{{Kind: KindCCIShim, Count: 10, PSS: 40 * mib}, {Kind: KindRuncShim, Count: 10, PSS: 35 * mib}, {Kind: KindWorkload, Count: 20, PSS: 5 * mib}},
 			CPUPerPod: map[string]float64{KindCCIShim: 0.001, KindWorkload: 0.5}},
 		{Name: DensityGvisor, Skipped: "runsc is not installed"},
 	}}}
-	if got := r.Density.Series[1].PSSPerPod("", 10); got != 7.5*float64(mib) {
+	if got := r.Density.Series[2].PSSPerPod("", 10); got != 7.5*float64(mib) {
 		t.Errorf("PSS per pod we add = %v, want 7.5 MiB", got)
 	}
 	checks := map[string]Check{}
@@ -73,9 +74,13 @@ func TestDensityReport(t *testing.T) {
 		checks[c.Name] = c
 	}
 	wall := checks["density: 10 pods, 4 at a time, wall cci / runc"]
+	wallSeccomp := checks["density: 10 pods, 4 at a time, wall cci / runc + default seccomp"]
 	pss := checks["density: host PSS per pod the cci handler adds over runc's (idle)"]
 	if !wall.OK || !strings.HasPrefix(wall.Measured, "1.05x") {
 		t.Errorf("wall check %+v", wall)
+	}
+	if !wallSeccomp.OK || !strings.HasPrefix(wallSeccomp.Measured, "0.95x") {
+		t.Errorf("wall check against the seccomp baseline %+v", wallSeccomp)
 	}
 	if !pss.OK || !strings.HasPrefix(pss.Measured, "+2.50 MiB") {
 		t.Errorf("PSS check %+v", pss)

@@ -224,25 +224,21 @@ func (r *Results) tables() []table {
 	}
 	if s := r.Start; s != nil {
 		t := table{title: fmt.Sprintf("start: ctr run --rm IMAGE ID true, n=%d per configuration, interleaved", s.N),
-			header: []string{"configuration", "median", "p90", "min", "max", "median vs runc"}}
-		var base float64
-		for _, se := range s.Series {
-			if se.Runtime == Runc {
-				base = se.Median
-			}
-		}
+			header: []string{"configuration", "median", "p90", "min", "max", "median vs runc", "vs runc + default seccomp"}}
 		for _, se := range s.Series {
 			if se.Skipped != "" {
-				t.rows = append(t.rows, []string{se.Name, "-", "-", "-", "-", "skipped"})
+				t.rows = append(t.rows, []string{se.Name, "-", "-", "-", "-", "skipped", ""})
 				t.notes = append(t.notes, fmt.Sprintf("%s: skipped: %s", se.Name, se.Skipped))
 				continue
 			}
 			lo, hi := Percentile(se.Seconds, 0), Percentile(se.Seconds, 100)
-			ratio := "-"
-			if base > 0 {
-				ratio = fmt.Sprintf("%.2fx", se.Median/base)
+			ratio := func(base string) string {
+				if q := s.startRatio(base, se.Name); q > 0 {
+					return fmt.Sprintf("%.2fx", q)
+				}
+				return "-"
 			}
-			t.rows = append(t.rows, []string{se.Name, fmtSec(se.Median), fmtSec(se.P90), fmtSec(lo), fmtSec(hi), ratio})
+			t.rows = append(t.rows, []string{se.Name, fmtSec(se.Median), fmtSec(se.P90), fmtSec(lo), fmtSec(hi), ratio(StartRunc), ratio(StartRuncSeccomp)})
 		}
 		med := map[string]float64{}
 		for _, se := range s.Series {

@@ -6,14 +6,14 @@ import (
 	"fmt"
 )
 
-// startRatio returns the median of series name over the runc baseline's
+// startRatio returns the median of series name over the baseline series'
 // (0 when either is missing).
-func (s *StartResult) startRatio(name string) float64 {
+func (s *StartResult) startRatio(baseline, name string) float64 {
 	var base, v float64
 	for _, se := range s.Series {
 		switch {
 		case se.Skipped != "":
-		case se.Name == StartRunc:
+		case se.Name == baseline:
 			base = se.Median
 		case se.Name == name:
 			v = se.Median
@@ -41,21 +41,30 @@ func (r *Results) moreChecks() []Check {
 	var cs []Check
 	add := func(name, measured, target string, ok bool) { cs = append(cs, Check{name, measured, target, ok}) }
 	if s := r.Start; s != nil {
-		for _, c := range []struct {
-			name   string
-			target float64
-		}{{StartCCIOff, TargetStartOff}, {StartCCIDefaults, TargetStartDefault}, {StartCCIBurst, TargetStartDefault}} {
-			if q := s.startRatio(c.name); q > 0 {
-				add("start, ctr run --rm true: "+c.name+" / runc (medians)", fmt.Sprintf("%.2fx", q), fmt.Sprintf("<= %.2fx", c.target), q <= c.target)
+		for _, base := range []struct{ name, label string }{{StartRunc, "runc"}, {StartRuncSeccomp, "runc + default seccomp"}} {
+			for _, c := range []struct {
+				name   string
+				target float64
+			}{{StartCCIOff, TargetStartOff}, {StartCCIDefaults, TargetStartDefault}, {StartCCIBurst, TargetStartDefault}} {
+				if q := s.startRatio(base.name, c.name); q > 0 {
+					add("start, ctr run --rm true: "+c.name+" / "+base.label+" (medians)", fmt.Sprintf("%.2fx", q), fmt.Sprintf("<= %.2fx", c.target), q <= c.target)
+				}
 			}
 		}
 	}
 	if d := r.Density; d != nil {
-		runc, cci := d.series(DensityRunc), d.series(DensityCCI)
-		if runc != nil && cci != nil && runc.Wall > 0 {
+		cci := d.series(DensityCCI)
+		for _, base := range []struct{ name, label string }{{DensityRunc, "runc"}, {DensityRuncSeccomp, "runc + default seccomp"}} {
+			runc := d.series(base.name)
+			if runc == nil || cci == nil || runc.Wall <= 0 {
+				continue
+			}
 			q := cci.Wall / runc.Wall
-			add(fmt.Sprintf("density: %d pods, %d at a time, wall cci / runc", d.Pods, d.Parallel),
+			add(fmt.Sprintf("density: %d pods, %d at a time, wall cci / %s", d.Pods, d.Parallel, base.label),
 				fmt.Sprintf("%.2fx (%.2f s / %.2f s)", q, cci.Wall, runc.Wall), fmt.Sprintf("<= %.2fx", TargetDensityWall), q <= TargetDensityWall)
+		}
+		runc := d.series(DensityRunc)
+		if runc != nil && cci != nil {
 			added := cci.PSSPerPod("", d.Pods) - runc.PSSPerPod("", d.Pods)
 			add(fmt.Sprintf("density: host PSS per pod the cci handler adds over runc's (%s)", d.Workload),
 				fmt.Sprintf("%+.2f MiB (%.2f vs %.2f MiB)", added/(1<<20), cci.PSSPerPod("", d.Pods)/(1<<20), runc.PSSPerPod("", d.Pods)/(1<<20)),

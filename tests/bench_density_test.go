@@ -9,7 +9,7 @@ import (
 )
 
 // TestBenchDensity runs `ccibench density` small: every series (the runc
-// handler, cci on runc, cci on gVisor) starts its pods through CRI, the
+// handler as is and with RuntimeDefault seccomp, cci on runc, cci on gVisor) starts its pods through CRI, the
 // pods' host processes are found and measured, and the pods go again. It
 // checks that the bench measures, not what it measures (ccibench reports
 // the figures; no timing is asserted here).
@@ -20,7 +20,7 @@ func TestBenchDensity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{bench.DensityRunc: bench.KindRuncShim, bench.DensityCCI: bench.KindCCIShim, bench.DensityGvisor: bench.KindSandbox}
+	want := map[string]string{bench.DensityRunc: bench.KindRuncShim, bench.DensityRuncSeccomp: bench.KindRuncShim, bench.DensityCCI: bench.KindCCIShim, bench.DensityGvisor: bench.KindSandbox}
 	for _, s := range res.Series {
 		kind, ok := want[s.Name]
 		if !ok {
