@@ -21,10 +21,11 @@ Usage: ccidemo [--backend gvisor|runc] [--help] [--version]
 
 As root, starts a private containerd v2 with the cci runtime (blockfile
 rootfs) in a temp dir, runs demo pods through crictl and ctr, and prints
-each platform rule (SPEC.md) as the pod sees it. The pods run in gVisor
-sandboxes (a user-space kernel per pod) when runsc is installed; without
-runsc the demo says so and falls back to the runc backend, which shares the
-host kernel (development only). --backend chooses explicitly. At the end, or on
+each platform rule (the README's rules table) as the pod sees it. The pods
+run in gVisor sandboxes (a user-space kernel per pod) when runsc is
+installed; without runsc the demo says so and falls back to the runc
+backend, which shares the host kernel (development only). --backend chooses
+explicitly. At the end, or on
 SIGINT/SIGTERM at the next step, it removes everything it started:
 containerd, shims, containers, mounts, loop devices, the CNI bridge, cgroups.
 

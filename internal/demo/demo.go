@@ -1,8 +1,8 @@
 // Package demo is the main job of `make run`: it starts a local containerd
 // v2 with the cci runtime (runc backend, blockfile rootfs), runs demo pods
 // through crictl and ctr, the clients operators use, and shows each platform
-// rule of SPEC.md as the pod sees it. It is a showcase, not a test: the
-// end-to-end tests under tests/ assert what it shows.
+// rule (the README's rules table) as the pod sees it. It is a showcase, not
+// a test: the end-to-end tests under tests/ assert what it shows.
 package demo
 
 import (
