@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,9 +17,10 @@ import (
 	"github.com/cci-shim/cci-shim/sandbox"
 )
 
-// resourcesFile, in the pod state dir, is the owner's stack as JSON; lockFile
-// serialises the processes that change it (the running shim, and containerd's
-// delete subcommands after it died).
+// resourcesFile, in the pod state dir, is the owner's journal: one JSON
+// object per line, each a change to the stack (journalOp). lockFile
+// serialises the processes that change it (the running shim, and
+// containerd's delete subcommands after it died).
 const (
 	resourcesFile = "resources.json"
 	lockFile      = "resources.lock"
@@ -115,7 +117,11 @@ type releaser func(ctx context.Context, r resource) error
 //
 // The file is the truth shared between processes (the running shim, or
 // containerd's delete subcommands after it died, which may run at once for
-// several containers): every change re-reads it under the file lock. mu
+// several containers): every change is a line appended under the file lock,
+// applied to whatever the other processes appended before it when the
+// journal is read back. Appending is one small write, where rewriting the
+// whole stack (write and rename) cost a pod's start more than the rest of
+// admission on ext4. The file exists while the stack is not empty. mu
 // guards the in-memory entries; neither lock is held while a resource is
 // released, and no lock an RPC needs is held here.
 type owner struct {
@@ -150,7 +156,7 @@ func loadOwner(dir string, fallback releaser) (*owner, error) {
 func (o *owner) add(r resource, close func(context.Context) error) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	err := o.edit(func(recs []resource) []resource { return append(recs, r) })
+	err := o.appendOp(journalOp{Add: &r})
 	if err == nil {
 		o.stack = append(o.stack, &entry{res: r, close: close})
 	}
@@ -167,14 +173,7 @@ func (o *owner) update(r resource, close func(context.Context) error) error {
 		if e.res.Kind != r.Kind || e.res.Container != r.Container {
 			continue
 		}
-		old := e.res
-		err := o.edit(func(recs []resource) []resource {
-			if j := lastIndex(recs, old); j >= 0 {
-				recs[j] = r
-			}
-			return recs
-		})
-		if err != nil {
+		if err := o.appendOp(journalOp{Set: []resource{e.res, r}}); err != nil {
 			return err
 		}
 		e.res = r
@@ -284,12 +283,7 @@ func (o *owner) forget(e *entry) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.stack = slices.DeleteFunc(o.stack, func(x *entry) bool { return x == e })
-	return o.edit(func(recs []resource) []resource {
-		if j := lastIndex(recs, e.res); j >= 0 {
-			recs = slices.Delete(recs, j, j+1)
-		}
-		return recs
-	})
+	return o.appendOp(journalOp{Del: &e.res})
 }
 
 // forgetKind drops the newest record of kind and container without
@@ -319,32 +313,72 @@ func (o *owner) empty() bool {
 
 func lastIndex(recs []resource, r resource) int {
 	for i := len(recs) - 1; i >= 0; i-- {
-		if recs[i] == r {
+		if recs[i].equal(r) {
 			return i
 		}
 	}
 	return -1
 }
 
-// edit rewrites the file under the file lock: read, change, write.
-func (o *owner) edit(change func([]resource) []resource) error {
+// equal compares two records by value (Limits is a pointer: a record read
+// back from the file is equal to the one that was written).
+func (r resource) equal(x resource) bool {
+	rl, xl := r.Limits, x.Limits
+	r.Limits, x.Limits = nil, nil
+	return r == x && (rl == xl || rl != nil && xl != nil && *rl == *xl)
+}
+
+// journalOp is one line of the journal: Add pushes a record, Del removes
+// the newest record equal to it, Set replaces the newest record equal to
+// Set[0] by Set[1] in place (its release order unchanged). A Del or Set of
+// a record that is not there (another process removed it) does nothing.
+type journalOp struct {
+	Add *resource  `json:"add,omitempty"`
+	Del *resource  `json:"del,omitempty"`
+	Set []resource `json:"set,omitempty"`
+}
+
+// journalCompactBytes: a journal that has grown past this (a long-lived pod
+// whose containers come and go) is rewritten as its stack.
+const journalCompactBytes = 64 << 10
+
+// appendOp appends op under the file lock. After a Del it reads the journal
+// back: an empty stack removes the file, a long journal is compacted.
+func (o *owner) appendOp(op journalOp) error {
+	line, err := json.Marshal(op)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(o.dir, resourcesFile)
 	return o.locked(func() error {
-		recs, err := o.read()
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err != nil {
-			return err
+			return fmt.Errorf("recording pod resources: %w", err)
 		}
-		recs = change(recs)
-		if len(recs) == 0 {
-			if err := os.Remove(filepath.Join(o.dir, resourcesFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
+		_, err = f.Write(append(line, '\n'))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("recording pod resources: %w", err)
+		}
+		if op.Del == nil {
 			return nil
 		}
-		data, err := json.Marshal(recs)
+		data, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
-		return writeFileAtomic(filepath.Join(o.dir, resourcesFile), data)
+		recs, err := replay(data)
+		switch {
+		case err != nil:
+			return err
+		case len(recs) == 0:
+			return os.Remove(path)
+		case len(data) > journalCompactBytes:
+			return writeFileAtomic(path, journal(recs))
+		}
+		return nil
 	})
 }
 
@@ -356,11 +390,61 @@ func (o *owner) read() ([]resource, error) {
 	if err != nil {
 		return nil, err
 	}
+	return replay(data)
+}
+
+// replay applies the journal's lines in order and returns the stack. A last
+// line without its newline was torn by a writer that died mid-write: it is
+// dropped (an Add is written before its resource is created, so nothing of
+// it exists; a Del's resource is released again, which releasers allow). A
+// file that starts with '[' is a stack written whole by an earlier version.
+func replay(data []byte) ([]resource, error) {
 	var recs []resource
-	if err := json.Unmarshal(data, &recs); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", resourcesFile, err)
+	if bytes.HasPrefix(bytes.TrimSpace(data), []byte("[")) {
+		if err := json.Unmarshal(data, &recs); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", resourcesFile, err)
+		}
+		return recs, nil
+	}
+	lines := bytes.Split(data, []byte("\n"))
+	for i, line := range lines {
+		if len(line) == 0 {
+			continue
+		}
+		var op journalOp
+		if err := json.Unmarshal(line, &op); err != nil {
+			if i == len(lines)-1 {
+				break // torn
+			}
+			return nil, fmt.Errorf("reading %s, line %d: %w", resourcesFile, i+1, err)
+		}
+		switch {
+		case op.Add != nil:
+			recs = append(recs, *op.Add)
+		case op.Del != nil:
+			if j := lastIndex(recs, *op.Del); j >= 0 {
+				recs = slices.Delete(recs, j, j+1)
+			}
+		case len(op.Set) == 2:
+			if j := lastIndex(recs, op.Set[0]); j >= 0 {
+				recs[j] = op.Set[1]
+			}
+		default:
+			return nil, fmt.Errorf("reading %s, line %d: not a change: %s", resourcesFile, i+1, line)
+		}
 	}
 	return recs, nil
+}
+
+// journal is the stack as a journal of adds.
+func journal(recs []resource) []byte {
+	var b bytes.Buffer
+	for i := range recs {
+		line, _ := json.Marshal(journalOp{Add: &recs[i]}) // resource always marshals
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
 }
 
 // locked runs fn holding the pod's file lock.

@@ -3,11 +3,15 @@ package shim
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cci-shim/cci-shim/sandbox"
 )
 
 // TestOwnerReleasesNewestFirst: live closers run newest first; a failing
@@ -153,5 +157,93 @@ func TestProcIdentity(t *testing.T) {
 	}
 	if !p.stop(context.Background(), 0) || p.alive() {
 		t.Fatal("stop of the recorded process did not end it")
+	}
+}
+
+// TestOwnerJournal: the file is a journal of changes. Reading it back gives
+// the stack in order, with an update kept in place and records with limits
+// matched by value; a torn last line is dropped, a torn line before others
+// is an error; the stack of an earlier version (a JSON array) is read; the
+// file goes once the stack is empty and is compacted when it grows.
+func TestOwnerJournal(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, resourcesFile)
+	o, err := loadOwner(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits := &limitChange{Was: sandbox.CgroupLimits{Memory: 1 << 30}, Set: sandbox.CgroupLimits{Memory: 2 << 30}}
+	for _, r := range []resource{
+		{Kind: resBackend, Path: "/b"},
+		{Kind: resPodLimits, Container: "sb", Path: "/kubepods/pod1", Limits: limits},
+		{Kind: resDir, Container: "c1", Path: "/d"},
+	} {
+		if err := o.add(r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := o.update(resource{Kind: resBackend, Path: "/b", Address: "in-process"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	recs := readRecords(t, dir)
+	if len(recs) != 3 || recs[0].Address != "in-process" || recs[1].Limits == nil || *recs[1].Limits != *limits {
+		t.Fatalf("stack = %+v, want the updated backend first, then the pod limits and the dir", recs)
+	}
+
+	// Another process (a delete subcommand) reads the stack and forgets the
+	// pod limits it read back: equal by value, not by pointer.
+	other, err := loadOwner(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.forgetKind(resPodLimits, "sb"); err != nil {
+		t.Fatal(err)
+	}
+	if recs := readRecords(t, dir); len(recs) != 2 || recs[1].Path != "/d" {
+		t.Errorf("after forgetting the pod limits read back: %+v", recs)
+	}
+
+	// A writer that died mid-line.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"add":{"kind":"dir","path":"/tor`)
+	f.Close()
+	if recs := readRecords(t, dir); len(recs) != 2 {
+		t.Errorf("a torn last line was not dropped: %+v", recs)
+	}
+	data, _ := os.ReadFile(path)
+	if _, err := replay(append(data, []byte("\n"+`{"add":{"kind":"dir","path":"/x"}}`+"\n")...)); err == nil || !strings.Contains(err.Error(), "line 6") {
+		t.Errorf("a torn line before others: %v, want an error naming line 6", err)
+	}
+	if recs, err := replay([]byte(`[{"kind":"dir","path":"/old"}]`)); err != nil || len(recs) != 1 || recs[0].Path != "/old" {
+		t.Errorf("an earlier version's stack: %+v, %v", recs, err)
+	}
+
+	// Compaction, then the file goes with the last record.
+	if err := os.WriteFile(path, journal(readRecords(t, dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if o, err = loadOwner(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 400; i++ {
+		r := resource{Kind: resDir, Container: "churn", Path: strings.Repeat("p", 100)}
+		if err := o.add(r, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.forgetKind(resDir, "churn"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, err := os.Stat(path); err != nil || st.Size() > journalCompactBytes {
+		t.Errorf("journal after 400 adds and forgets: %v, %v; want it compacted below %d bytes", st.Size(), err, journalCompactBytes)
+	}
+	if err := o.releaseAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the journal of an empty stack: %v, want it removed", err)
 	}
 }

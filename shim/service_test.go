@@ -3,7 +3,6 @@ package shim
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -302,8 +301,8 @@ func readRecords(t *testing.T, podDir string) []resource {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var recs []resource
-	if err := json.Unmarshal(data, &recs); err != nil {
+	recs, err := replay(data)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return recs
