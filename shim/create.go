@@ -78,7 +78,7 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		return nil, err
 	}
 	s.failpoint("create:gpus", r.ID)
-	rootfs, err := s.throttleRootfs(ctx, c, r.Rootfs, a.limits)
+	rootfs, err := s.throttleRootfs(ctx, c, a.pod, r.Rootfs, a.limits)
 	if err != nil {
 		return nil, err
 	}

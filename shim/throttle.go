@@ -15,6 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cci-shim/cci-shim/iothrottle"
+	"github.com/cci-shim/cci-shim/sandbox"
 	"github.com/cci-shim/cci-shim/sandbox/backend"
 )
 
@@ -37,8 +38,10 @@ type rootfsThrottle struct {
 //
 // With a start burst the device starts unlimited and a watcher writes the
 // limits into the cgroup once the burst is spent (watchRootfs), wherever
-// they go.
-func (s *service) throttleRootfs(ctx context.Context, c *container, rootfs []*types.Mount, limits iothrottle.Limits) ([]*types.Mount, error) {
+// they go. Where each container's own cgroup is throttled (runc), a CRI
+// sandbox's container is the pause process alone, which loads nothing: it
+// gets its limits at once, and no watcher polls for it.
+func (s *service) throttleRootfs(ctx context.Context, c *container, pod *sandbox.Pod, rootfs []*types.Mount, limits iothrottle.Limits) ([]*types.Mount, error) {
 	dev, err := iothrottle.RootfsDevice(rootfs)
 	if errors.Is(err, iothrottle.ErrNoBlockDevice) {
 		// R7/R8 fail closed: a rootfs the throttle cannot hold is refused,
@@ -61,6 +64,9 @@ func (s *service) throttleRootfs(ctx context.Context, c *container, rootfs []*ty
 	t := &rootfsThrottle{dev: dev, limits: limits.Rootfs, burst: limits.RootfsBurst}
 	switch s.traits.RootfsThrottle {
 	case backend.ThrottleContainer:
+		if pod.Type == sandbox.TypeSandbox {
+			t.burst = iothrottle.StartBurst{}
+		}
 		if c.spec.Linux != nil {
 			t.cgroupPath = c.spec.Linux.CgroupsPath
 		}
