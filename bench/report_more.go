@@ -11,11 +11,13 @@ import (
 func (s *StartResult) startRatio(baseline, name string) float64 {
 	var base, v float64
 	for _, se := range s.Series {
-		switch {
-		case se.Skipped != "":
-		case se.Name == baseline:
+		if se.Skipped != "" {
+			continue
+		}
+		if se.Name == baseline {
 			base = se.Median
-		case se.Name == name:
+		}
+		if se.Name == name {
 			v = se.Median
 		}
 	}
