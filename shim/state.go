@@ -7,7 +7,7 @@ import (
 
 // On-disk state of a pod, under <state_dir>/<namespace>/<pod id>/:
 //
-//	resources.json    the owner's stack of the pod's host resources
+//	resources.json    the owner's journal of the pod's host resources
 //	resources.lock    serialises the processes that change it
 //	backend/          the backend shim's working dir (config.json, log FIFO)
 //	bundles/<id>/     the backend's bundle for each container
