@@ -397,14 +397,16 @@ func (o *owner) read() ([]resource, error) {
 // line without its newline was torn by a writer that died mid-write: it is
 // dropped (an Add is written before its resource is created, so nothing of
 // it exists; a Del's resource is released again, which releasers allow). A
-// file that starts with '[' is a stack written whole by an earlier version.
+// file that starts with '[' holds a stack written whole by an earlier
+// version, followed by the lines this version appended to it.
 func replay(data []byte) ([]resource, error) {
 	var recs []resource
 	if bytes.HasPrefix(bytes.TrimSpace(data), []byte("[")) {
-		if err := json.Unmarshal(data, &recs); err != nil {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		if err := dec.Decode(&recs); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", resourcesFile, err)
 		}
-		return recs, nil
+		data = data[dec.InputOffset():]
 	}
 	lines := bytes.Split(data, []byte("\n"))
 	for i, line := range lines {

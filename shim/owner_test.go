@@ -220,6 +220,12 @@ func TestOwnerJournal(t *testing.T) {
 	if recs, err := replay([]byte(`[{"kind":"dir","path":"/old"}]`)); err != nil || len(recs) != 1 || recs[0].Path != "/old" {
 		t.Errorf("an earlier version's stack: %+v, %v", recs, err)
 	}
+	// A delete subcommand of this version appending to a pod of the
+	// earlier version's shim.
+	old := []byte(`[{"kind":"dir","path":"/old"},{"kind":"dir","path":"/old2"}]` + "\n" + `{"del":{"kind":"dir","path":"/old"}}` + "\n")
+	if recs, err := replay(old); err != nil || len(recs) != 1 || recs[0].Path != "/old2" {
+		t.Errorf("an earlier version's stack with lines appended: %+v, %v", recs, err)
+	}
 
 	// Compaction, then the file goes with the last record.
 	if err := os.WriteFile(path, journal(readRecords(t, dir)), 0o600); err != nil {
