@@ -9,10 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/cgroups/v3/cgroup1"
-	"github.com/containerd/containerd/api/types"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-
 	"github.com/cci-shim/cci-shim/internal/testutil"
 )
 
@@ -376,28 +372,7 @@ func TestStatsV1Fallback(t *testing.T) {
 // waits for the end instead of racing dd.)
 func TestWatchBurstLoopDevice(t *testing.T) {
 	testutil.RequireRoot(t, "loop devices, cgroups")
-	c := hostCgroups()
-	if c.unified {
-		t.Skip("cgroup v2 host: the blkio test needs a v1 blkio hierarchy (io.max is covered by the fixture tests)")
-	}
-	d, err := RootfsDevice([]*types.Mount{{Type: "ext4", Source: sparseFile(t, 64<<20), Options: []string{"loop", "rw"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	path := fmt.Sprintf("/cci-iothrottle-burst-test-%d", os.Getpid())
-	blkioOnly := func() ([]cgroup1.Subsystem, error) {
-		return []cgroup1.Subsystem{cgroup1.NewBlkio("/sys/fs/cgroup")}, nil
-	}
-	cg, err := cgroup1.New(cgroup1.StaticPath(path), &specs.LinuxResources{}, cgroup1.WithHierarchy(blkioOnly))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := cg.Delete(); err != nil {
-			t.Errorf("delete cgroup: %v", err)
-		}
-	}()
+	d, path := loopInBlkioCgroup(t, "cci-iothrottle-burst-test")
 	dir := "/sys/fs/cgroup/blkio" + path
 	dev := fmt.Sprintf("%d:%d", d.Major, d.Minor)
 	// A stale limit on the device number, as an earlier container's.

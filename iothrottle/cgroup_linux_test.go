@@ -94,32 +94,7 @@ func TestIOMaxEntries(t *testing.T) {
 // and reads the statistics back.
 func TestApplyToCgroupLoopDevice(t *testing.T) {
 	testutil.RequireRoot(t, "loop devices, cgroups")
-	c := hostCgroups()
-	if c.unified {
-		t.Skip("cgroup v2 host: the blkio test needs a v1 blkio hierarchy (io.max is covered by the fixture test)")
-	}
-	if _, err := os.Stat("/sys/fs/cgroup/blkio"); err != nil {
-		t.Skipf("no blkio hierarchy: %v", err)
-	}
-	d, err := RootfsDevice([]*types.Mount{{Type: "ext4", Source: sparseFile(t, 64<<20), Options: []string{"loop", "rw"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-
-	path := fmt.Sprintf("/cci-iothrottle-test-%d", os.Getpid())
-	blkioOnly := func() ([]cgroup1.Subsystem, error) {
-		return []cgroup1.Subsystem{cgroup1.NewBlkio("/sys/fs/cgroup")}, nil
-	}
-	cg, err := cgroup1.New(cgroup1.StaticPath(path), &specs.LinuxResources{}, cgroup1.WithHierarchy(blkioOnly))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := cg.Delete(); err != nil {
-			t.Errorf("delete cgroup: %v", err)
-		}
-	}()
+	d, path := loopInBlkioCgroup(t, "cci-iothrottle-test")
 
 	if err := ApplyToCgroup(path, d.Major, d.Minor, DefaultNodeLimits().Rootfs); err != nil {
 		t.Fatal(err)
@@ -157,4 +132,36 @@ func TestApplyToCgroupLoopDevice(t *testing.T) {
 	if got := readTrim(t, filepath.Join(dir, "blkio.throttle.write_bps_device")); got != "" {
 		t.Errorf("after removal write_bps_device = %q", got)
 	}
+}
+
+// loopInBlkioCgroup attaches a 64 MiB ext4 loop device and creates an empty
+// blkio cgroup /<name>-<pid> for it (cgroup v1 hosts; the test is skipped
+// elsewhere). Both go when the test ends.
+func loopInBlkioCgroup(t *testing.T, name string) (*BlockDevice, string) {
+	t.Helper()
+	if hostCgroups().unified {
+		t.Skip("cgroup v2 host: the blkio test needs a v1 blkio hierarchy (io.max is covered by the fixture tests)")
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/blkio"); err != nil {
+		t.Skipf("no blkio hierarchy: %v", err)
+	}
+	d, err := RootfsDevice([]*types.Mount{{Type: "ext4", Source: sparseFile(t, 64<<20), Options: []string{"loop", "rw"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	path := fmt.Sprintf("/%s-%d", name, os.Getpid())
+	blkioOnly := func() ([]cgroup1.Subsystem, error) {
+		return []cgroup1.Subsystem{cgroup1.NewBlkio("/sys/fs/cgroup")}, nil
+	}
+	cg, err := cgroup1.New(cgroup1.StaticPath(path), &specs.LinuxResources{}, cgroup1.WithHierarchy(blkioOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cg.Delete(); err != nil {
+			t.Errorf("delete cgroup: %v", err)
+		}
+	})
+	return d, path
 }
