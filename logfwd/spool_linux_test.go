@@ -6,7 +6,6 @@ import (
 	"github.com/cci-shim/cci-shim/internal/forwardtest"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -34,15 +33,7 @@ func TestSpoolDeliversAfterThePodIsGone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f, err := os.Create(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(32 << 20)
-	f.Close()
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", image).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v: %s", err, out)
-	}
+	testutil.Ext4Image(t, image)
 	m := mount.Mount{Type: "ext4", Source: image, Options: []string{"loop"}}
 	if err := m.Mount(vol); err != nil {
 		t.Fatal(err)

@@ -299,7 +299,7 @@ func newTestPod(t *testing.T, stdioBps int64) *testPod {
 	cfg.Logs.FileDir = filepath.Join(dir, "podlogs")
 	cfg.GPU.StateDir = filepath.Join(dir, "gpu")
 	cfg.Throttle.StdioBps = stdioBps
-	cfg.Rootfs.SizeBytes = 32 << 20   // makeExt4Image's
+	cfg.Rootfs.SizeBytes = 32 << 20   // testutil.Ext4Image's
 	cfg.Throttle.RootfsBurstBytes = 0 // the fake makes no cgroup for a burst watcher to watch
 
 	ctx, cancel := context.WithCancel(namespaces.WithNamespace(context.Background(), "test"))
@@ -325,7 +325,7 @@ func newTestPod(t *testing.T, stdioBps int64) *testPod {
 	}
 	fb.relay = svc.relay
 	p.svc = svc
-	p.rootfs = makeExt4Image(t, filepath.Join(dir, "rootfs.img"))
+	p.rootfs = testutil.Ext4Image(t, filepath.Join(dir, "rootfs.img"))
 	t.Cleanup(func() {
 		// Whatever the test left running goes the way a pod's does.
 		if err := svc.owner.releaseAll(context.WithoutCancel(ctx)); err != nil {
@@ -412,19 +412,4 @@ func (p *testPod) frontFIFO(id string) (string, io.ReadCloser) {
 func (p *testPod) create(id, stdout string, opts ...oci.SpecOpts) (*taskv3.CreateTaskResponse, error) {
 	return p.svc.Create(p.ctx, &taskv3.CreateTaskRequest{ID: id, Bundle: p.bundle(id, opts...), Stdout: stdout,
 		Rootfs: []*types.Mount{{Type: "ext4", Source: p.rootfs, Options: []string{"loop", "rw"}}}})
-}
-
-// makeExt4Image makes a small sparse ext4 image.
-func makeExt4Image(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(32 << 20)
-	f.Close()
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", path).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v: %s", err, out)
-	}
-	return path
 }

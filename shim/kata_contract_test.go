@@ -157,7 +157,7 @@ func TestKataAdapterContract(t *testing.T) {
 	// A container's stdout, as containerd's FIFO.
 	frontStdout := filepath.Join(tmp, "front-stdout")
 	readFifo(t, frontStdout)
-	rootfs := []*types.Mount{{Type: "ext4", Source: makeImage(t, filepath.Join(tmp, "rootfs.img")), Options: []string{"loop", "rw"}}}
+	rootfs := []*types.Mount{{Type: "ext4", Source: testutil.Ext4Image(t, filepath.Join(tmp, "rootfs.img")), Options: []string{"loop", "rw"}}}
 	if _, err := task.Create(ctx, &taskv3.CreateTaskRequest{ID: pod, Bundle: bundle, Rootfs: rootfs, Stdout: frontStdout, Options: cciOpts}); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -398,22 +398,6 @@ func keys(m map[string]*record) []string {
 		out = append(out, k)
 	}
 	return out
-}
-
-// makeImage makes a small sparse ext4 image, a rootfs as the blockfile
-// snapshotter hands it over.
-func makeImage(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(32 << 20)
-	f.Close()
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", path).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v: %s", err, out)
-	}
-	return path
 }
 
 // TestKataBackendDies: the backend shim in a process of its own (Kata's)

@@ -97,7 +97,7 @@ func startKataPod(t *testing.T, tmp, bin, evSock, id string, annotations map[str
 	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), 30*time.Second)
 	t.Cleanup(cancel)
 	p := &kataPod{t: t, id: id, task: taskv3.NewTTRPCTaskClient(ttrpc.NewClient(conn)), ctx: ctx, records: records}
-	rootfs := []*types.Mount{{Type: "ext4", Source: makeImage(t, filepath.Join(tmp, id[:8]+"-rootfs.img")), Options: []string{"loop", "rw"}}}
+	rootfs := []*types.Mount{{Type: "ext4", Source: testutil.Ext4Image(t, filepath.Join(tmp, id[:8]+"-rootfs.img")), Options: []string{"loop", "rw"}}}
 	mustOK(t, "Create", func() error {
 		_, err := p.task.Create(ctx, &taskv3.CreateTaskRequest{ID: id, Bundle: bundle, Rootfs: rootfs, Options: cciOpts})
 		return err
