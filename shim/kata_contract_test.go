@@ -91,6 +91,41 @@ func kataContractEnv(t *testing.T, prefix string, buffer int) (tmp, bin, evSock 
 	return tmp, bin, evSock, events
 }
 
+// startCCIShim runs the cci shim's start subcommand in bundle as containerd
+// 2.4 does (bootstrap parameters on stdin, the node config as CRI's runtime
+// options) with the recording backend writing to recordFile, and connects
+// to the shim. It returns the shim's socket, its task client and the
+// runtime options to pass on Create.
+func startCCIShim(t *testing.T, bin, tmp, bundle, ns, id, evSock, cfgPath, recordFile string) (string, taskv3.TTRPCTaskService, *anypb.Any) {
+	t.Helper()
+	socketDir := filepath.Join(tmp, "s")
+	os.MkdirAll(socketDir, 0o700)
+	params := &bootapi.BootstrapParams{InstanceID: id, Namespace: ns, ContainerdGrpcAddress: filepath.Join(tmp, "grpc.sock"),
+		ContainerdTtrpcAddress: evSock, ContainerdBinary: "/bin/true", SocketDir: &socketDir}
+	cciOpts, _ := typeurl.MarshalAnyToProto(&runtimeoptions.Options{TypeUrl: "cci", ConfigPath: cfgPath})
+	params.AddExtension(cciOpts)
+	in, _ := proto.Marshal(params)
+	start := exec.Command(filepath.Join(bin, "containerd-shim-cci-v2"), "-namespace", ns, "-address", params.ContainerdGrpcAddress,
+		"-publish-binary", "/bin/true", "-id", id, "start")
+	start.Dir = bundle
+	start.Stdin = bytes.NewReader(in)
+	start.Env = append(os.Environ(), "TTRPC_ADDRESS="+evSock, "RECORD_FILE="+recordFile)
+	out, err := start.Output()
+	if err != nil {
+		t.Fatalf("cci start: %v: %s", err, errOutput(err))
+	}
+	var res bootapi.BootstrapResult
+	if err := proto.Unmarshal(out, &res); err != nil || res.Version != 3 {
+		t.Fatalf("start printed %q: %v", out, err)
+	}
+	address := strings.TrimPrefix(res.Address, "unix://")
+	conn, err := net.Dial("unix", address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return address, taskv3.NewTTRPCTaskClient(ttrpc.NewClient(conn)), cciOpts
+}
+
 // TestKataAdapterContract drives the cci shim the way containerd does, with a
 // recording stand-in for Kata's shim as the backend, and checks what reaches
 // the backend: how it was started, the bundle and spec it got, the runtime
@@ -126,31 +161,7 @@ func TestKataAdapterContract(t *testing.T) {
 	shimLog := readFifo(t, filepath.Join(bundle, "log"))
 
 	// start, as containerd 2.4 runs it.
-	socketDir := filepath.Join(tmp, "s")
-	os.MkdirAll(socketDir, 0o700)
-	params := &bootapi.BootstrapParams{InstanceID: pod, Namespace: ns, ContainerdGrpcAddress: filepath.Join(tmp, "grpc.sock"),
-		ContainerdTtrpcAddress: evSock, ContainerdBinary: "/bin/true", SocketDir: &socketDir}
-	cciOpts, _ := typeurl.MarshalAnyToProto(&runtimeoptions.Options{TypeUrl: "cci", ConfigPath: cfgPath})
-	params.AddExtension(cciOpts)
-	in, _ := proto.Marshal(params)
-	start := exec.Command(filepath.Join(bin, "containerd-shim-cci-v2"), "-namespace", ns, "-address", params.ContainerdGrpcAddress,
-		"-publish-binary", "/bin/true", "-id", pod, "start")
-	start.Dir = bundle
-	start.Stdin = bytes.NewReader(in)
-	start.Env = append(os.Environ(), "TTRPC_ADDRESS="+evSock, "RECORD_FILE="+recordFile)
-	out, err := start.Output()
-	if err != nil {
-		t.Fatalf("cci start: %v: %s", err, errOutput(err))
-	}
-	var res bootapi.BootstrapResult
-	if err := proto.Unmarshal(out, &res); err != nil || res.Version != 3 {
-		t.Fatalf("start printed %q: %v", out, err)
-	}
-	conn, err := net.Dial("unix", strings.TrimPrefix(res.Address, "unix://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	task := taskv3.NewTTRPCTaskClient(ttrpc.NewClient(conn))
+	address, task, cciOpts := startCCIShim(t, bin, tmp, bundle, ns, pod, evSock, cfgPath, recordFile)
 	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), 30*time.Second)
 	defer cancel()
 
@@ -217,7 +228,7 @@ func TestKataAdapterContract(t *testing.T) {
 	if backendDir := filepath.Join(state, ns, pod, "backend"); startRec.Cwd != backendDir {
 		t.Errorf("backend started in %s, want its own dir %s", startRec.Cwd, backendDir)
 	}
-	if !contains(startRec.Env, "TTRPC_ADDRESS="+strings.TrimPrefix(res.Address, "unix://")) {
+	if !contains(startRec.Env, "TTRPC_ADDRESS="+address) {
 		t.Errorf("backend's TTRPC_ADDRESS does not point at the cci shim's event relay")
 	}
 	var bp bootapi.BootstrapParams
@@ -290,7 +301,7 @@ func TestKataAdapterContract(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(tmp, "volumes", ns, pod)); !os.IsNotExist(err) {
 		t.Errorf("pod volume dir left behind: %v", err)
 	}
-	if _, err := os.Stat(strings.TrimPrefix(res.Address, "unix://")); !os.IsNotExist(err) {
+	if _, err := os.Stat(address); !os.IsNotExist(err) {
 		t.Errorf("cci shim socket left behind")
 	}
 	if got := shimLog(); !strings.Contains(got, "recordingshim: serving") {

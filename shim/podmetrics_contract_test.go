@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,14 +17,10 @@ import (
 	"testing"
 	"time"
 
-	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types"
-	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/containerd/ttrpc"
-	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 
@@ -69,34 +64,11 @@ func startKataPod(t *testing.T, tmp, bin, evSock, id string, annotations map[str
 	writeFile(t, filepath.Join(bundle, "config.json"), string(specJSON))
 	readFifo(t, filepath.Join(bundle, "log"))
 
-	socketDir := filepath.Join(tmp, "s")
-	os.MkdirAll(socketDir, 0o700)
-	params := &bootapi.BootstrapParams{InstanceID: id, Namespace: ns, ContainerdGrpcAddress: filepath.Join(tmp, "grpc.sock"),
-		ContainerdTtrpcAddress: evSock, ContainerdBinary: "/bin/true", SocketDir: &socketDir}
-	cciOpts, _ := typeurl.MarshalAnyToProto(&runtimeoptions.Options{TypeUrl: "cci", ConfigPath: cfgPath})
-	params.AddExtension(cciOpts)
-	in, _ := proto.Marshal(params)
 	records := filepath.Join(tmp, id[:8]+".jsonl")
-	start := exec.Command(filepath.Join(bin, "containerd-shim-cci-v2"), "-namespace", ns, "-address", params.ContainerdGrpcAddress,
-		"-publish-binary", "/bin/true", "-id", id, "start")
-	start.Dir = bundle
-	start.Stdin = bytes.NewReader(in)
-	start.Env = append(os.Environ(), "TTRPC_ADDRESS="+evSock, "RECORD_FILE="+records)
-	out, err := start.Output()
-	if err != nil {
-		t.Fatalf("cci start: %v: %s", err, errOutput(err))
-	}
-	var res bootapi.BootstrapResult
-	if err := proto.Unmarshal(out, &res); err != nil {
-		t.Fatalf("start printed %q: %v", out, err)
-	}
-	conn, err := net.Dial("unix", strings.TrimPrefix(res.Address, "unix://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, task, cciOpts := startCCIShim(t, bin, tmp, bundle, ns, id, evSock, cfgPath, records)
 	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), 30*time.Second)
 	t.Cleanup(cancel)
-	p := &kataPod{t: t, id: id, task: taskv3.NewTTRPCTaskClient(ttrpc.NewClient(conn)), ctx: ctx, records: records}
+	p := &kataPod{t: t, id: id, task: task, ctx: ctx, records: records}
 	rootfs := []*types.Mount{{Type: "ext4", Source: testutil.Ext4Image(t, filepath.Join(tmp, id[:8]+"-rootfs.img")), Options: []string{"loop", "rw"}}}
 	mustOK(t, "Create", func() error {
 		_, err := p.task.Create(ctx, &taskv3.CreateTaskRequest{ID: id, Bundle: bundle, Rootfs: rootfs, Options: cciOpts})
