@@ -120,6 +120,55 @@ func (c *Cluster) ServingCert(hosts ...string) (tls.Certificate, KeyPair, error)
 	return cert, kp, nil
 }
 
+// pointWebhooks rewrites the webhooks of a decoded webhook configuration:
+// each clientConfig points at baseURL plus the path of its service
+// reference and trusts caBundle (packaged manifests carry a placeholder the
+// operator fills in), and, when nsSelector is not nil, each webhook judges
+// only the namespaces it selects.
+func pointWebhooks(raw map[string]any, baseURL string, caBundle []byte, nsSelector *metav1.LabelSelector) error {
+	hooks, _ := raw["webhooks"].([]any)
+	for _, h := range hooks {
+		hook, ok := h.(map[string]any)
+		if !ok {
+			return fmt.Errorf("a webhook that is not an object: %v", h)
+		}
+		cc, _ := hook["clientConfig"].(map[string]any)
+		svc, ok := cc["service"].(map[string]any)
+		if !ok {
+			return fmt.Errorf("webhook %v has no service reference", hook["name"])
+		}
+		url := baseURL
+		if p, ok := svc["path"].(string); ok {
+			url += p
+		}
+		hook["clientConfig"] = map[string]any{"url": url, "caBundle": caBundle}
+		if nsSelector != nil {
+			hook["namespaceSelector"] = nsSelector
+		}
+	}
+	return nil
+}
+
+// createFromJSON creates the object doc holds through api and returns the
+// func that deletes it.
+func createFromJSON[T any, PT interface {
+	*T
+	GetName() string
+}](ctx context.Context, doc []byte, api interface {
+	Create(context.Context, PT, metav1.CreateOptions) (PT, error)
+	Delete(context.Context, string, metav1.DeleteOptions) error
+}) (func(), error) {
+	obj := PT(new(T))
+	if err := json.Unmarshal(doc, obj); err != nil {
+		return nil, err
+	}
+	if _, err := api.Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", obj.GetName(), err)
+	}
+	name := obj.GetName()
+	return func() { _ = api.Delete(context.Background(), name, metav1.DeleteOptions{}) }, nil
+}
+
 // RegisterWebhookManifests creates the Mutating- and
 // ValidatingWebhookConfigurations of the YAML documents at path (such as
 // packaging/webhook/webhook-configurations.yaml) with each webhook's
@@ -131,17 +180,6 @@ func (c *Cluster) RegisterWebhookManifests(ctx context.Context, path, baseURL st
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading webhook manifests: %w", err)
-	}
-	point := func(cc *admissionregv1.WebhookClientConfig) error {
-		if cc.Service == nil {
-			return fmt.Errorf("%s: a webhook without a service reference", path)
-		}
-		url := baseURL
-		if cc.Service.Path != nil {
-			url += *cc.Service.Path
-		}
-		cc.Service, cc.URL, cc.CABundle = nil, &url, caBundle
-		return nil
 	}
 	var undo []func()
 	remove = func() {
@@ -161,63 +199,26 @@ func (c *Cluster) RegisterWebhookManifests(ctx context.Context, path, baseURL st
 		if raw == nil {
 			continue
 		}
-		// caBundle is the operator's to fill in (a placeholder in packaged
-		// manifests); it is replaced below.
-		if hooks, ok := raw["webhooks"].([]any); ok {
-			for _, h := range hooks {
-				if cc, ok := h.(map[string]any)["clientConfig"].(map[string]any); ok {
-					delete(cc, "caBundle")
-				}
-			}
+		if err := pointWebhooks(raw, baseURL, caBundle, nsSelector); err != nil {
+			remove()
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		doc, _ := json.Marshal(raw)
+		var del func()
+		api := c.Client.AdmissionregistrationV1()
 		switch raw["kind"] {
 		case "MutatingWebhookConfiguration":
-			var cfg admissionregv1.MutatingWebhookConfiguration
-			if err := json.Unmarshal(doc, &cfg); err != nil {
-				remove()
-				return nil, fmt.Errorf("decoding %s: %w", path, err)
-			}
-			for i := range cfg.Webhooks {
-				if err := point(&cfg.Webhooks[i].ClientConfig); err != nil {
-					remove()
-					return nil, err
-				}
-				if nsSelector != nil {
-					cfg.Webhooks[i].NamespaceSelector = nsSelector
-				}
-			}
-			api := c.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-			if _, err := api.Create(ctx, &cfg, metav1.CreateOptions{}); err != nil {
-				remove()
-				return nil, fmt.Errorf("creating MutatingWebhookConfiguration %s from %s: %w", cfg.Name, path, err)
-			}
-			undo = append(undo, func() { _ = api.Delete(context.Background(), cfg.Name, metav1.DeleteOptions{}) })
+			del, err = createFromJSON[admissionregv1.MutatingWebhookConfiguration](ctx, doc, api.MutatingWebhookConfigurations())
 		case "ValidatingWebhookConfiguration":
-			var cfg admissionregv1.ValidatingWebhookConfiguration
-			if err := json.Unmarshal(doc, &cfg); err != nil {
-				remove()
-				return nil, fmt.Errorf("decoding %s: %w", path, err)
-			}
-			for i := range cfg.Webhooks {
-				if err := point(&cfg.Webhooks[i].ClientConfig); err != nil {
-					remove()
-					return nil, err
-				}
-				if nsSelector != nil {
-					cfg.Webhooks[i].NamespaceSelector = nsSelector
-				}
-			}
-			api := c.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-			if _, err := api.Create(ctx, &cfg, metav1.CreateOptions{}); err != nil {
-				remove()
-				return nil, fmt.Errorf("creating ValidatingWebhookConfiguration %s from %s: %w", cfg.Name, path, err)
-			}
-			undo = append(undo, func() { _ = api.Delete(context.Background(), cfg.Name, metav1.DeleteOptions{}) })
+			del, err = createFromJSON[admissionregv1.ValidatingWebhookConfiguration](ctx, doc, api.ValidatingWebhookConfigurations())
 		default:
-			remove()
-			return nil, fmt.Errorf("%s: unexpected kind %v", path, raw["kind"])
+			err = fmt.Errorf("unexpected kind %v", raw["kind"])
 		}
+		if err != nil {
+			remove()
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		undo = append(undo, del)
 	}
 	if len(undo) == 0 {
 		return nil, fmt.Errorf("%s: no webhook configuration", path)
