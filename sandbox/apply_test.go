@@ -68,6 +68,14 @@ func TestPodFromSpec(t *testing.T) {
 	if _, err := PodFromSpec(&specs.Spec{Annotations: map[string]string{AnnotationContainerType: "sandbox"}}); err == nil {
 		t.Fatal("sandbox without id accepted")
 	}
+	// A container's pod: its id, and a ctr container named by it; a CRI
+	// container keeps its CRI name.
+	if p, err := PodOfContainer(&specs.Spec{}, "c1"); err != nil || p.ID != "c1" || p.Name() != "c1" {
+		t.Fatalf("standalone c1: %+v, %v", p, err)
+	}
+	if p, err := PodOfContainer(criContainer(), "c2"); err != nil || p.ID != "c2" || p.Name() != "app" {
+		t.Fatalf("CRI c2: %+v, %v", p, err)
+	}
 }
 
 // TestApplyCRIPod: a kubelet pod as containerd's CRI delivers it goes

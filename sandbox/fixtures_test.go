@@ -197,13 +197,9 @@ func sandboxState(t testing.TB, cfg Config) *PodState {
 
 // applySpec reads the pod from spec and applies the policy as the shim does.
 func applySpec(s *specs.Spec, id string, cfg Config) (*Plan, error) {
-	pod, err := PodFromSpec(s)
+	pod, err := PodOfContainer(s, id)
 	if err != nil {
 		return nil, err
-	}
-	pod.ID = id
-	if pod.Type == TypeStandalone && pod.ContainerName == "" {
-		pod.ContainerName = id
 	}
 	return Apply(s, pod, cfg)
 }

@@ -73,6 +73,21 @@ func (p *Pod) Name() string {
 	return "container"
 }
 
+// PodOfContainer is PodFromSpec for container id: the pod model with the
+// container's id, and a standalone (ctr) container without a CRI name named
+// by its id, which errors and log policies use.
+func PodOfContainer(spec *specs.Spec, id string) (*Pod, error) {
+	pod, err := PodFromSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	pod.ID = id
+	if pod.Type == TypeStandalone && pod.ContainerName == "" {
+		pod.ContainerName = id
+	}
+	return pod, nil
+}
+
 // PodFromSpec reads the pod model from a spec's annotations.
 func PodFromSpec(spec *specs.Spec) (*Pod, error) {
 	if spec == nil {

@@ -46,13 +46,9 @@ func FuzzApply(f *testing.F) {
 		for n := 0; n < 12 && !g.done(); n++ {
 			g.mutate(s)
 		}
-		pod, err := PodFromSpec(s)
+		pod, err := PodOfContainer(s, id)
 		if err != nil {
 			return
-		}
-		pod.ID = id
-		if pod.Type == TypeStandalone && pod.ContainerName == "" {
-			pod.ContainerName = id
 		}
 		plan, err := Apply(s, pod, cfg)
 		if err != nil {
@@ -402,13 +398,9 @@ func FuzzDecodeApply(f *testing.F) {
 		case 2:
 			cfg.Namespace, id = "tenant", "web"
 		}
-		pod, err := PodFromSpec(s)
+		pod, err := PodOfContainer(s, id)
 		if err != nil {
 			return
-		}
-		pod.ID = id
-		if pod.Type == TypeStandalone && pod.ContainerName == "" {
-			pod.ContainerName = id
 		}
 		plan, err := Apply(s, pod, cfg)
 		if err != nil {

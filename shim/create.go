@@ -128,13 +128,9 @@ func (s *service) admit(ctx context.Context, r *taskv3.CreateTaskRequest) (*admi
 	if err != nil {
 		return nil, err
 	}
-	pod, err := sandbox.PodFromSpec(spec)
+	pod, err := sandbox.PodOfContainer(spec, r.ID)
 	if err != nil {
 		return nil, err
-	}
-	pod.ID = r.ID
-	if pod.ContainerName == "" && pod.Type == sandbox.TypeStandalone {
-		pod.ContainerName = r.ID // ctr: errors and log policies name the container by its id
 	}
 	if err := sandbox.CheckRootfs(pod.Name(), len(r.Rootfs)); err != nil {
 		return nil, err
