@@ -141,31 +141,11 @@ func (r *eventRelay) flush(timeout time.Duration) bool {
 	return waitTimeout(&r.wg, timeout)
 }
 
-// containerOf returns the container an event is about ("" for none).
+// containerOf returns the container a task event is about ("" for none:
+// TaskIO and events of other kinds).
 func containerOf(evt any) string {
-	switch e := evt.(type) {
-	case *eventstypes.TaskCreate:
-		return e.ContainerID
-	case *eventstypes.TaskStart:
-		return e.ContainerID
-	case *eventstypes.TaskExit:
-		return e.ContainerID
-	case *eventstypes.TaskDelete:
-		return e.ContainerID
-	case *eventstypes.TaskIO:
-		return ""
-	case *eventstypes.TaskOOM:
-		return e.ContainerID
-	case *eventstypes.TaskExecAdded:
-		return e.ContainerID
-	case *eventstypes.TaskExecStarted:
-		return e.ContainerID
-	case *eventstypes.TaskPaused:
-		return e.ContainerID
-	case *eventstypes.TaskResumed:
-		return e.ContainerID
-	case *eventstypes.TaskCheckpointed:
-		return e.ContainerID
+	if e, ok := evt.(interface{ GetContainerID() string }); ok {
+		return e.GetContainerID()
 	}
 	return ""
 }
