@@ -120,6 +120,12 @@ type Policy struct {
 	// through on a backend that shares the host kernel (runc): development
 	// only; every container that uses it is logged. Default false (R25).
 	InsecureAllowHostRootCapabilities bool `toml:"insecure_allow_host_root_capabilities"`
+	// AllowCompatSyscalls keeps the 32-bit syscall ABIs (x86 and x32 on
+	// amd64) in the seccomp filter of containers on a backend that shares
+	// the host kernel (runc), for pods that run 32-bit binaries. Default
+	// false: only the native ABI is admitted, and a 32-bit syscall ends the
+	// process with SIGSYS (R25).
+	AllowCompatSyscalls bool `toml:"allow_compat_syscalls"`
 }
 
 // Backend selects the sandbox runtime the shim fronts.

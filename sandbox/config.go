@@ -56,6 +56,11 @@ type Config struct {
 	// policy.insecure_allow_host_root_capabilities: development only. When
 	// it lets a capability through, Plan.Warnings says so.
 	AllowHostRootCapabilities bool
+	// AllowCompatSyscalls is the node option policy.allow_compat_syscalls:
+	// on a backend sharing the host kernel, the seccomp filter keeps the
+	// 32-bit syscall ABIs its profile lists, for pods that run 32-bit
+	// binaries. By default only the native ABI is admitted.
+	AllowCompatSyscalls bool
 	// Namespaces resolves a namespace path to the namespace it names.
 	Namespaces NamespaceResolver
 	// HostNamespaces are the host's own namespaces (ReadHostNamespaces).

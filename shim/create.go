@@ -167,6 +167,7 @@ func (s *service) policyConfig() sandbox.Config {
 		Namespace:                 s.launch.namespace,
 		Isolation:                 s.traits.Isolation,
 		AllowHostRootCapabilities: p.InsecureAllowHostRootCapabilities,
+		AllowCompatSyscalls:       p.AllowCompatSyscalls,
 		Namespaces:                sandbox.ProcResolver{},
 		HostNamespaces:            s.hostNamespaces,
 		OOMScoreAdjFloor:          s.oomFloor,

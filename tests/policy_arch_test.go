@@ -42,7 +42,7 @@ func testPolicyArchitecture(t *testing.T, b testBackend) {
 	defer cancel()
 
 	archive := filepath.Join(env.Dir, "arm-hello.tar")
-	if err := writeELFImage(archive, armImage, elf.EM_AARCH64); err != nil {
+	if err := writeELFImage(archive, armImage, elfHeader(elf.EM_AARCH64)); err != nil {
 		t.Fatal(err)
 	}
 	for _, ns := range []string{env.Namespace, e2eenv.CRINamespace} {
@@ -124,9 +124,9 @@ func elfHeader(machine elf.Machine) []byte {
 }
 
 // writeELFImage writes an OCI layout tar holding one image, name, of one
-// layer with /usr/local/bin/hello, an ELF header for machine, as the
-// entrypoint (found through PATH).
-func writeELFImage(dst, name string, machine elf.Machine) error {
+// layer with /usr/local/bin/hello, the ELF file exe, as the entrypoint
+// (found through PATH).
+func writeELFImage(dst, name string, exe []byte) error {
 	epoch := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	tarOf := func(files func(tw *tar.Writer) error) ([]byte, error) {
 		var buf bytes.Buffer
@@ -150,7 +150,7 @@ func writeELFImage(dst, name string, machine elf.Machine) error {
 				return err
 			}
 		}
-		return file(tw, "usr/local/bin/hello", 0o755, elfHeader(machine))
+		return file(tw, "usr/local/bin/hello", 0o755, exe)
 	})
 	if err != nil {
 		return err
