@@ -270,7 +270,7 @@ func run(ctx context.Context, h *e2eenv.Program, c *command, f *flags, res *Resu
 	}
 	if c.name == "density" || all {
 		res.Density, err = b.Density(ctx, DensityOptions{Pods: f.pods, Parallel: f.parallel, Workload: f.workload,
-			Measure: f.measure, GvisorTOML: f.gvisorTOML})
+			Measure: f.measure, GvisorTOML: f.gvisorTOML, Rounds: f.rounds})
 		if err != nil {
 			return fmt.Errorf("density: %w", err)
 		}
@@ -303,10 +303,10 @@ type flags struct {
 	// start
 	n int
 	// density
-	pods, parallel int
-	workload       string
-	measure        time.Duration
-	gvisorTOML     string
+	pods, parallel, rounds int
+	workload               string
+	measure                time.Duration
+	gvisorTOML             string
 	// logs
 	logsMB, latencyLines, lines, kills int
 	// burst
@@ -347,6 +347,7 @@ func startFlags(f *flags, fs *flag.FlagSet) {
 func densityFlags(f *flags, fs *flag.FlagSet) {
 	fs.IntVar(&f.pods, "pods", 20, "density: pods per series (N)")
 	fs.IntVar(&f.parallel, "parallel", 8, "density: pods started at once (P)")
+	fs.IntVar(&f.rounds, "rounds", 3, "density: runs of every series, interleaved; the wall and teardown figures are the medians")
 	fs.StringVar(&f.workload, "workload", WorkloadIdle, "density: what each pod does: idle, stdout or logs")
 	fs.DurationVar(&f.measure, "measure", 5*time.Second, "density: how long the host processes' CPU is measured once all pods run")
 	fs.StringVar(&f.gvisorTOML, "gvisor-toml", GvisorAuto, "density: node config backend lines of the gVisor series (\"auto\": the runsc this host runs, as the tests find it; \"\": skip it)")

@@ -44,6 +44,11 @@ type DensityOptions struct {
 	// bench's [throttle] table; "" skips it. The series runs only when
 	// runsc is found and the config parses.
 	GvisorTOML string
+	// Rounds runs every series this many times, interleaved (runc, runc
+	// with seccomp, cci, gVisor, then again), so that the machine's drift
+	// hits every series alike; a series' Wall and Teardown are the medians
+	// over its rounds. Default 1.
+	Rounds int
 }
 
 // GvisorAuto selects the gVisor series' backend lines from this host.
@@ -65,6 +70,9 @@ func (o DensityOptions) withDefaults() DensityOptions {
 	if o.Measure <= 0 {
 		o.Measure = 5 * time.Second
 	}
+	if o.Rounds <= 0 {
+		o.Rounds = 1
+	}
 	return o
 }
 
@@ -74,26 +82,39 @@ type DensitySeries struct {
 	Handler string `json:"handler"`
 	// Seccomp: every container of the series asks for the runtime's default
 	// seccomp profile (RuntimeDefault), which the cci policy gives every
-	// container of a runc-backend pod: the baseline that differs from the
-	// cci handler by the shim alone.
+	// container of a runc-backend pod (there narrowed to the native syscall
+	// ABI, one filter for runc to compile instead of three).
 	Seccomp bool `json:"seccomp,omitempty"`
 	// Skipped says why the series did not run (e.g. no runsc).
 	Skipped string `json:"skipped,omitempty"`
 	// Wall is the time from the first RunPodSandbox to the last
-	// StartContainer returning: all N pods running.
-	Wall float64 `json:"wallSeconds"`
+	// StartContainer returning: all N pods running; the median of Walls,
+	// one per round.
+	Wall  float64   `json:"wallSeconds"`
+	Walls []float64 `json:"wallsSeconds,omitempty"`
 	// PerPod is each pod's RunPodSandbox + CreateContainer +
-	// StartContainer, in seconds, in start order.
+	// StartContainer, in seconds, in start order, round after round.
 	PerPod []float64 `json:"perPodSeconds"`
 	P50    float64   `json:"p50"`
 	P99    float64   `json:"p99"`
 	// Usage is the host processes of all N pods, by category, after
 	// Settle; CPUPerPod is their CPU over Measure, per pod, in CPU
-	// seconds per second (1 = one core).
+	// seconds per second (1 = one core). Both are the first round's.
 	Usage     []ProcUsage        `json:"usage"`
 	CPUPerPod map[string]float64 `json:"cpuPerPod"`
-	// Teardown is the time to stop and remove the N pods.
-	Teardown float64 `json:"teardownSeconds"`
+	// Teardown is the time to stop and remove the N pods (the median of
+	// Teardowns, one per round).
+	Teardown  float64   `json:"teardownSeconds"`
+	Teardowns []float64 `json:"teardownsSeconds,omitempty"`
+}
+
+// addRound folds round r, a later run of the same series, into s.
+func (s *DensitySeries) addRound(r *DensitySeries) {
+	s.Walls = append(s.Walls, r.Wall)
+	s.Teardowns = append(s.Teardowns, r.Teardown)
+	s.PerPod = append(s.PerPod, r.PerPod...)
+	s.Wall, s.Teardown = Median(s.Walls), Median(s.Teardowns)
+	s.P50, s.P99 = Percentile(s.PerPod, 50), Percentile(s.PerPod, 99)
 }
 
 // PSSPerPod returns the PSS of the category per pod, in bytes; kind ""
@@ -113,6 +134,7 @@ type DensityResult struct {
 	Pods     int             `json:"pods"`
 	Parallel int             `json:"parallel"`
 	Workload string          `json:"workload"`
+	Rounds   int             `json:"rounds,omitempty"`
 	Series   []DensitySeries `json:"series"`
 	// RestrictOOM: containerd clamped CRI's negative oom_score_adj (this
 	// host refuses negative values).
@@ -130,7 +152,7 @@ const (
 // Density starts opts.Pods pods through CRI, opts.Parallel at a time, for
 // the runc handler, the cci handler and (when available) the cci handler
 // with the gVisor backend, one series after the other with every pod of a
-// series removed before the next. The env must have CRI.
+// series removed before the next, opts.Rounds times. The env must have CRI.
 func (b *Bench) Density(ctx context.Context, o DensityOptions) (*DensityResult, error) {
 	o = o.withDefaults()
 	switch o.Workload {
@@ -139,7 +161,7 @@ func (b *Bench) Density(ctx context.Context, o DensityOptions) (*DensityResult, 
 		return nil, fmt.Errorf("workload %q: want %s, %s or %s", o.Workload, WorkloadIdle, WorkloadStdout, WorkloadLogs)
 	}
 	defer b.SetThrottle(Defaults())
-	res := &DensityResult{Pods: o.Pods, Parallel: o.Parallel, Workload: o.Workload, RestrictOOM: b.RestrictOOM}
+	res := &DensityResult{Pods: o.Pods, Parallel: o.Parallel, Workload: o.Workload, Rounds: o.Rounds, RestrictOOM: b.RestrictOOM}
 	type spec struct {
 		name, handler, toml string
 		seccomp             bool
@@ -150,25 +172,41 @@ func (b *Bench) Density(ctx context.Context, o DensityOptions) (*DensityResult, 
 		specs = append(specs, spec{DensityGvisor, e2eenv.CRIHandlerCCI, o.GvisorTOML, false})
 	}
 	defer b.Env.SetBackend("", nodeConfig("", Defaults()))
-	for _, sp := range specs {
-		backend := ""
-		if sp.toml != "" {
-			var why string
-			if backend, why = b.gvisorBackend(sp.toml); why != "" {
-				b.logf("density: %s skipped: %s", sp.name, why)
-				res.Series = append(res.Series, DensitySeries{Name: sp.name, Handler: sp.handler, Skipped: why})
-				continue
+	first := map[string]int{} // a series' index in res.Series, once it has run
+	for round := 1; round <= o.Rounds; round++ {
+		for _, sp := range specs {
+			name := sp.name
+			if o.Rounds > 1 {
+				name = fmt.Sprintf("%s, round %d/%d", sp.name, round, o.Rounds)
 			}
-		}
-		if err := b.Env.SetBackend(backend, nodeConfig("", Defaults())); err != nil {
-			return res, err
-		}
-		s, err := b.densitySeries(ctx, sp.name, sp.handler, sp.seccomp, o)
-		if s != nil {
-			res.Series = append(res.Series, *s)
-		}
-		if err != nil {
-			return res, fmt.Errorf("%s: %w", sp.name, err)
+			backend := ""
+			if sp.toml != "" {
+				var why string
+				if backend, why = b.gvisorBackend(sp.toml); why != "" {
+					if round == 1 {
+						b.logf("density: %s skipped: %s", sp.name, why)
+						res.Series = append(res.Series, DensitySeries{Name: sp.name, Handler: sp.handler, Skipped: why})
+					}
+					continue
+				}
+			}
+			if err := b.Env.SetBackend(backend, nodeConfig("", Defaults())); err != nil {
+				return res, err
+			}
+			s, err := b.densitySeries(ctx, name, sp.handler, sp.seccomp, o)
+			if s != nil {
+				s.Name = sp.name
+				if i, ok := first[sp.name]; ok {
+					res.Series[i].addRound(s)
+				} else {
+					s.Walls, s.Teardowns = []float64{s.Wall}, []float64{s.Teardown}
+					first[sp.name] = len(res.Series)
+					res.Series = append(res.Series, *s)
+				}
+			}
+			if err != nil {
+				return res, fmt.Errorf("%s: %w", name, err)
+			}
 		}
 	}
 	return res, nil

@@ -4,6 +4,7 @@ package bench
 
 import (
 	"fmt"
+	"strings"
 )
 
 // startRatio returns the median of series name over the baseline series'
@@ -105,7 +106,11 @@ func (r *Results) moreChecks() []Check {
 func (r *Results) moreTables() []table {
 	var ts []table
 	if d := r.Density; d != nil {
-		t := table{title: fmt.Sprintf("density: %d pods through CRI, %d at a time, workload %s", d.Pods, d.Parallel, d.Workload),
+		title := fmt.Sprintf("density: %d pods through CRI, %d at a time, workload %s", d.Pods, d.Parallel, d.Workload)
+		if d.Rounds > 1 {
+			title += fmt.Sprintf(", %d rounds interleaved (medians)", d.Rounds)
+		}
+		t := table{title: title,
 			header: []string{"series", "all running", "vs runc", "per pod p50", "p99", "host PSS/pod we add", "cci shim", "runc shim", "runsc", "workload", "CPU/pod (shims+sandbox)", "teardown"}}
 		runc := d.series(DensityRunc)
 		for _, s := range d.Series {
@@ -133,10 +138,20 @@ func (r *Results) moreTables() []table {
 			}
 			t.rows = append(t.rows, []string{s.Name, fmtSec(s.Wall), ratio, fmtSec(s.P50), fmtSec(s.P99), mib(""), mib(KindCCIShim), mib(KindRuncShim),
 				mib(KindSandbox), mib(KindWorkload), fmt.Sprintf("%.2f%% of a core", cpu*100), fmtSec(s.Teardown)})
+			if len(s.Walls) > 1 {
+				walls := make([]string, len(s.Walls))
+				for i, w := range s.Walls {
+					walls[i] = fmtSec(w)
+				}
+				t.notes = append(t.notes, fmt.Sprintf("%s: all running per round %s", s.Name, strings.Join(walls, ", ")))
+			}
 		}
 		t.notes = append(t.notes, "all running: first RunPodSandbox to the last StartContainer returning. Per pod: RunPodSandbox + CreateContainer + StartContainer. "+
 			"PSS (smaps_rollup) of the pod's host processes after the pods settled, summed and divided by the pod count; "+
 			"'we add' is everything but the workload (pause and the container's command); the runc handler's figure is its one shim per pod.")
+		if d.Rounds > 1 {
+			t.notes = append(t.notes, "Memory and CPU are the first round's; per pod p50/p99 are over every round's pods.")
+		}
 		if d.RestrictOOM {
 			t.notes = append(t.notes, "This host refuses a negative oom_score_adj, which CRI asks for every pod sandbox: containerd ran with "+
 				"restrict_oom_score_adj = true, which clamps it to containerd's own for every handler.")

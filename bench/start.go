@@ -23,7 +23,8 @@ type StartSeries struct {
 	Runtime  string   `json:"runtime"`
 	Throttle Throttle `json:"throttle"`
 	// Seccomp: ctr run --seccomp, the runtime's default profile, which the
-	// cci policy gives every container of a runc-backend pod.
+	// cci policy gives every container of a runc-backend pod (there
+	// narrowed to the native syscall ABI).
 	Seccomp bool `json:"seccomp,omitempty"`
 	// Skipped says why the series did not run.
 	Skipped string `json:"skipped,omitempty"`
@@ -58,10 +59,9 @@ const (
 // Start measures pod start latency: `ctr run --rm ... true` (create,
 // start, wait, delete) through runc, as is and with the runtime's default
 // seccomp profile (which the cci policy gives every container of a
-// runc-backend pod, and which costs runc about 25 ms to compile: the
-// baseline that differs from cci by the shim alone), through cci with every
-// throttle off,
-// with the default node config, and, when this build has the start burst,
+// runc-backend pod, narrowed to the native syscall ABI: runc compiles one
+// filter instead of three), through cci with every throttle off, with the
+// default node config, and, when this build has the start burst,
 // with the default throttles without and with the burst (the default
 // burst budget), interleaved so that the machine's load hits every series
 // alike. Without a burst, busybox's first read of its own binary goes
