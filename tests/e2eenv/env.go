@@ -176,6 +176,9 @@ func Start(t TB, opts Options) *Env {
 			t.Fatalf("e2eenv: %v", err)
 		}
 	}
+	if err := e.mountRunDirs(); err != nil {
+		t.Fatalf("e2eenv: %v", err)
+	}
 	step := time.Now()
 	if err := e.setupStorage(opts.ScratchSize); err != nil {
 		t.Fatalf("e2eenv: storage: %v", err)

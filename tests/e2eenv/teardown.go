@@ -6,10 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cci-shim/cci-shim/sandbox"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -19,6 +19,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cci-shim/cci-shim/sandbox"
 )
 
 const (
@@ -284,7 +286,7 @@ func (e *Env) Leaks() []string {
 		leaks = append(leaks, err.Error())
 	}
 	for _, m := range mounts {
-		if !stopped && m.mountPoint == e.xfsMount {
+		if !stopped && (m.mountPoint == e.xfsMount || slices.Contains(e.runDirs(), m.mountPoint)) {
 			continue
 		}
 		// runsc (2024+) pins one empty network namespace per runsc root for its gofers:
