@@ -96,6 +96,37 @@ type LogsScenario struct {
 	Duplicated int    `json:"duplicated"`
 	// Note explains a loss the scenario makes unavoidable.
 	Note string `json:"note,omitempty"`
+	// Where gives the line numbers (0-based, as written) of the first lost
+	// and duplicated runs, to place them against the rotations (one every
+	// 1000 lines).
+	Where string `json:"where,omitempty"`
+}
+
+// lineRuns returns up to max runs of consecutive line numbers i with
+// pick(counts[i]), as "a-b" or "a", comma-separated, and "..." when there
+// are more.
+func lineRuns(counts []int, pick func(n int) bool, max int) string {
+	var runs []string
+	for i := 0; i < len(counts); i++ {
+		if !pick(counts[i]) {
+			continue
+		}
+		j := i
+		for j+1 < len(counts) && pick(counts[j+1]) {
+			j++
+		}
+		if len(runs) == max {
+			runs = append(runs, "...")
+			break
+		}
+		if j > i {
+			runs = append(runs, fmt.Sprintf("%d-%d", i, j))
+		} else {
+			runs = append(runs, fmt.Sprint(i))
+		}
+		i = j
+	}
+	return strings.Join(runs, ", ")
 }
 
 // LogsResult is the logs bench's result.
@@ -131,11 +162,12 @@ func RunLogs(ctx context.Context, o LogsOptions, say func(string)) (*LogsResult,
 		prog.done("latency (%s): p50 %.1f ms, p99 %.1f ms, %d missing", mode, l.P50*1e3, l.P99*1e3, l.Missing)
 		res.Latency = append(res.Latency, *l)
 	}
+	runs := []int{0} // SIGKILLs per run of a scenario
+	if o.Kills > 0 && o.Self != "" {
+		runs = append(runs, o.Kills)
+	}
 	for _, sc := range logScenarios {
-		for _, kills := range []int{0, o.Kills} {
-			if kills > 0 && o.Self == "" {
-				continue
-			}
+		for _, kills := range runs {
 			prog.done("rotation %s, %d SIGKILLs: %d lines", sc.name, kills, o.Lines)
 			r, err := runScenario(ctx, filepath.Join(dir, fmt.Sprintf("sc-%s-%d", sc.name, kills)), sc, kills, o)
 			if err != nil {

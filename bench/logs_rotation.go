@@ -176,6 +176,14 @@ func runScenario(ctx context.Context, dir string, sc logScenario, kills int, o L
 	if res.Lost > 0 && kills > 0 {
 		res.Note = sc.killNote
 	}
+	var where []string
+	if res.Lost > 0 {
+		where = append(where, "lost lines "+lineRuns(counts, func(n int) bool { return n == 0 }, 5))
+	}
+	if res.Duplicated > 0 {
+		where = append(where, "duplicated lines "+lineRuns(counts, func(n int) bool { return n > 1 }, 5))
+	}
+	res.Where = strings.Join(where, "; ")
 	return res, nil
 }
 

@@ -224,3 +224,22 @@ func TestDensityRounds(t *testing.T) {
 		}
 	}
 }
+
+// TestLineRuns: lost and duplicated lines are reported as runs of line
+// numbers, at most max of them.
+func TestLineRuns(t *testing.T) {
+	counts := []int{1, 0, 0, 0, 1, 2, 0, 1, 0, 0}
+	lost := func(n int) bool { return n == 0 }
+	if got := lineRuns(counts, lost, 5); got != "1-3, 6, 8-9" {
+		t.Errorf("lost runs %q", got)
+	}
+	if got := lineRuns(counts, lost, 2); got != "1-3, 6, ..." {
+		t.Errorf("lost runs, at most 2: %q", got)
+	}
+	if got := lineRuns(counts, func(n int) bool { return n > 1 }, 5); got != "5" {
+		t.Errorf("duplicated runs %q", got)
+	}
+	if got := lineRuns(counts[:1], lost, 5); got != "" {
+		t.Errorf("no loss: %q", got)
+	}
+}

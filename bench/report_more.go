@@ -177,7 +177,7 @@ func (r *Results) moreTables() []table {
 		if len(l.Scenarios) > 0 {
 			t := table{title: "logs: loss and duplication across rotations and SIGKILLs", header: []string{"rotation", "SIGKILLs", "written", "delivered", "lost", "duplicated", "note"}}
 			for _, sc := range l.Scenarios {
-				t.rows = append(t.rows, []string{sc.Name, fmt.Sprint(sc.Kills), fmt.Sprint(sc.Written), fmt.Sprint(sc.Delivered), fmt.Sprint(sc.Lost), fmt.Sprint(sc.Duplicated), sc.Note})
+				t.rows = append(t.rows, []string{sc.Name, fmt.Sprint(sc.Kills), fmt.Sprint(sc.Written), fmt.Sprint(sc.Delivered), fmt.Sprint(sc.Lost), fmt.Sprint(sc.Duplicated), strings.Trim(sc.Note+"; "+sc.Where, "; ")})
 			}
 			t.notes = append(t.notes, fmt.Sprintf("4000 lines a second, rotated every %d lines. SIGKILL runs kill the collector process every 200-600 ms and restart it from its checkpoint; the last one drains on SIGTERM.", rotateEvery))
 			ts = append(ts, t)
