@@ -58,8 +58,10 @@
 //
 // Config.Isolation comes from the backend's Traits. On a backend that
 // shares the host kernel (runc) the capabilities of HostRootCapabilities,
-// real-time scheduling and allow-by-default seccomp are refused, and a spec
-// without seccomp gets containerd's default profile; the node option
+// real-time scheduling and allow-by-default seccomp are refused, a spec
+// without seccomp gets containerd's default profile, and every filter
+// admits the native syscall ABI only (the node option
+// policy.allow_compat_syscalls keeps the 32-bit ones); the node option
 // policy.insecure_allow_host_root_capabilities lets the capabilities
 // through for development, with a warning in Plan.Warnings.
 //

@@ -43,8 +43,10 @@ func TestPolicyCompatSyscalls(t *testing.T) {
 		t.Skipf("the test executable is x86_64 code; this host is %s (CI runs on amd64)", runtime.GOARCH)
 	}
 	const exited, sigsys = 42, 128 + 31
-	run := func(t *testing.T, env *e2eenv.Env, id string, args ...string) int {
+	// withImage starts an env with extraConfig and imports the image once.
+	withImage := func(t *testing.T, extraConfig ...string) *e2eenv.Env {
 		t.Helper()
+		env := startEnv(t, false, extraConfig...)
 		archive := filepath.Join(env.Dir, "i386-exit.tar")
 		if err := writeELFImage(archive, i386Image, i386Exit42()); err != nil {
 			t.Fatal(err)
@@ -52,6 +54,10 @@ func TestPolicyCompatSyscalls(t *testing.T) {
 		if _, errOut, err := env.Ctr("images", "import", archive); err != nil {
 			t.Fatalf("ctr images import: %v: %s", err, errOut)
 		}
+		return env
+	}
+	run := func(t *testing.T, env *e2eenv.Env, id string, args ...string) int {
+		t.Helper()
 		_, errOut, err := env.CtrRun(append(append([]string{"--rm"}, args...), i386Image, id)...)
 		code := exitCode(t, err)
 		t.Logf("ctr run %v: exit status %d %s", args, code, errOut)
@@ -59,7 +65,7 @@ func TestPolicyCompatSyscalls(t *testing.T) {
 	}
 
 	t.Run("default", func(t *testing.T) {
-		env := startEnv(t, false)
+		env := withImage(t)
 		if code := run(t, env, "runc", "--runtime", e2eenv.RuncRuntime); code != exited {
 			t.Fatalf("containerd's runc: exit status %d, want %d: the test executable does not make its 32-bit exit", code, exited)
 		}
@@ -72,7 +78,7 @@ func TestPolicyCompatSyscalls(t *testing.T) {
 		assertClean(t, env)
 	})
 	t.Run("allow_compat_syscalls", func(t *testing.T) {
-		env := startEnv(t, false, "policy.allow_compat_syscalls = true\n")
+		env := withImage(t, "policy.allow_compat_syscalls = true\n")
 		if code := run(t, env, "cci", "--runtime", cciRuntime); code != exited {
 			t.Errorf("cci with policy.allow_compat_syscalls: exit status %d, want %d", code, exited)
 		}
