@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"regexp"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/cci-shim/cci-shim/internal/lazyre"
 )
 
 // DefaultPath is where the node configuration lives on a production host.
@@ -134,7 +135,7 @@ func decode(data []byte, cfg *Config) error {
 	return fmt.Errorf(": %w", err)
 }
 
-var typeMismatch = regexp.MustCompile(`^cannot decode TOML (\w+) into struct field \S+ of type (\S+)$`)
+var typeMismatch = lazyre.New(`^cannot decode TOML (\w+) into struct field \S+ of type (\S+)$`)
 
 // goTypeName says what a Go field type expects, in TOML's words.
 func goTypeName(t string) string {

@@ -3,12 +3,13 @@ package gpu
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cci-shim/cci-shim/internal/lazyre"
 )
 
 // Pod annotations a tenant uses to ask for GPUs (R13).
@@ -76,10 +77,10 @@ type Request struct {
 }
 
 var (
-	reDriver = regexp.MustCompile(`^[0-9]{1,4}(\.[0-9]{1,4}){1,2}$`)
-	reModel  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$`)
-	reUUID   = regexp.MustCompile(`^GPU-[0-9a-fA-F-]{8,64}$`)
-	reIndex  = regexp.MustCompile(`^[0-9]{1,3}$`)
+	reDriver = lazyre.New(`^[0-9]{1,4}(\.[0-9]{1,4}){1,2}$`)
+	reModel  = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$`)
+	reUUID   = lazyre.New(`^GPU-[0-9a-fA-F-]{8,64}$`)
+	reIndex  = lazyre.New(`^[0-9]{1,3}$`)
 )
 
 // ParseRequest reads the GPUs a container spec asks for; nil when none.

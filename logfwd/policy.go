@@ -9,8 +9,9 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strings"
+
+	"github.com/cci-shim/cci-shim/internal/lazyre"
 )
 
 // AnnotationPolicies is the pod annotation that declares the log files to
@@ -87,8 +88,8 @@ type Watch struct {
 }
 
 var (
-	containerNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-	tagRE           = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	containerNameRE = lazyre.New(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	tagRE           = lazyre.New(`^[A-Za-z0-9_.-]+$`)
 )
 
 // forbiddenTrees are locations that are system, device, cgroup or tmpfs

@@ -3,10 +3,11 @@ package sandbox
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"regexp"
 	"strings"
 
 	"github.com/containerd/containerd/v2/pkg/identifiers"
+
+	"github.com/cci-shim/cci-shim/internal/lazyre"
 )
 
 // Host paths are never built from tenant strings (R24). Pods and containers
@@ -17,9 +18,9 @@ import (
 // only inside records, or through HashKey.
 
 var (
-	reHexID   = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	reUUID    = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-	reStatic  = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	reHexID   = lazyre.New(`^[0-9a-f]{64}$`)
+	reUUID    = lazyre.New(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	reStatic  = lazyre.New(`^[0-9a-f]{32}$`)
 	maxRecord = 253 // longest pod name, namespace or container name kept in a record
 )
 

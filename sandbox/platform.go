@@ -2,9 +2,10 @@ package sandbox
 
 import (
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/cci-shim/cci-shim/internal/lazyre"
 )
 
 // Platform bind sources: what kubelet and containerd's CRI mount into a
@@ -45,7 +46,7 @@ var kubeletPodSubdirs = []string{"volumes", "volume-subpaths", "etc-hosts", "con
 var kataVolumeKinds = []string{"kubernetes.io~empty-dir", "kubernetes.io~configmap", "kubernetes.io~secret",
 	"kubernetes.io~projected", "kubernetes.io~downward-api"}
 
-var reVolumePlugin = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*~[a-z0-9][a-z0-9.-]*$`)
+var reVolumePlugin = lazyre.New(`^[a-z0-9][a-z0-9.-]*~[a-z0-9][a-z0-9.-]*$`)
 
 // platformSource is a recognised platform bind source.
 type platformSource struct {

@@ -2,11 +2,12 @@ package sandbox
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cci-shim/cci-shim/internal/lazyre"
 )
 
 // knownCaps are the Linux capabilities (capability.h, up to Linux 6.x).
@@ -194,7 +195,7 @@ func checkScheduling(container string, p *specs.Process, cfg *Config) error {
 var (
 	selinuxProcessTypes = []string{"container_t", "container_init_t", "container_kvm_t", "svirt_lxc_net_t"}
 	selinuxFileTypes    = []string{"container_file_t", "svirt_sandbox_file_t"}
-	reSELinuxLabel      = regexp.MustCompile(`^[a-z0-9_]+:[a-z0-9_]+:([a-z0-9_]+)(:[A-Za-z0-9_.,:-]+)?$`)
+	reSELinuxLabel      = lazyre.New(`^[a-z0-9_]+:[a-z0-9_]+:([a-z0-9_]+)(:[A-Za-z0-9_.,:-]+)?$`)
 )
 
 // checkLSM: what containerd set for AppArmor and SELinux stays unless it is

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/cci-shim/cci-shim/config"
+	"github.com/cci-shim/cci-shim/internal/lazyre"
 )
 
 // gvisorDir is where the adapter writes the runsc wrapper or runsc.toml.
@@ -135,7 +135,7 @@ func writeContentAddressed(dir, prefix, suffix string, data []byte, mode os.File
 // release dates: "release-20250317.0", Debian's "0.0~20221219.0").
 type runscVersion int
 
-var runscVersionRE = regexp.MustCompile(`runsc version \S*?(\d{8})(?:\.\d+)?\b`)
+var runscVersionRE = lazyre.New(`runsc version \S*?(\d{8})(?:\.\d+)?\b`)
 
 // ParseRunscVersion reads the release date out of `runsc --version`.
 func ParseRunscVersion(out string) (int, error) {
