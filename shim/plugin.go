@@ -61,7 +61,7 @@ func newService(ic *plugin.InitContext) (any, error) {
 	if address == "" {
 		return nil, fmt.Errorf("%s is not set: the shim must be started through its start subcommand", envAddress)
 	}
-	return newTaskService(ic.Context, serviceDeps{
+	s, err := newTaskService(ic.Context, serviceDeps{
 		cfg:              cfg,
 		cfgPath:          src.Path,
 		adapter:          adapter,
@@ -75,6 +75,11 @@ func newService(ic *plugin.InitContext) (any, error) {
 		socketDir:        os.Getenv(envSocketDir),
 		failpoints:       loadFailpoints(),
 	})
+	if err != nil {
+		return nil, err
+	}
+	s.startGC = relaxStartupGC()
+	return s, nil
 }
 
 // serviceDeps is what a pod's task service is built from.

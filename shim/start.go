@@ -55,6 +55,9 @@ func (s *service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.St
 		}
 	}
 	resp, err := t.Start(ctx, r)
+	if r.ExecID == "" && !c.sandbox {
+		s.startGC.end() // the pod has started (or failed to)
+	}
 	if err != nil {
 		return nil, err
 	}
