@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // DeviceIOStats is the I/O that passed a cgroup's throttle on one device,
@@ -107,7 +107,7 @@ func (c cgroupFS) stats(cgroupPath string, major, minor int64) (DeviceIOStats, e
 	}
 	dev := fmt.Sprintf("%d:%d", major, minor)
 	if c.unified {
-		data, err := os.ReadFile(filepath.Join(c.root, cgroupPath, "io.stat"))
+		data, err := readCgroupFile(filepath.Join(c.root, cgroupPath, "io.stat"))
 		if err != nil {
 			return DeviceIOStats{}, fmt.Errorf("read io.stat of %s: %w", cgroupPath, err)
 		}
@@ -115,9 +115,9 @@ func (c cgroupFS) stats(cgroupPath string, major, minor int64) (DeviceIOStats, e
 	}
 	dir := filepath.Join(c.root, "blkio", cgroupPath)
 	read := func(name string) ([]byte, error) {
-		data, err := os.ReadFile(filepath.Join(dir, name+"_recursive"))
+		data, err := readCgroupFile(filepath.Join(dir, name+"_recursive"))
 		if errors.Is(err, fs.ErrNotExist) {
-			data, err = os.ReadFile(filepath.Join(dir, name))
+			data, err = readCgroupFile(filepath.Join(dir, name))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read %s of %s: %w", name, cgroupPath, err)
@@ -136,6 +136,35 @@ func (c cgroupFS) stats(cgroupPath string, major, minor int64) (DeviceIOStats, e
 	s.ReadBytes, s.WriteBytes = parseBlkioStat(bytesData, dev)
 	s.ReadIOs, s.WriteIOs = parseBlkioStat(iosData, dev)
 	return s, nil
+}
+
+// readCgroupFile reads a cgroup file with plain syscalls. os.ReadFile
+// would register the descriptor with the runtime's epoll, which kernfs
+// files accept, costing an epoll_ctl pair per read: the start burst watcher
+// and the stats loop read these counters several times a second per pod.
+func readCgroupFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 0, 512)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
 }
 
 // parseIOStat reads dev's line of a v2 io.stat ("8:0 rbytes=1 wbytes=2

@@ -1,8 +1,10 @@
 package iothrottle
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
-	"github.com/cci-shim/cci-shim/internal/testutil"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/containerd/api/types"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cci-shim/cci-shim/internal/testutil"
 )
 
 func readTrim(t *testing.T, p string) string {
@@ -164,4 +168,23 @@ func loopInBlkioCgroup(t *testing.T, name string) (*BlockDevice, string) {
 		}
 	})
 	return d, path
+}
+
+func TestReadCgroupFile(t *testing.T) {
+	big := bytes.Repeat([]byte("8:0 Read 123\n"), 200) // past the first buffer
+	path := filepath.Join(t.TempDir(), "blkio.throttle.io_service_bytes")
+	if err := os.WriteFile(path, big, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readCgroupFile(path)
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("readCgroupFile = %d bytes, %v; want the %d bytes written", len(got), err, len(big))
+	}
+	// A kernfs-style file whose size stat cannot tell.
+	if got, err := readCgroupFile("/proc/self/mountinfo"); err != nil || len(got) == 0 {
+		t.Fatalf("reading /proc/self/mountinfo: %d bytes, %v", len(got), err)
+	}
+	if _, err := readCgroupFile(filepath.Join(t.TempDir(), "gone")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing file: %v, want fs.ErrNotExist (the _recursive fallback relies on it)", err)
+	}
 }

@@ -87,7 +87,12 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err := s.adapter.AdjustSpec(a.spec, podSize(a)); err != nil {
 		return nil, fmt.Errorf("adjusting spec for %s: %w", s.adapter.Kind(), err)
 	}
-	if c.bundle, err = s.writeBundle(ctx, r.ID, a.spec); err != nil {
+	// Encoded once: the bundle's copy and the backend dir's are the same.
+	specJSON, err := json.Marshal(a.spec)
+	if err != nil {
+		return nil, fmt.Errorf("encoding spec: %w", err)
+	}
+	if c.bundle, err = s.writeBundle(ctx, r.ID, specJSON); err != nil {
 		return nil, err
 	}
 	s.failpoint("create:bundle", r.ID)
@@ -96,7 +101,7 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		return nil, err
 	}
 	s.failpoint("create:stdio", r.ID)
-	b, err := s.ensureBackend(ctx, r.ID, a.spec)
+	b, err := s.ensureBackend(ctx, r.ID, specJSON)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +261,7 @@ func (s *service) pinSources(ctx context.Context, id string, plan *sandbox.Plan)
 }
 
 // writeBundle writes the container's spec into a bundle of the backend's own.
-func (s *service) writeBundle(ctx context.Context, id string, spec *specs.Spec) (string, error) {
+func (s *service) writeBundle(ctx context.Context, id string, specJSON []byte) (string, error) {
 	bundle := s.bundleDir(id)
 	if err := s.owner.add(resource{Kind: resMounts, Container: id, Path: bundle}, nil); err != nil {
 		return "", err
@@ -264,7 +269,7 @@ func (s *service) writeBundle(ctx context.Context, id string, spec *specs.Spec) 
 	if err := os.MkdirAll(filepath.Join(bundle, "rootfs"), 0o711); err != nil {
 		return "", fmt.Errorf("creating backend bundle: %w", err)
 	}
-	if err := writeSpec(filepath.Join(bundle, "config.json"), spec); err != nil {
+	if err := writeSpec(filepath.Join(bundle, "config.json"), specJSON); err != nil {
 		return "", err
 	}
 	return bundle, nil
@@ -339,7 +344,7 @@ func (s *service) undoCreate(ctx context.Context, id string) {
 // ensureBackend starts the pod's backend shim on the first Create, in a
 // directory of its own (not a container's bundle, which goes with the
 // container), holding a copy of the first spec for the backend's grouping.
-func (s *service) ensureBackend(ctx context.Context, id string, spec *specs.Spec) (*backendShim, error) {
+func (s *service) ensureBackend(ctx context.Context, id string, specJSON []byte) (*backendShim, error) {
 	s.mu.Lock()
 	b := s.backend
 	s.mu.Unlock()
@@ -368,7 +373,7 @@ func (s *service) ensureBackend(ctx context.Context, id string, spec *specs.Spec
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating backend dir: %w", err)
 	}
-	if err := writeSpec(filepath.Join(dir, "config.json"), spec); err != nil {
+	if err := writeSpec(filepath.Join(dir, "config.json"), specJSON); err != nil {
 		return nil, err
 	}
 	l := s.launch
@@ -434,12 +439,8 @@ func readAnnotations(path string) map[string]string {
 	return spec.Annotations
 }
 
-func writeSpec(path string, spec *specs.Spec) error {
-	data, err := json.Marshal(spec)
-	if err != nil {
-		return fmt.Errorf("encoding spec: %w", err)
-	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
+func writeSpec(path string, specJSON []byte) error {
+	if err := os.WriteFile(path, specJSON, 0o600); err != nil {
 		return fmt.Errorf("writing backend spec: %w", err)
 	}
 	return nil

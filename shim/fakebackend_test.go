@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -383,7 +384,11 @@ func (p *testPod) bundle(id string, opts ...oci.SpecOpts) string {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	if err := writeSpec(filepath.Join(dir, "config.json"), spec); err != nil {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if err := writeSpec(filepath.Join(dir, "config.json"), data); err != nil {
 		p.t.Fatal(err)
 	}
 	return dir
