@@ -70,6 +70,9 @@ func Apply(spec *specs.Spec, pod *Pod, cfg Config) (*Plan, error) {
 	if cfg.PodDir == "" || !filepath.IsAbs(cfg.PodDir) {
 		return nil, fmt.Errorf("applying policy: pod dir %q is not absolute: %w", cfg.PodDir, errdefs.ErrInvalidArgument)
 	}
+	if cfg.PinDir != "" && !filepath.IsAbs(cfg.PinDir) {
+		return nil, fmt.Errorf("applying policy: pin dir %q is not absolute: %w", cfg.PinDir, errdefs.ErrInvalidArgument)
+	}
 	cfg = cfg.withDefaults()
 	if err := checkIdentity(pod, &cfg); err != nil {
 		return nil, err

@@ -335,3 +335,29 @@ func TestClampOOMScoreAdj(t *testing.T) {
 		}
 	}
 }
+
+// TestPinDir: the shim keeps pin mount points on the state tmpfs, apart
+// from the pod's disk-backed volumes; a relative pin dir is refused.
+func TestPinDir(t *testing.T) {
+	cfg := baseConfig("k8s.io")
+	cfg.PinDir = "/run/cci-shim/k8s.io/" + tSandboxID + "/pins"
+	s := criSandbox()
+	plan, err := applySpec(s, tSandboxID, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Pins) != 1 || plan.Pins[0].Target != cfg.PinDir+"/"+tSandboxID+"/6" {
+		t.Fatalf("pins %+v, want one under %s", plan.Pins, cfg.PinDir)
+	}
+	i := slices.IndexFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/etc/resolv.conf" })
+	if i < 0 || s.Mounts[i].Source != plan.Pins[0].Target {
+		t.Errorf("resolv.conf mount %+v, want the pin %s", s.Mounts, plan.Pins[0].Target)
+	}
+	if plan.Shm.Path != tPodDir+"/shm" {
+		t.Errorf("shm %s moved with the pins", plan.Shm.Path)
+	}
+	cfg.PinDir = "pins"
+	if _, err := applySpec(criSandbox(), tSandboxID, cfg); err == nil || !strings.Contains(err.Error(), `pin dir "pins"`) {
+		t.Errorf("relative pin dir: %v", err)
+	}
+}

@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"path/filepath"
+
 	"github.com/cci-shim/cci-shim/sandbox/backend"
 )
 
@@ -18,9 +20,13 @@ const DefaultCgroupRoot = "/cci-shim"
 type Config struct {
 	// PodDir is the pod's private state directory on the host (one per
 	// sandbox). It should live on a disk filesystem: disk-backed volume
-	// images are created under it; shm and Memory volumes are tmpfs mounts;
-	// pinned bind sources are mounted under PodDir/pins.
+	// images are created under it; shm and Memory volumes are tmpfs mounts.
 	PodDir string
+	// PinDir is where pinned bind sources are mounted, a directory per
+	// container (default PodDir/pins). It holds mount points only, so it
+	// belongs on the state tmpfs: a file or directory made per mount on a
+	// disk filesystem costs an inode allocation at every container start.
+	PinDir string
 	// KubeletRoot is kubelet's --root-dir (default /var/lib/kubelet).
 	KubeletRoot string
 	// ContainerdRoot and ContainerdState are containerd's root and state
@@ -87,6 +93,9 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
+	if c.PinDir == "" {
+		c.PinDir = filepath.Join(c.PodDir, "pins")
+	}
 	if c.KubeletRoot == "" {
 		c.KubeletRoot = "/var/lib/kubelet"
 	}

@@ -203,7 +203,7 @@ func checkBind(i int, m specs.Mount, pod *Pod, cfg *Config, mp *mountPlan, repl 
 	if err := mp.roots.observe(container, ps); err != nil {
 		return false, m, err
 	}
-	target := filepath.Join(cfg.PodDir, "pins", pod.ID, strconv.Itoa(i))
+	target := filepath.Join(cfg.PinDir, pod.ID, strconv.Itoa(i))
 	if ps.VolumeKind != "" {
 		target = filepath.Join(target, ps.VolumeKind, "volume")
 	}

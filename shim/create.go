@@ -166,6 +166,7 @@ func (s *service) policyConfig() sandbox.Config {
 	p := s.cfg.Policy
 	return sandbox.Config{
 		PodDir:                    s.volumeDir,
+		PinDir:                    s.pinDir(),
 		KubeletRoot:               p.KubeletRoot,
 		ContainerdRoot:            p.ContainerdRoot,
 		ContainerdState:           p.ContainerdState,
@@ -248,7 +249,7 @@ func (s *service) pinSources(ctx context.Context, id string, plan *sandbox.Plan)
 		return nil
 	}
 	var mounted []string
-	dir := filepath.Join(s.volumeDir, "pins", id)
+	dir := filepath.Join(s.pinDir(), id)
 	unpin := func(context.Context) error { return errors.Join(sandbox.UnpinSources(mounted), unmountAll(dir)) }
 	if err := s.owner.add(resource{Kind: resMounts, Container: id, Path: dir}, unpin); err != nil {
 		return err

@@ -305,3 +305,7 @@ func (s *service) Connect(ctx context.Context, r *taskv3.ConnectRequest) (*taskv
 func (s *service) bundleDir(id string) string { return filepath.Join(s.podDir, "bundles", id) }
 func (s *service) ioDir(id string) string     { return filepath.Join(s.podDir, "io", id) }
 func (s *service) backendDir() string         { return filepath.Join(s.podDir, "backend") }
+
+// pinDir holds the mount points of the pod's pinned bind sources: on the
+// state tmpfs, like the bundles' rootfs mounts.
+func (s *service) pinDir() string { return filepath.Join(s.podDir, "pins") }

@@ -66,7 +66,7 @@ func TestAttackBindSwap(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, m := range s.Mounts {
-			if m.Destination == "/sub" && !strings.HasPrefix(m.Source, filepath.Join(env.Dir, "volumes", e2eenv.CRINamespace, p.id, "pins", rid)+"/") {
+			if m.Destination == "/sub" && !strings.HasPrefix(m.Source, filepath.Join(env.StateDir, e2eenv.CRINamespace, p.id, "pins", rid)+"/") {
 				t.Errorf("the backend mounts %s from %s, not from the pod's pins", m.Destination, m.Source)
 			}
 		}
