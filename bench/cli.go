@@ -347,7 +347,7 @@ func startFlags(f *flags, fs *flag.FlagSet) {
 func densityFlags(f *flags, fs *flag.FlagSet) {
 	fs.IntVar(&f.pods, "pods", 20, "density: pods per series (N)")
 	fs.IntVar(&f.parallel, "parallel", 8, "density: pods started at once (P)")
-	fs.IntVar(&f.rounds, "rounds", 3, "density: runs of every series, interleaved; the wall and teardown figures are the medians")
+	fs.IntVar(&f.rounds, "rounds", 5, "density: runs of every series, interleaved; the wall and teardown figures are the medians")
 	fs.StringVar(&f.workload, "workload", WorkloadIdle, "density: what each pod does: idle, stdout or logs")
 	fs.DurationVar(&f.measure, "measure", 5*time.Second, "density: how long the host processes' CPU is measured once all pods run")
 	fs.StringVar(&f.gvisorTOML, "gvisor-toml", GvisorAuto, "density: node config backend lines of the gVisor series (\"auto\": the runsc this host runs, as the tests find it; \"\": skip it)")
