@@ -103,7 +103,7 @@ func TestNodeConfigParses(t *testing.T) {
 
 func TestReportAndCharts(t *testing.T) {
 	r := &Results{Command: "all", Host: Host{CPUs: 2, LoadAfter: "0.1 0.1 0.1"},
-		Stdout: &StdoutResult{MB: 30, Repeat: 10, CCIMedianBps: 9e8, RuncMedianBps: 1e9, Ratio: 0.9, RatioMin: 0.8, RatioMax: 1,
+		Stdout: &StdoutResult{MB: 30, Repeat: 10, CCIMedianBps: 9.6e8, RuncMedianBps: 1e9, Ratio: 0.96, RatioMin: 0.8, RatioMax: 1,
 			Unthrottled: []StreamRun{{Runtime: CCI, Bytes: 1, Want: 1, SHA256OK: true}, {Runtime: Runc, Bytes: 1, Want: 1, SHA256OK: true}},
 			Throttled:   &StreamRun{Runtime: CCI, StdioBps: 1e6, Bytes: 30e6, Want: 30e6, SHA256OK: true, ForwardedBps: 1.01e6, ContainerBps: 1.04e6, ShimPeakRSS: 20 << 20}},
 		Rootfs: &RootfsResult{Device: "7:5 (/dev/loop5)", WriteBps: 6.2e6, ReadBps: 5.6e6, WriteIOPS: 1000, ReadIOPS: 1000, VolumeWriteBps: 1e9, VolumeSpeedup: 161,

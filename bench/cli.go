@@ -55,7 +55,7 @@ var commands = []command{
 	{name: "stdout", env: "plain", summary: "stdout throughput against runc; the lossless stdio throttle (R14)",
 		help: `A container cats N MB of pseudo-random bytes to stdout as fast as it can.
 Unthrottled (N MB x --repeat, long enough to time): cci (stdio_bps = 0) vs runc,
-alternating, MB/s each and the ratio (target >= 0.90), sha256 equality, CPU per
+alternating, MB/s each and the ratio (target >= 0.95), sha256 equality, CPU per
 GB of each shim. Throttled: cci at --rate B/s: the forwarded rate (target
 ±2%), the container's own write rate (backpressure), sha256 equality, the cci
 shim's peak RSS.`, flags: stdoutFlags},

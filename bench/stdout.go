@@ -96,7 +96,7 @@ type StdoutResult struct {
 	// Unthrottled are the cci (throttle off) and runc runs, in run order.
 	Unthrottled []StreamRun `json:"unthrottled,omitempty"`
 	// CCIMedianBps and RuncMedianBps are the median forwarded rates;
-	// Ratio is cci/runc (target >= 0.90).
+	// Ratio is cci/runc (target >= TargetStdoutRatio).
 	CCIMedianBps  float64 `json:"cciMedianBps,omitempty"`
 	RuncMedianBps float64 `json:"runcMedianBps,omitempty"`
 	Ratio         float64 `json:"ratio,omitempty"`
