@@ -62,7 +62,10 @@ func TestParse(t *testing.T) {
 
 // fakeRunsc is a runsc that keeps each container's state in files under
 // dir. Its "container" writes hello-<id> to the stdout start gave it, then
-// exits with status 3 once dir/<id>.go exists.
+// exits with status 3 once dir/<id>.go exists. The exit file appears whole
+// (renamed into place): a wait that saw it created but not yet written
+// would print no status, and the holder would take that for a destroyed
+// container (137).
 const fakeRunsc = `#!/bin/sh
 d=%DIR%
 while [ "${1#--}" != "$1" ]; do
@@ -77,7 +80,7 @@ create)
   echo created > $d/$1.state; echo 1 > "$pf";;
 start)
   echo running > $d/$1.state
-  ( echo hello-$1; while [ ! -e $d/$1.go ]; do sleep 0.05; done; echo stopped > $d/$1.state; echo 3 > $d/$1.exit ) </dev/null &;;
+  ( echo hello-$1; while [ ! -e $d/$1.go ]; do sleep 0.05; done; echo stopped > $d/$1.state; echo 3 > $d/$1.exit.new; mv $d/$1.exit.new $d/$1.exit ) </dev/null &;;
 wait)
   while [ ! -e $d/$1.exit ]; do sleep 0.05; done
   echo "{\"id\":\"$1\",\"exitStatus\":$(cat $d/$1.exit)}";;
