@@ -15,15 +15,19 @@ import (
 // times the live heap) until the pod's first workload container has
 // started, then restores the harness's setting and collects once, returning
 // the freed pages to the host, so the shim's resident memory afterwards is
-// what it would have been.
+// what it would have been. A soft memory limit bounds the phase: a pod
+// whose specs are unusually large (a tenant's annotations) is collected at
+// startupMemLimit, not only at five times its live heap.
 type startupGC struct {
-	once  sync.Once
-	prev  int
-	timer *time.Timer
+	once      sync.Once
+	prev      int
+	prevLimit int64
+	timer     *time.Timer
 }
 
 const (
 	startupGCPercent = 400
+	startupMemLimit  = 64 << 20
 	// startupGCMax ends the relaxed phase for a pod whose workload does
 	// not start soon (kubelet pulls the image after the sandbox runs).
 	startupGCMax = 20 * time.Second
@@ -31,7 +35,7 @@ const (
 
 // relaxStartupGC raises GOGC until the returned phase ends.
 func relaxStartupGC() *startupGC {
-	g := &startupGC{prev: debug.SetGCPercent(startupGCPercent)}
+	g := &startupGC{prev: debug.SetGCPercent(startupGCPercent), prevLimit: debug.SetMemoryLimit(startupMemLimit)}
 	g.timer = time.AfterFunc(startupGCMax, g.end)
 	return g
 }
@@ -45,6 +49,7 @@ func (g *startupGC) end() {
 	g.once.Do(func() {
 		g.timer.Stop()
 		debug.SetGCPercent(g.prev)
+		debug.SetMemoryLimit(g.prevLimit)
 		debug.FreeOSMemory()
 	})
 }
