@@ -97,6 +97,9 @@ type DensitySeries struct {
 	PerPod []float64 `json:"perPodSeconds"`
 	P50    float64   `json:"p50"`
 	P99    float64   `json:"p99"`
+	// Calls splits PerPod by CRI call: each pod's RunPodSandbox,
+	// CreateContainer and StartContainer, in seconds, in PerPod's order.
+	Calls map[string][]float64 `json:"callSeconds,omitempty"`
 	// Usage is the host processes of all N pods, by category, after
 	// Settle; CPUPerPod is their CPU over Measure, per pod, in CPU
 	// seconds per second (1 = one core). Both are the first round's.
@@ -113,6 +116,12 @@ func (s *DensitySeries) addRound(r *DensitySeries) {
 	s.Walls = append(s.Walls, r.Wall)
 	s.Teardowns = append(s.Teardowns, r.Teardown)
 	s.PerPod = append(s.PerPod, r.PerPod...)
+	if s.Calls == nil {
+		s.Calls = map[string][]float64{}
+	}
+	for _, c := range criCalls {
+		s.Calls[c] = append(s.Calls[c], r.Calls[c]...)
+	}
 	s.Wall, s.Teardown = Median(s.Walls), Median(s.Teardowns)
 	s.P50, s.P99 = Percentile(s.PerPod, 50), Percentile(s.PerPod, 99)
 }
@@ -240,9 +249,13 @@ func (b *Bench) gvisorBackend(lines string) (backend, why string) {
 	return lines, ""
 }
 
+// criCalls are the CRI calls that start a pod, in order.
+var criCalls = []string{"RunPodSandbox", "CreateContainer", "StartContainer"}
+
 type densityPod struct {
 	sandbox string
 	seconds float64
+	calls   [3]float64 // criCalls' durations
 	err     error
 }
 
@@ -266,9 +279,9 @@ func (b *Bench) densitySeries(ctx context.Context, name, handler string, seccomp
 			defer wg.Done()
 			for i := range next {
 				t0 := time.Now()
-				id, err := b.startPod(ctx, rs, handler, fmt.Sprintf("%s-%d", strings.Trim(strings.Fields(name)[0], ","), i), o.Workload, seccomp)
+				id, calls, err := b.startPod(ctx, rs, handler, fmt.Sprintf("%s-%d", strings.Trim(strings.Fields(name)[0], ","), i), o.Workload, seccomp)
 				mu.Lock()
-				pods[i] = densityPod{sandbox: id, seconds: time.Since(t0).Seconds(), err: err}
+				pods[i] = densityPod{sandbox: id, seconds: time.Since(t0).Seconds(), calls: calls, err: err}
 				if err == nil {
 					running++
 				}
@@ -293,11 +306,15 @@ func (b *Bench) densitySeries(ctx context.Context, name, handler string, seccomp
 	if err := ctx.Err(); err != nil {
 		return s, err
 	}
+	s.Calls = map[string][]float64{}
 	for _, p := range pods {
 		if p.err != nil {
 			return s, p.err
 		}
 		s.PerPod = append(s.PerPod, p.seconds)
+		for i, c := range criCalls {
+			s.Calls[c] = append(s.Calls[c], p.calls[i])
+		}
 	}
 	s.P50, s.P99 = Percentile(s.PerPod, 50), Percentile(s.PerPod, 99)
 
@@ -339,10 +356,17 @@ func workloadCommand(workload string) []string {
 	return []string{"sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"}
 }
 
-// startPod runs a one-container pod and returns its sandbox id; on error
-// what was created is left for removePods (it lists the env's pods). With
-// seccomp, the pod and its container ask for RuntimeDefault.
-func (b *Bench) startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient, handler, name, workload string, seccomp bool) (string, error) {
+// startPod runs a one-container pod and returns its sandbox id and how
+// long each of criCalls took; on error what was created is left for
+// removePods (it lists the env's pods). With seccomp, the pod and its
+// container ask for RuntimeDefault.
+func (b *Bench) startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient, handler, name, workload string, seccomp bool) (string, [3]float64, error) {
+	var calls [3]float64
+	t := time.Now()
+	lap := func(i int) {
+		calls[i] = time.Since(t).Seconds()
+		t = time.Now()
+	}
 	uid := e2eenv.PodUID(fmt.Sprintf("ccibench-%s-%d", name, time.Now().UnixNano())) // kubelet's form: a UUID
 	cfg := &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "ccibench", Uid: uid},
@@ -360,18 +384,21 @@ func (b *Bench) startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient
 	}
 	sb, err := rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
 	if err != nil {
-		return "", fmt.Errorf("RunPodSandbox %s (handler %s): %w", name, handler, err)
+		return "", calls, fmt.Errorf("RunPodSandbox %s (handler %s): %w", name, handler, err)
 	}
+	lap(0)
 	cr, err := rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sb.PodSandboxId, SandboxConfig: cfg,
 		Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "app"}, Image: &runtimeapi.ImageSpec{Image: b.Env.Image},
 			Command: workloadCommand(workload), LogPath: "app.log", Annotations: cfg.Annotations, Linux: ctrLinux}})
 	if err != nil {
-		return sb.PodSandboxId, fmt.Errorf("CreateContainer in %s: %w", name, err)
+		return sb.PodSandboxId, calls, fmt.Errorf("CreateContainer in %s: %w", name, err)
 	}
+	lap(1)
 	if _, err := rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
-		return sb.PodSandboxId, fmt.Errorf("StartContainer in %s: %w", name, err)
+		return sb.PodSandboxId, calls, fmt.Errorf("StartContainer in %s: %w", name, err)
 	}
-	return sb.PodSandboxId, nil
+	lap(2)
+	return sb.PodSandboxId, calls, nil
 }
 
 // removePods stops and removes every CRI pod of the env, parallel at a

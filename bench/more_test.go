@@ -209,16 +209,20 @@ func TestClassify(t *testing.T) {
 // teardown and the percentiles over every round's pods, and the report
 // gives each round's wall.
 func TestDensityRounds(t *testing.T) {
-	s := DensitySeries{Name: DensityCCI, Wall: 4, Walls: []float64{4}, Teardown: 3, Teardowns: []float64{3}, PerPod: []float64{1, 2}}
-	s.addRound(&DensitySeries{Wall: 2, Teardown: 1, PerPod: []float64{3}})
-	s.addRound(&DensitySeries{Wall: 3, Teardown: 5, PerPod: []float64{4, 5}})
+	calls := func(create ...float64) map[string][]float64 {
+		return map[string][]float64{"RunPodSandbox": make([]float64, len(create)), "CreateContainer": create, "StartContainer": make([]float64, len(create))}
+	}
+	s := DensitySeries{Name: DensityCCI, Wall: 4, Walls: []float64{4}, Teardown: 3, Teardowns: []float64{3}, PerPod: []float64{1, 2}, Calls: calls(1, 2)}
+	s.addRound(&DensitySeries{Wall: 2, Teardown: 1, PerPod: []float64{3}, Calls: calls(3)})
+	s.addRound(&DensitySeries{Wall: 3, Teardown: 5, PerPod: []float64{4, 5}, Calls: calls(4, 5)})
 	if s.Wall != 3 || s.Teardown != 3 || len(s.PerPod) != 5 || s.P50 != 3 || s.P99 != Percentile([]float64{1, 2, 3, 4, 5}, 99) {
 		t.Errorf("after 3 rounds: wall %v teardown %v per pod %v p50 %v p99 %v", s.Wall, s.Teardown, s.PerPod, s.P50, s.P99)
 	}
 	r := &Results{Command: "density", Density: &DensityResult{Pods: 2, Parallel: 2, Workload: WorkloadIdle, Rounds: 3, Series: []DensitySeries{s}}}
 	var txt strings.Builder
 	r.WriteText(&txt)
-	for _, want := range []string{"3 rounds interleaved (medians)", DensityCCI + ": all running per round 4.000 s, 2.000 s, 3.000 s"} {
+	for _, want := range []string{"3 rounds interleaved (medians)", DensityCCI + ": all running per round 4.000 s, 2.000 s, 3.000 s",
+		DensityCCI + ": per pod p50 by call: RunPodSandbox 0.000 s, CreateContainer 3.000 s, StartContainer 0.000 s"} {
 		if !strings.Contains(txt.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, txt.String())
 		}

@@ -145,6 +145,13 @@ func (r *Results) moreTables() []table {
 				}
 				t.notes = append(t.notes, fmt.Sprintf("%s: all running per round %s", s.Name, strings.Join(walls, ", ")))
 			}
+			if len(s.Calls) > 0 {
+				calls := make([]string, 0, len(criCalls))
+				for _, c := range criCalls {
+					calls = append(calls, fmt.Sprintf("%s %s", c, fmtSec(Percentile(s.Calls[c], 50))))
+				}
+				t.notes = append(t.notes, fmt.Sprintf("%s: per pod p50 by call: %s", s.Name, strings.Join(calls, ", ")))
+			}
 		}
 		t.notes = append(t.notes, "all running: first RunPodSandbox to the last StartContainer returning. Per pod: RunPodSandbox + CreateContainer + StartContainer. "+
 			"PSS (smaps_rollup) of the pod's host processes after the pods settled, summed and divided by the pod count; "+
