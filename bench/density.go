@@ -16,6 +16,7 @@ import (
 
 	"github.com/cci-shim/cci-shim/config"
 	"github.com/cci-shim/cci-shim/logfwd"
+	"github.com/cci-shim/cci-shim/sandbox"
 	"github.com/cci-shim/cci-shim/tests/e2eenv"
 )
 
@@ -358,8 +359,10 @@ func workloadCommand(workload string) []string {
 
 // startPod runs a one-container pod and returns its sandbox id and how
 // long each of criCalls took; on error what was created is left for
-// removePods (it lists the env's pods). With seccomp, the pod and its
-// container ask for RuntimeDefault.
+// removePods (it lists the env's pods). The container asks for what
+// kubelet asks for every container (its default masked and read-only
+// paths); with seccomp, the pod and its container also ask for
+// RuntimeDefault.
 func (b *Bench) startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient, handler, name, workload string, seccomp bool) (string, [3]float64, error) {
 	var calls [3]float64
 	t := time.Now()
@@ -376,11 +379,14 @@ func (b *Bench) startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient
 	if workload == WorkloadLogs {
 		cfg.Annotations = map[string]string{logfwd.AnnotationPolicies: `[{"container":"app","paths":["/var/log/app/*.log"]}]`}
 	}
-	var ctrLinux *runtimeapi.LinuxContainerConfig
+	// kubelet sends every container's masked and read-only paths (its
+	// defaults unless procMount is Unmasked); runc mounts each one.
+	ctrLinux := &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+		MaskedPaths: sandbox.DefaultMaskedPaths, ReadonlyPaths: sandbox.DefaultReadonlyPaths}}
 	if seccomp {
 		profile := &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
 		cfg.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{Seccomp: profile}
-		ctrLinux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Seccomp: profile}}
+		ctrLinux.SecurityContext.Seccomp = profile
 	}
 	sb, err := rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
 	if err != nil {
