@@ -53,7 +53,8 @@ const methodNotes = `
   unless a phase says buffered. Timing is inside the container: the shell's ` + "`$EPOCHREALTIME`" + ` (microseconds) around the command,
   so container start and ` + "`ctr`" + ` overheads are not in the rates.
 - stdout: the host writes N MB of ChaCha8 pseudo-random bytes to a pod volume; the container runs ` + "`cat /vol/data`" + `; the bench
-  reads ` + "`ctr run`" + `'s stdout, hashing it and timestamping every read. Unthrottled runs alternate cci and runc.
+  reads ` + "`ctr run`" + `'s stdout, hashing it and timestamping every read. Unthrottled runs alternate cci and runc,
+  after one unmeasured warm-up pass per runtime.
 - Volumes: an emptyDir laid out as kubelet does (` + "`<kubelet root>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>`" + `, bound with
   ` + "`ctr run --mount type=bind,...,options=rbind:rw`" + ` and the pod-uid annotation); it is on the host's disk, not on the throttled loop device.
 - Start latency: the wall time of ` + "`ctr run --rm IMAGE ID true`" + ` (create, start, wait, delete), configurations interleaved,
