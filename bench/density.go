@@ -251,12 +251,12 @@ func (b *Bench) gvisorBackend(lines string) (backend, why string) {
 }
 
 // criCalls are the CRI calls that start a pod, in order.
-var criCalls = []string{"RunPodSandbox", "CreateContainer", "StartContainer"}
+var criCalls = [...]string{"RunPodSandbox", "CreateContainer", "StartContainer"}
 
 type densityPod struct {
 	sandbox string
 	seconds float64
-	calls   [3]float64 // criCalls' durations
+	calls   [len(criCalls)]float64
 	err     error
 }
 
@@ -363,8 +363,8 @@ func workloadCommand(workload string) []string {
 // kubelet asks for every container (its default masked and read-only
 // paths); with seccomp, the pod and its container also ask for
 // RuntimeDefault.
-func (b *Bench) startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient, handler, name, workload string, seccomp bool) (string, [3]float64, error) {
-	var calls [3]float64
+func (b *Bench) startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient, handler, name, workload string, seccomp bool) (string, [len(criCalls)]float64, error) {
+	var calls [len(criCalls)]float64
 	t := time.Now()
 	lap := func(i int) {
 		calls[i] = time.Since(t).Seconds()
