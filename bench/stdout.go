@@ -130,6 +130,7 @@ func (b *Bench) Stdout(ctx context.Context, o StdoutOptions) (*StdoutResult, err
 		return nil, fmt.Errorf("building the data image: %w", err)
 	}
 	size := int64(o.MB) * 1_000_000
+	once := wantData{n: size, sum: randomSHA256(size, 1)} // the data, cat once
 	if o.Reps > 0 {
 		if err := b.SetThrottle(Off); err != nil {
 			return nil, err
@@ -141,7 +142,7 @@ func (b *Bench) Stdout(ctx context.Context, o StdoutOptions) (*StdoutResult, err
 		// pays for them alone.
 		for _, rt := range []string{CCI, Runc} {
 			b.progress("stdout").done("warm-up run through %s: %d MB, not measured", shortRuntime(rt), o.MB)
-			if _, err := b.stream(ctx, rt, wantData{n: size, sum: randomSHA256(size, 1)}, 1, 0); err != nil {
+			if _, err := b.stream(ctx, rt, once, 1, 0); err != nil {
 				return nil, fmt.Errorf("warm-up run through %s: %w", rt, err)
 			}
 		}
@@ -183,7 +184,7 @@ func (b *Bench) Stdout(ctx context.Context, o StdoutOptions) (*StdoutResult, err
 			return nil, err
 		}
 		b.progress("stdout").done("throttled run through cci at %d B/s: %d MB (about %.0f s)", o.RateBps, o.MB, float64(size)/float64(o.RateBps))
-		r, err := b.stream(ctx, CCI, wantData{n: size, sum: randomSHA256(size, 1)}, 1, o.RateBps)
+		r, err := b.stream(ctx, CCI, once, 1, o.RateBps)
 		if err != nil {
 			return nil, err
 		}
