@@ -114,6 +114,14 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err := s.watchRootfs(context.WithoutCancel(ctx), c); err != nil {
 		return nil, err
 	}
+	// A caller that went away (containerd's connection closed: a restart)
+	// never hears of this task, and containerd, reloading, treats an id its
+	// shim did not know as leaked and leaves a pod's container to the pod's
+	// shim. So the task is undone here rather than kept with no one to
+	// delete it.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("container %q: containerd went away during create: %w", r.ID, err)
+	}
 	if err := s.pod.commit(a, resp.Pid, s.traits.Isolation); err != nil {
 		return nil, err
 	}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -60,6 +62,13 @@ type fakeBackend struct {
 	entered   chan struct{} // closed when a Create starts waiting on block
 }
 
+// tasks lists the tasks the backend holds (created, not deleted).
+func (f *fakeBackend) tasks() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Sorted(maps.Keys(f.exits))
+}
+
 func (f *fakeBackend) record(method, id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -90,7 +99,6 @@ func (f *fakeBackend) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (
 	f.mu.Lock()
 	block, entered, cerr := f.block, f.entered, f.createErr
 	f.stdout[r.ID] = r.Stdout
-	f.exits[r.ID] = make(chan struct{})
 	f.mu.Unlock()
 	if block != nil {
 		close(entered)
@@ -99,6 +107,11 @@ func (f *fakeBackend) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (
 	if cerr != nil {
 		return nil, errgrpc.ToGRPC(cerr)
 	}
+	// The task exists once Create has finished, as in runc's shim: a
+	// Delete while it is being created finds nothing.
+	f.mu.Lock()
+	f.exits[r.ID] = make(chan struct{})
+	f.mu.Unlock()
 	f.event("/tasks/create", &eventstypes.TaskCreate{ContainerID: r.ID, Bundle: r.Bundle, Pid: f.pid})
 	return &taskv3.CreateTaskResponse{Pid: f.pid}, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 )
@@ -138,6 +139,48 @@ func TestRPCsDoNotWaitOnCreate(t *testing.T) {
 	if err := <-created; err != nil {
 		t.Fatalf("blocked Create: %v", err)
 	}
+}
+
+// TestCreateWhoseCallerWentAway: containerd dies (its connection closes,
+// the request's context is cancelled) while the backend creates the task.
+// The backend's answer is still awaited, and the task it created is
+// deleted: containerd never heard of it, and after its restart it would
+// find no one to delete it. The pod's first Create leaves nothing behind.
+func TestCreateWhoseCallerWentAway(t *testing.T) {
+	p := newTestPod(t, 0)
+	block, entered := make(chan struct{}), make(chan struct{})
+	p.backend.mu.Lock()
+	p.backend.block, p.backend.entered = block, entered
+	p.backend.mu.Unlock()
+	ctx, cancel := context.WithCancel(p.ctx)
+	created := make(chan error, 1)
+	go func() {
+		_, err := p.svc.Create(ctx, &taskv3.CreateTaskRequest{ID: "c1", Bundle: p.bundle("c1", oci.WithProcessArgs("/bin/true")),
+			Rootfs: []*types.Mount{{Type: "ext4", Source: p.rootfs, Options: []string{"loop", "rw"}}}})
+		created <- err
+	}()
+	<-entered
+	cancel()
+	select {
+	case err := <-created:
+		t.Fatalf("Create returned (%v) while the backend was still creating the task", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(block)
+	if err := <-created; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Create error = %v, want the caller's cancellation", err)
+	}
+	if left := p.backend.tasks(); len(left) != 0 {
+		t.Errorf("backend still holds tasks %q after a Create nobody received", left)
+	}
+	want := []string{"start ", "Create c1", "Delete c1", "Shutdown c1"}
+	if got := p.backend.callList(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("backend calls = %q, want %q", got, want)
+	}
+	if _, _, err := p.svc.get("c1"); !errdefs.IsNotFound(err) {
+		t.Errorf("the shim still serves c1: %v", err)
+	}
+	assertNoMountsUnder(t, p.dir)
 }
 
 // writeStatsNow runs the stats writer once; it must not need any lock a

@@ -47,16 +47,23 @@ func (t *taskClient) State(ctx context.Context, r *taskv3.StateRequest) (*taskv3
 	return call[taskv3.StateResponse](ctx, t, "State", r)
 }
 
+// Create, Start, Exec and Delete change what the backend holds. ttrpc does
+// not carry a cancellation to the server: once sent, the backend carries the
+// call out whatever our caller does. So their answer is always awaited
+// (context.WithoutCancel); otherwise a caller that goes away (containerd
+// restarting) would make this shim forget a task the backend then creates,
+// which nobody would ever delete.
+
 func (t *taskClient) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (*taskv3.CreateTaskResponse, error) {
-	return call[taskv3.CreateTaskResponse](ctx, t, "Create", r)
+	return call[taskv3.CreateTaskResponse](context.WithoutCancel(ctx), t, "Create", r)
 }
 
 func (t *taskClient) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.StartResponse, error) {
-	return call[taskv3.StartResponse](ctx, t, "Start", r)
+	return call[taskv3.StartResponse](context.WithoutCancel(ctx), t, "Start", r)
 }
 
 func (t *taskClient) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*taskv3.DeleteResponse, error) {
-	return call[taskv3.DeleteResponse](ctx, t, "Delete", r)
+	return call[taskv3.DeleteResponse](context.WithoutCancel(ctx), t, "Delete", r)
 }
 
 func (t *taskClient) Pids(ctx context.Context, r *taskv3.PidsRequest) (*taskv3.PidsResponse, error) {
@@ -80,7 +87,7 @@ func (t *taskClient) Kill(ctx context.Context, r *taskv3.KillRequest) (*emptypb.
 }
 
 func (t *taskClient) Exec(ctx context.Context, r *taskv3.ExecProcessRequest) (*emptypb.Empty, error) {
-	return call[emptypb.Empty](ctx, t, "Exec", r)
+	return call[emptypb.Empty](context.WithoutCancel(ctx), t, "Exec", r)
 }
 
 func (t *taskClient) ResizePty(ctx context.Context, r *taskv3.ResizePtyRequest) (*emptypb.Empty, error) {
