@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/cci-shim/cci-shim/iothrottle"
 	"github.com/cci-shim/cci-shim/sandbox"
@@ -313,6 +314,12 @@ func (s *service) interposeStdio(ctx context.Context, c *container, r *taskv3.Cr
 // that a failed later step deletes it again.
 func (s *service) createTask(ctx context.Context, b *backendShim, c *container, r *taskv3.CreateTaskRequest, rootfs []*types.Mount, pio *processIO) (*taskv3.CreateTaskResponse, error) {
 	deleteTask := func(ctx context.Context) error {
+		// Killed first, as containerd's WithProcessKill does: runc's shim
+		// deletes a created task only once its stdio has drained, which
+		// the init holds open until it dies (10 s otherwise).
+		if _, err := b.task.Kill(ctx, &taskv3.KillRequest{ID: c.id, Signal: uint32(unix.SIGKILL), All: true}); err != nil && !errdefs.IsNotFound(err) {
+			log.G(ctx).WithError(err).Warn("killing the task of a failed create")
+		}
 		_, err := b.task.Delete(ctx, &taskv3.DeleteRequest{ID: c.id})
 		return taskGone(err)
 	}

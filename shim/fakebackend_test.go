@@ -140,6 +140,12 @@ func (f *fakeBackend) State(ctx context.Context, r *taskv3.StateRequest) (*taskv
 
 func (f *fakeBackend) Kill(ctx context.Context, r *taskv3.KillRequest) (*emptypb.Empty, error) {
 	f.record("Kill", r.ID)
+	f.mu.Lock()
+	_, ok := f.exits[r.ID]
+	f.mu.Unlock()
+	if !ok {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("task %s: %w", r.ID, errdefs.ErrNotFound))
+	}
 	return &emptypb.Empty{}, nil
 }
 

@@ -63,7 +63,7 @@ func TestCreateFailureUndoesNewestFirst(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "backend refuses") {
 		t.Fatalf("Create error = %v, want the backend's", err)
 	}
-	want := []string{"start ", "Create c1", "Delete c1", "Shutdown c1"}
+	want := []string{"start ", "Create c1", "Kill c1", "Delete c1", "Shutdown c1"}
 	if got := p.backend.callList(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("backend calls = %q, want %q (task deleted before the backend stops)", got, want)
 	}
@@ -86,7 +86,7 @@ func TestCreateFailureUndoesNewestFirst(t *testing.T) {
 }
 
 // TestRPCsDoNotWaitOnCreate: while a Create waits in the backend, the
-// other RPCs of an existing container are answered.
+// other RPCs of an existing container are answered, Shutdown included.
 func TestRPCsDoNotWaitOnCreate(t *testing.T) {
 	p := newTestPod(t, 0)
 	if _, err := p.create("c1", "", oci.WithProcessArgs("/bin/true")); err != nil {
@@ -103,7 +103,7 @@ func TestRPCsDoNotWaitOnCreate(t *testing.T) {
 	}()
 	<-entered
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 5)
 	for _, call := range []func(context.Context) error{
 		func(ctx context.Context) error {
 			_, err := p.svc.State(ctx, &taskv3.StateRequest{ID: "c1"})
@@ -118,6 +118,10 @@ func TestRPCsDoNotWaitOnCreate(t *testing.T) {
 			return err
 		},
 		func(ctx context.Context) error { _, err := p.svc.Pids(ctx, &taskv3.PidsRequest{ID: "c1"}); return err },
+		func(ctx context.Context) error {
+			_, err := p.svc.Shutdown(ctx, &taskv3.ShutdownRequest{ID: "c1"})
+			return err
+		},
 	} {
 		wg.Add(1)
 		go func() {
@@ -127,7 +131,10 @@ func TestRPCsDoNotWaitOnCreate(t *testing.T) {
 			errs <- call(ctx)
 		}()
 	}
-	wg.Wait()
+	if !waitTimeout(&wg, 5*time.Second) {
+		close(block)
+		t.Fatal("an RPC waited for the blocked Create")
+	}
 	close(errs)
 	for err := range errs {
 		if err != nil {
@@ -173,7 +180,7 @@ func TestCreateWhoseCallerWentAway(t *testing.T) {
 	if left := p.backend.tasks(); len(left) != 0 {
 		t.Errorf("backend still holds tasks %q after a Create nobody received", left)
 	}
-	want := []string{"start ", "Create c1", "Delete c1", "Shutdown c1"}
+	want := []string{"start ", "Create c1", "Kill c1", "Delete c1", "Shutdown c1"}
 	if got := p.backend.callList(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("backend calls = %q, want %q", got, want)
 	}
