@@ -123,14 +123,15 @@ func (b *Bench) Stdout(ctx context.Context, o StdoutOptions) (*StdoutResult, err
 	defer b.SetThrottle(Defaults())
 	res := &StdoutResult{MB: o.MB, Repeat: o.Repeat}
 	data := filepath.Join(b.Env.Dir, "bench-data")
-	if err := writeRandom(data, int64(o.MB)*1_000_000); err != nil {
+	sum, err := writeRandom(data, int64(o.MB)*1_000_000)
+	if err != nil {
 		return nil, err
 	}
 	if err := b.Env.ImportFilesImage(dataImage, map[string]string{"/data": data}); err != nil {
 		return nil, fmt.Errorf("building the data image: %w", err)
 	}
 	size := int64(o.MB) * 1_000_000
-	once := wantData{n: size, sum: randomSHA256(size, 1)} // the data, cat once
+	once := wantData{n: size, sum: sum} // the data, cat once
 	if o.Reps > 0 {
 		if err := b.SetThrottle(Off); err != nil {
 			return nil, err
@@ -255,20 +256,21 @@ type wantData struct {
 }
 
 // writeRandom writes n pseudo-random (incompressible, reproducible) bytes
-// to path.
-func writeRandom(path string, n int64) error {
+// to path and returns their sha256 (hex).
+func writeRandom(path string, n int64) (sum string, _ error) {
 	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("creating data file: %w", err)
+		return "", fmt.Errorf("creating data file: %w", err)
 	}
 	defer f.Close()
-	if err := generate(n, func(p []byte) error { _, err := f.Write(p); return err }); err != nil {
-		return fmt.Errorf("writing data file: %w", err)
+	h := sha256.New()
+	if err := generate(n, func(p []byte) error { h.Write(p); _, err := f.Write(p); return err }); err != nil {
+		return "", fmt.Errorf("writing data file: %w", err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing data file: %w", err)
+		return "", fmt.Errorf("writing data file: %w", err)
 	}
-	return nil
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // randomSHA256 is the sha256 (hex) of writeRandom's n bytes, repeat times.
