@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -110,12 +111,25 @@ type DensitySeries struct {
 	// Teardowns, one per round).
 	Teardown  float64   `json:"teardownSeconds"`
 	Teardowns []float64 `json:"teardownsSeconds,omitempty"`
+	// StartCPU is the machine's busy CPU time (all processes: containerd,
+	// shims, runc, the workloads; from /proc/stat) from the first
+	// RunPodSandbox to the last StartContainer, per pod, in CPU seconds;
+	// the median of StartCPUs, one per round. With the CPUs saturated it
+	// is what the wall is made of, with less noise.
+	StartCPU  float64   `json:"startCPUSecondsPerPod,omitempty"`
+	StartCPUs []float64 `json:"startCPUsSecondsPerPod,omitempty"`
+	// MountsPerPod is how many mounts the N running pods added to the
+	// host's mount table, per pod (the first round's): every runc,
+	// containerd and shim action that reads /proc/self/mountinfo pays for
+	// all of them.
+	MountsPerPod float64 `json:"hostMountsPerPod"`
 }
 
 // addRound folds round r, a later run of the same series, into s.
 func (s *DensitySeries) addRound(r *DensitySeries) {
 	s.Walls = append(s.Walls, r.Wall)
 	s.Teardowns = append(s.Teardowns, r.Teardown)
+	s.StartCPUs = append(s.StartCPUs, r.StartCPU)
 	s.PerPod = append(s.PerPod, r.PerPod...)
 	if s.Calls == nil {
 		s.Calls = map[string][]float64{}
@@ -123,7 +137,7 @@ func (s *DensitySeries) addRound(r *DensitySeries) {
 	for _, c := range criCalls {
 		s.Calls[c] = append(s.Calls[c], r.Calls[c]...)
 	}
-	s.Wall, s.Teardown = Median(s.Walls), Median(s.Teardowns)
+	s.Wall, s.Teardown, s.StartCPU = Median(s.Walls), Median(s.Teardowns), Median(s.StartCPUs)
 	s.P50, s.P99 = Percentile(s.PerPod, 50), Percentile(s.PerPod, 99)
 }
 
@@ -209,7 +223,7 @@ func (b *Bench) Density(ctx context.Context, o DensityOptions) (*DensityResult, 
 				if i, ok := first[sp.name]; ok {
 					res.Series[i].addRound(s)
 				} else {
-					s.Walls, s.Teardowns = []float64{s.Wall}, []float64{s.Teardown}
+					s.Walls, s.Teardowns, s.StartCPUs = []float64{s.Wall}, []float64{s.Teardown}, []float64{s.StartCPU}
 					first[sp.name] = len(res.Series)
 					res.Series = append(res.Series, *s)
 				}
@@ -272,6 +286,8 @@ func (b *Bench) densitySeries(ctx context.Context, name, handler string, seccomp
 		running int
 		next    = make(chan int)
 	)
+	mounts0 := hostMounts()
+	busy0, _, cpuOK := machineCPU()
 	began := time.Now()
 	prog := b.progress("density")
 	for range o.Parallel {
@@ -303,6 +319,9 @@ func (b *Bench) densitySeries(ctx context.Context, name, handler string, seccomp
 	close(next)
 	wg.Wait()
 	s.Wall = time.Since(began).Seconds()
+	if busy1, _, ok := machineCPU(); ok && cpuOK && o.Pods > 0 {
+		s.StartCPU = float64(busy1-busy0) / clockTicks / float64(o.Pods)
+	}
 	prog.done("%s: %d/%d pods running in %.2f s", name, running, o.Pods, s.Wall)
 	if err := ctx.Err(); err != nil {
 		return s, err
@@ -321,6 +340,9 @@ func (b *Bench) densitySeries(ctx context.Context, name, handler string, seccomp
 
 	if err := sleepCtx(ctx, o.Settle); err != nil {
 		return s, err
+	}
+	if o.Pods > 0 {
+		s.MountsPerPod = float64(hostMounts()-mounts0) / float64(o.Pods)
 	}
 	shims := append(b.Env.ShimPIDs(e2eenv.CCIShimBinary), b.Env.ShimPIDs(e2eenv.RuncShimBinary)...)
 	procs := podProcs(shims)
@@ -342,6 +364,16 @@ func (b *Bench) densitySeries(ctx context.Context, name, handler string, seccomp
 	b.logf("density: %s: p50 %.3f s, p99 %.3f s, PSS per pod (host processes we add) %.1f MiB",
 		name, s.P50, s.P99, s.PSSPerPod("", o.Pods)/(1<<20))
 	return s, nil
+}
+
+// hostMounts counts the mounts of this process's mount namespace (the
+// host's): the lines of /proc/self/mountinfo.
+func hostMounts() int {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return 0
+	}
+	return bytes.Count(b, []byte{'\n'})
 }
 
 // workloadCommand is the container's command for a workload.

@@ -212,11 +212,12 @@ func TestDensityRounds(t *testing.T) {
 	calls := func(create ...float64) map[string][]float64 {
 		return map[string][]float64{"RunPodSandbox": make([]float64, len(create)), "CreateContainer": create, "StartContainer": make([]float64, len(create))}
 	}
-	s := DensitySeries{Name: DensityCCI, Wall: 4, Walls: []float64{4}, Teardown: 3, Teardowns: []float64{3}, PerPod: []float64{1, 2}, Calls: calls(1, 2)}
-	s.addRound(&DensitySeries{Wall: 2, Teardown: 1, PerPod: []float64{3}, Calls: calls(3)})
-	s.addRound(&DensitySeries{Wall: 3, Teardown: 5, PerPod: []float64{4, 5}, Calls: calls(4, 5)})
-	if s.Wall != 3 || s.Teardown != 3 || len(s.PerPod) != 5 || s.P50 != 3 || s.P99 != Percentile([]float64{1, 2, 3, 4, 5}, 99) {
-		t.Errorf("after 3 rounds: wall %v teardown %v per pod %v p50 %v p99 %v", s.Wall, s.Teardown, s.PerPod, s.P50, s.P99)
+	s := DensitySeries{Name: DensityCCI, Wall: 4, Walls: []float64{4}, Teardown: 3, Teardowns: []float64{3}, PerPod: []float64{1, 2}, Calls: calls(1, 2),
+		StartCPU: 0.5, StartCPUs: []float64{0.5}}
+	s.addRound(&DensitySeries{Wall: 2, Teardown: 1, PerPod: []float64{3}, Calls: calls(3), StartCPU: 0.25})
+	s.addRound(&DensitySeries{Wall: 3, Teardown: 5, PerPod: []float64{4, 5}, Calls: calls(4, 5), StartCPU: 0.75})
+	if s.Wall != 3 || s.Teardown != 3 || s.StartCPU != 0.5 || len(s.PerPod) != 5 || s.P50 != 3 || s.P99 != Percentile([]float64{1, 2, 3, 4, 5}, 99) {
+		t.Errorf("after 3 rounds: wall %v teardown %v start CPU %v per pod %v p50 %v p99 %v", s.Wall, s.Teardown, s.StartCPU, s.PerPod, s.P50, s.P99)
 	}
 	r := &Results{Command: "density", Density: &DensityResult{Pods: 2, Parallel: 2, Workload: WorkloadIdle, Rounds: 3, Series: []DensitySeries{s}}}
 	var txt strings.Builder

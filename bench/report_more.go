@@ -111,11 +111,11 @@ func (r *Results) moreTables() []table {
 			title += fmt.Sprintf(", %d rounds interleaved (medians)", d.Rounds)
 		}
 		t := table{title: title,
-			header: []string{"series", "all running", "vs runc", "per pod p50", "p99", "host PSS/pod we add", "cci shim", "runc shim", "runsc", "workload", "CPU/pod (shims+sandbox)", "teardown"}}
+			header: []string{"series", "all running", "vs runc", "per pod p50", "p99", "host PSS/pod we add", "cci shim", "runc shim", "runsc", "workload", "CPU/pod (shims+sandbox)", "host CPU to start/pod", "host mounts/pod", "teardown"}}
 		runc := d.series(DensityRunc)
 		for _, s := range d.Series {
 			if s.Skipped != "" {
-				t.rows = append(t.rows, []string{s.Name, "skipped", "", "", "", "", "", "", "", "", "", ""})
+				t.rows = append(t.rows, []string{s.Name, "skipped", "", "", "", "", "", "", "", "", "", "", "", ""})
 				t.notes = append(t.notes, fmt.Sprintf("%s: skipped: %s", s.Name, s.Skipped))
 				continue
 			}
@@ -137,7 +137,7 @@ func (r *Results) moreTables() []table {
 				}
 			}
 			t.rows = append(t.rows, []string{s.Name, fmtSec(s.Wall), ratio, fmtSec(s.P50), fmtSec(s.P99), mib(""), mib(KindCCIShim), mib(KindRuncShim),
-				mib(KindSandbox), mib(KindWorkload), fmt.Sprintf("%.2f%% of a core", cpu*100), fmtSec(s.Teardown)})
+				mib(KindSandbox), mib(KindWorkload), fmt.Sprintf("%.2f%% of a core", cpu*100), fmtSec(s.StartCPU), fmt.Sprintf("%.1f", s.MountsPerPod), fmtSec(s.Teardown)})
 			if len(s.Walls) > 1 {
 				walls := make([]string, len(s.Walls))
 				for i, w := range s.Walls {
@@ -155,7 +155,9 @@ func (r *Results) moreTables() []table {
 		}
 		t.notes = append(t.notes, "all running: first RunPodSandbox to the last StartContainer returning. Per pod: RunPodSandbox + CreateContainer + StartContainer. "+
 			"PSS (smaps_rollup) of the pod's host processes after the pods settled, summed and divided by the pod count; "+
-			"'we add' is everything but the workload (pause and the container's command); the runc handler's figure is its one shim per pod.")
+			"'we add' is everything but the workload (pause and the container's command); the runc handler's figure is its one shim per pod. "+
+			"Host CPU to start: the machine's busy CPU time (/proc/stat, every process) over 'all running', divided by the pod count. "+
+			"Host mounts: the mounts the running pods added to the host's mount table, per pod.")
 		if d.Rounds > 1 {
 			t.notes = append(t.notes, "Memory and CPU are the first round's; per pod p50/p99 are over every round's pods.")
 		}
