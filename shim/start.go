@@ -9,6 +9,7 @@ import (
 
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -65,9 +66,27 @@ func (s *service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.St
 	}
 	if r.ExecID == "" {
 		c.pid.Store(resp.Pid)
+		s.releasePins(ctx, r.ID)
 		s.startPodMetricsRelay(ctx, c, t) // R27, shim/podmetrics.go
 	}
 	return resp, nil
+}
+
+// releasePins detaches a started container's pinned bind sources
+// (pinSources). The backend has mounted them into the container by then
+// (runc in its create, runsc's gofer and Kata's shared directory when the
+// container is created or started), and the container's mounts are its
+// own: they keep what was checked. Left in place, each pin would stay in
+// the host's mount table for the container's life, and every runc,
+// containerd and shim action that reads /proc/self/mountinfo pays for
+// every pin of every pod on the node. A failure is logged: the container
+// runs, and its Delete releases the pins again.
+func (s *service) releasePins(ctx context.Context, id string) {
+	dir := filepath.Join(s.pinDir(), id)
+	err := s.owner.release(ctx, func(r resource) bool { return r.Kind == resMounts && r.Container == id && r.Path == dir })
+	if err != nil {
+		log.G(ctx).WithError(err).WithField(fieldID, id).Warn("releasing the started container's pinned bind sources")
+	}
 }
 
 // Exec checks the exec process against its container (R24: nothing it asks

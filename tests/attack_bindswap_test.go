@@ -65,10 +65,19 @@ func TestAttackBindSwap(t *testing.T) {
 		if err := json.Unmarshal(b, &s); err != nil {
 			t.Fatal(err)
 		}
+		pins := filepath.Join(env.StateDir, e2eenv.CRINamespace, p.id, "pins", rid)
 		for _, m := range s.Mounts {
-			if m.Destination == "/sub" && !strings.HasPrefix(m.Source, filepath.Join(env.StateDir, e2eenv.CRINamespace, p.id, "pins", rid)+"/") {
+			if m.Destination == "/sub" && !strings.HasPrefix(m.Source, pins+"/") {
 				t.Errorf("the backend mounts %s from %s, not from the pod's pins", m.Destination, m.Source)
 			}
+		}
+		// Once the container runs its pins have left the host's mount
+		// table: the container's own mounts keep what was checked.
+		if mi, err := os.ReadFile("/proc/self/mountinfo"); err != nil || strings.Contains(string(mi), " "+pins) {
+			t.Errorf("the started container's pins are still mounted on the host (%v)", err)
+		}
+		if _, err := os.Stat(pins); !os.IsNotExist(err) {
+			t.Errorf("the started container's pin dir %s is left: %v", pins, err)
 		}
 	})
 

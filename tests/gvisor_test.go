@@ -72,6 +72,17 @@ func TestGVisorCRIPod(t *testing.T) {
 			t.Errorf("the sandbox's cgroup %s limits %d devices, want 3 (pause, app, sidecar):\n%s", cg, n, limits)
 		}
 	}
+	// The files CRI binds into each container (/etc/hosts) are served from
+	// the containers' own mounts: the shim's pins of them have left the
+	// host's mount table once the containers started.
+	for _, id := range []string{app, side} {
+		if out := p.exec(ctx, t, id, "cat /etc/hosts"); !strings.Contains(out, "localhost") {
+			t.Errorf("container %s reads /etc/hosts as %q", id, out)
+		}
+	}
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), " "+filepath.Join(env.StateDir, e2eenv.CRINamespace, p.id, "pins")) {
+		t.Error("the started containers' pins are still mounted on the host")
+	}
 	// Both containers share the sandbox's kernel: a file in the pod's
 	// /dev/shm written by one is read by the other.
 	p.exec(ctx, t, app, "echo shared > /dev/shm/x")
