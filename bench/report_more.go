@@ -115,7 +115,9 @@ func (r *Results) moreTables() []table {
 		runc := d.series(DensityRunc)
 		for _, s := range d.Series {
 			if s.Skipped != "" {
-				t.rows = append(t.rows, []string{s.Name, "skipped", "", "", "", "", "", "", "", "", "", "", "", ""})
+				row := make([]string, len(t.header))
+				row[0], row[1] = s.Name, "skipped"
+				t.rows = append(t.rows, row)
 				t.notes = append(t.notes, fmt.Sprintf("%s: skipped: %s", s.Name, s.Skipped))
 				continue
 			}
