@@ -258,7 +258,7 @@ func (s *service) pinSources(ctx context.Context, id string, plan *sandbox.Plan)
 		return nil
 	}
 	var mounted []string
-	dir := filepath.Join(s.pinDir(), id)
+	dir := s.containerPinDir(id)
 	unpin := func(context.Context) error { return errors.Join(sandbox.UnpinSources(mounted), unmountAll(dir)) }
 	if err := s.owner.add(resource{Kind: resMounts, Container: id, Path: dir}, unpin); err != nil {
 		return err

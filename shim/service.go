@@ -309,3 +309,6 @@ func (s *service) backendDir() string         { return filepath.Join(s.podDir, "
 // pinDir holds the mount points of the pod's pinned bind sources: on the
 // state tmpfs, like the bundles' rootfs mounts.
 func (s *service) pinDir() string { return filepath.Join(s.podDir, "pins") }
+
+// containerPinDir holds a container's pins: the path of their owner record.
+func (s *service) containerPinDir(id string) string { return filepath.Join(s.pinDir(), id) }

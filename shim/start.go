@@ -82,7 +82,7 @@ func (s *service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.St
 // every pin of every pod on the node. A failure is logged: the container
 // runs, and its Delete releases the pins again.
 func (s *service) releasePins(ctx context.Context, id string) {
-	dir := filepath.Join(s.pinDir(), id)
+	dir := s.containerPinDir(id)
 	err := s.owner.release(ctx, func(r resource) bool { return r.Kind == resMounts && r.Container == id && r.Path == dir })
 	if err != nil {
 		log.G(ctx).WithError(err).WithField(fieldID, id).Warn("releasing the started container's pinned bind sources")
