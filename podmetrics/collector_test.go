@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cci-shim/cci-shim/iothrottle"
@@ -52,9 +53,11 @@ func fullSnapshot() Snapshot {
 
 func TestCollectorExposition(t *testing.T) {
 	src := &fakeSource{s: fullSnapshot()}
-	reg := NewRegistry(src, nil)
+	// Gatherers checks what a registry would: names, types, sorted and
+	// unique label sets.
+	reg := prometheus.Gatherers{NewCollector(src, nil)}
 	if src.calls != 0 {
-		t.Fatalf("registering read the source %d times; it must read only on scrape", src.calls)
+		t.Fatalf("creating the collector read the source %d times; it must read only on scrape", src.calls)
 	}
 	want := `
 # HELP container_cpu_usage_seconds_total Cumulative CPU time consumed in seconds.
@@ -140,7 +143,7 @@ cci_pod_metrics_scrape_error{namespace="team-a",pod="web"} 0
 
 // The linter promtool runs (client_golang's promlint) finds nothing.
 func TestCollectorLint(t *testing.T) {
-	problems, err := testutil.CollectAndLint(NewCollector(&fakeSource{s: fullSnapshot()}, nil))
+	problems, err := testutil.GatherAndLint(NewCollector(&fakeSource{s: fullSnapshot()}, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +157,7 @@ func TestCollectorPartial(t *testing.T) {
 	s := fullSnapshot()
 	s.Containers = s.Containers[:1]
 	s.Containers[0].Memory = nil
-	reg := NewRegistry(&fakeSource{s: s, err: errors.New("statfs failed")}, nil)
+	reg := prometheus.Gatherers{NewCollector(&fakeSource{s: s, err: errors.New("statfs failed")}, nil)}
 	want := `
 # HELP cci_pod_metrics_scrape_error 1 when part of this scrape's figures could not be read (see the shim's log).
 # TYPE cci_pod_metrics_scrape_error gauge
@@ -164,6 +167,41 @@ cci_pod_metrics_scrape_error{namespace="team-a",pod="web"} 1
 container_cpu_usage_seconds_total{container="app",namespace="team-a",pod="web"} 3.5
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "cci_pod_metrics_scrape_error", "container_cpu_usage_seconds_total", "container_memory_usage_bytes"); err != nil {
+		t.Error(err)
+	}
+}
+
+// A name that is not UTF-8 (ctr's standalone containers take any id
+// containerd accepts) is still a valid exposition.
+func TestCollectorInvalidUTF8(t *testing.T) {
+	s := fullSnapshot()
+	s.Pod = "web\xff"
+	reg := prometheus.Gatherers{NewCollector(&fakeSource{s: s}, nil)}
+	want := `
+# HELP cci_pod_metrics_scrape_error 1 when part of this scrape's figures could not be read (see the shim's log).
+# TYPE cci_pod_metrics_scrape_error gauge
+cci_pod_metrics_scrape_error{namespace="team-a",pod="web�"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "cci_pod_metrics_scrape_error"); err != nil {
+		t.Error(err)
+	}
+}
+
+// Two containers of one name (a restarted one not yet removed) give one
+// series each, the first's: Prometheus refuses a scrape's duplicates.
+func TestCollectorDuplicateNames(t *testing.T) {
+	s := fullSnapshot()
+	again := s.Containers[0]
+	again.CPU = &CPUStats{UsageSeconds: 99}
+	s.Containers = append(s.Containers, again)
+	reg := prometheus.Gatherers{NewCollector(&fakeSource{s: s}, nil)}
+	want := `
+# HELP container_cpu_usage_seconds_total Cumulative CPU time consumed in seconds.
+# TYPE container_cpu_usage_seconds_total counter
+container_cpu_usage_seconds_total{container="POD",namespace="team-a",pod="web"} 0.01
+container_cpu_usage_seconds_total{container="app",namespace="team-a",pod="web"} 3.5
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "container_cpu_usage_seconds_total"); err != nil {
 		t.Error(err)
 	}
 }

@@ -13,8 +13,10 @@
 //     backend's Stats, the interface counters of the pod's network namespace,
 //     statfs of each rootfs, plus the throttle and log-collection counters the
 //     shim holds in memory) and turns them into
-//     Prometheus metrics (Collector, a prometheus.Collector with its own
-//     registry per pod: nothing is computed unless somebody scrapes);
+//     Prometheus metric families (Collector, one per pod: nothing is
+//     computed unless somebody scrapes; written with prometheus/common's
+//     encoder, without the client library's registry, whose initialisation
+//     every shim process would pay);
 //   - serves them (NewHandler: /metrics only, a bounded number of
 //     connections and scrapes per second, because the callers are tenants),
 //     from a listening socket created inside the pod's network namespace

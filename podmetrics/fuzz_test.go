@@ -15,7 +15,7 @@ func FuzzRelayRespond(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.0\r\n\r\n"))
 	f.Add([]byte("POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\n"))
 	f.Add([]byte("\x00\xff garbage\r\n\r\n"))
-	h := NewHandler(NewRegistry(&fakeSource{s: fullSnapshot()}, nil), nil)
+	h := NewHandler(NewCollector(&fakeSource{s: fullSnapshot()}, nil), nil)
 	f.Fuzz(func(t *testing.T, head []byte) {
 		out := respond(head, h)
 		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(out)), nil)

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 
-	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -131,22 +132,54 @@ func (ns *NetNS) NetDev() ([]InterfaceStats, error) {
 
 // readNetDev reads <procDir>/net/dev, leaving out loopback as cAdvisor does.
 func readNetDev(procDir string) ([]InterfaceStats, error) {
-	fs, err := procfs.NewFS(procDir)
-	if err != nil {
-		return nil, err
-	}
-	nd, err := fs.NetDev()
+	b, err := os.ReadFile(filepath.Join(procDir, "net", "dev"))
 	if err != nil {
 		return nil, fmt.Errorf("reading interface counters: %w", err)
 	}
-	out := make([]InterfaceStats, 0, len(nd))
-	for name, l := range nd {
+	out, err := parseNetDev(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("reading interface counters: %s: %w", filepath.Join(procDir, "net", "dev"), err)
+	}
+	return out, nil
+}
+
+// netDevFields is the number of counters on a net/dev line: eight received
+// (bytes packets errs drop fifo frame compressed multicast), eight sent
+// (bytes packets errs drop fifo colls carrier compressed).
+const netDevFields = 16
+
+// parseNetDev parses the kernel's net/dev table: two header lines, then one
+// "name: counters" line per interface (a device name never holds a colon).
+// Parsed here rather than with prometheus/procfs, whose package
+// initialisation compiles two dozen regular expressions in every shim
+// process, on every pod's start, for a table this simple.
+func parseNetDev(table string) ([]InterfaceStats, error) {
+	lines := strings.Split(strings.TrimRight(table, "\n"), "\n")
+	if len(lines) < 2 || !strings.Contains(lines[0], "|") || !strings.Contains(lines[1], "|") {
+		return nil, fmt.Errorf("not the kernel's net/dev table: it starts with %.80q", lines[0])
+	}
+	out := make([]InterfaceStats, 0, len(lines)-2)
+	for _, line := range lines[2:] {
+		name, rest, ok := strings.Cut(line, ":")
+		name = strings.TrimSpace(name)
+		f := strings.Fields(rest)
+		if !ok || name == "" || len(f) != netDevFields {
+			return nil, fmt.Errorf("line %.120q: want an interface name, a colon and %d counters", line, netDevFields)
+		}
+		var v [netDevFields]uint64
+		for i, s := range f {
+			n, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("interface %.40q: counter %d: %w", name, i+1, err)
+			}
+			v[i] = n
+		}
 		if name == "lo" {
 			continue
 		}
 		out = append(out, InterfaceStats{
-			Name: name, RxBytes: l.RxBytes, RxPackets: l.RxPackets, RxErrors: l.RxErrors, RxDropped: l.RxDropped,
-			TxBytes: l.TxBytes, TxPackets: l.TxPackets, TxErrors: l.TxErrors, TxDropped: l.TxDropped,
+			Name: name, RxBytes: v[0], RxPackets: v[1], RxErrors: v[2], RxDropped: v[3],
+			TxBytes: v[8], TxPackets: v[9], TxErrors: v[10], TxDropped: v[11],
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -71,7 +71,7 @@ func TestNetNSListen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := Serve(ln, NewHandler(NewRegistry(&fakeSource{s: fullSnapshot()}, nil), nil), nil)
+	srv := Serve(ln, NewHandler(NewCollector(&fakeSource{s: fullSnapshot()}, nil), nil), nil)
 	defer srv.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
 

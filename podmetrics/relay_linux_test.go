@@ -82,7 +82,7 @@ func startRelay(t *testing.T, h http.Handler) (addr string, stdin io.Closer, cmd
 // them, and scrapes through it as a caller in the pod network would.
 func TestRelay(t *testing.T) {
 	src := &fakeSource{s: fullSnapshot()}
-	addr, stdin, cmd := startRelay(t, NewHandler(NewRegistry(src, nil), nil))
+	addr, stdin, cmd := startRelay(t, NewHandler(NewCollector(src, nil), nil))
 
 	resp, body := relayGet(t, addr, "/metrics", nil)
 	if resp.StatusCode != 200 || !strings.Contains(body, `container_cpu_usage_seconds_total{container="app",namespace="team-a",pod="web"} 3.5`) {
@@ -154,7 +154,7 @@ func TestRelay(t *testing.T) {
 
 // TestRelayMemory measures the relay after scrapes.
 func TestRelayMemory(t *testing.T) {
-	addr, _, cmd := startRelay(t, NewHandler(NewRegistry(&fakeSource{s: fullSnapshot()}, nil), nil))
+	addr, _, cmd := startRelay(t, NewHandler(NewCollector(&fakeSource{s: fullSnapshot()}, nil), nil))
 	for i := 0; i < 20; i++ {
 		if resp, body := relayGet(t, addr, "/metrics", nil); resp.StatusCode == 200 && !strings.Contains(body, "container_memory_working_set_bytes") {
 			t.Fatalf("scrape %d: %s", i, body)

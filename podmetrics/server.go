@@ -1,15 +1,18 @@
 package podmetrics
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
 	"golang.org/x/net/netutil"
 	"golang.org/x/time/rate"
 )
@@ -27,18 +30,52 @@ const (
 	idleTimeout      = 30 * time.Second
 )
 
-// NewHandler serves reg's metrics at Path, and nothing else. Scrapes beyond
-// scrapesPerSecond are refused with 429, beyond maxInFlight at once with 503.
-func NewHandler(reg *prometheus.Registry, log *slog.Logger) http.Handler {
+// NewHandler serves c's metrics at Path, and nothing else, in the
+// exposition format the scraper asks for (Accept; text by default). Scrapes
+// beyond scrapesPerSecond are refused with 429, beyond maxInFlight at once
+// with 503, and one that takes longer than scrapeTimeout and a second ends
+// with 503.
+func NewHandler(c *Collector, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog:            slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: maxInFlight,
-		Timeout:             scrapeTimeout + time.Second,
-	})
+	inFlight := make(chan struct{}, maxInFlight)
+	metrics := http.TimeoutHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case inFlight <- struct{}{}:
+			defer func() { <-inFlight }()
+		default:
+			http.Error(w, "too many scrapes at once", http.StatusServiceUnavailable)
+			return
+		}
+		format := expfmt.Negotiate(r.Header)
+		var body bytes.Buffer
+		enc := expfmt.NewEncoder(&body, format)
+		for _, mf := range c.gather(r.Context()) {
+			if err := enc.Encode(mf); err != nil {
+				log.Warn("pod metrics: encoding a scrape", "family", mf.GetName(), "error", err)
+				http.Error(w, "encoding the metrics failed", http.StatusInternalServerError)
+				return
+			}
+		}
+		if cl, ok := enc.(expfmt.Closer); ok {
+			if err := cl.Close(); err != nil {
+				http.Error(w, "encoding the metrics failed", http.StatusInternalServerError)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", string(format))
+		if !acceptsGzip(r.Header) {
+			w.Write(body.Bytes())
+			return
+		}
+		// Prometheus asks for gzip; the relay's frames are bounded, so the
+		// figures of a pod with many containers still fit compressed.
+		w.Header().Set("Content-Encoding", "gzip")
+		gz := gzip.NewWriter(w)
+		gz.Write(body.Bytes())
+		gz.Close()
+	}), scrapeTimeout+time.Second, "scrape timed out")
 	limiter := rate.NewLimiter(scrapesPerSecond, scrapesPerSecond)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+Path, func(w http.ResponseWriter, r *http.Request) {
@@ -50,6 +87,27 @@ func NewHandler(reg *prometheus.Registry, log *slog.Logger) http.Handler {
 		metrics.ServeHTTP(w, r)
 	})
 	return mux
+}
+
+// acceptsGzip reports whether the request's Accept-Encoding lists gzip
+// without refusing it (q=0).
+func acceptsGzip(h http.Header) bool {
+	for _, v := range h.Values("Accept-Encoding") {
+		for part := range strings.SplitSeq(v, ",") {
+			coding, params, _ := strings.Cut(part, ";")
+			if !strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+				continue
+			}
+			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
+			if q, ok := strings.CutPrefix(q, "q="); ok {
+				if f, err := strconv.ParseFloat(q, 64); err == nil && f == 0 {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // Server serves a pod's endpoint on a listener.

@@ -181,7 +181,7 @@ func (s *service) servePodMetrics(ctx context.Context, p *podMetricsPlan, spec *
 		NetNS:      ns,
 		Pod:        func() podmetrics.Pod { return s.podMetricsView(p) },
 	}
-	srv := podmetrics.Serve(ln, podmetrics.NewHandler(podmetrics.NewRegistry(src, logger), logger), logger)
+	srv := podmetrics.Serve(ln, podmetrics.NewHandler(podmetrics.NewCollector(src, logger), logger), logger)
 	s.shutdown.RegisterCallback(func(context.Context) error {
 		srv.Close()
 		return ns.Close()
@@ -347,7 +347,7 @@ func (s *service) runPodMetricsRelay(ctx context.Context, c *container, t *taskC
 		}
 	}()
 	go func() {
-		err := podmetrics.ServeRelay(files[1], files[0], podmetrics.NewHandler(podmetrics.NewRegistry(src, logger), logger))
+		err := podmetrics.ServeRelay(files[1], files[0], podmetrics.NewHandler(podmetrics.NewCollector(src, logger), logger))
 		logger.Info("in-sandbox relay ended", "error", err)
 		stop()
 	}()

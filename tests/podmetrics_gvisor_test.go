@@ -63,7 +63,7 @@ func TestPodMetricsRelayInGVisor(t *testing.T) {
 	src := staticSource{podmetrics.Snapshot{Namespace: "default", Pod: "gv", Containers: []podmetrics.ContainerStats{
 		{Name: "app", CPU: &podmetrics.CPUStats{UsageSeconds: 1.25}, Memory: &podmetrics.MemoryStats{UsageBytes: 4096, WorkingSetBytes: 4096}},
 	}}}
-	handler := podmetrics.NewHandler(podmetrics.NewRegistry(src, nil), nil)
+	handler := podmetrics.NewHandler(podmetrics.NewCollector(src, nil), nil)
 
 	// run starts a sandbox whose init is `sleep`, like a pod's pause; with
 	// relay, the relay then runs in it as an exec with its stdio joined to
