@@ -118,6 +118,10 @@ type DensitySeries struct {
 	// is what the wall is made of, with less noise.
 	StartCPU  float64   `json:"startCPUSecondsPerPod,omitempty"`
 	StartCPUs []float64 `json:"startCPUsSecondsPerPod,omitempty"`
+	// StartCPUBy splits StartCPU by who spent it (the StartCPU* keys), per
+	// pod, in CPU seconds: the median of StartCPUBys, one per round.
+	StartCPUBy  map[string]float64   `json:"startCPUByPerPod,omitempty"`
+	StartCPUBys []map[string]float64 `json:"startCPUBysPerPod,omitempty"`
 	// MountsPerPod is how many mounts the N running pods added to the
 	// host's mount table, per pod (the first round's): every runc,
 	// containerd and shim action that reads /proc/self/mountinfo pays for
@@ -139,6 +143,86 @@ func (s *DensitySeries) addRound(r *DensitySeries) {
 	}
 	s.Wall, s.Teardown, s.StartCPU = Median(s.Walls), Median(s.Teardowns), Median(s.StartCPUs)
 	s.P50, s.P99 = Percentile(s.PerPod, 50), Percentile(s.PerPod, 99)
+	if r.StartCPUBy != nil {
+		s.StartCPUBys = append(s.StartCPUBys, r.StartCPUBy)
+		s.StartCPUBy = map[string]float64{}
+		for _, k := range StartCPUKeys {
+			var vs []float64
+			for _, by := range s.StartCPUBys {
+				if v, ok := by[k]; ok {
+					vs = append(vs, v)
+				}
+			}
+			if len(vs) > 0 {
+				s.StartCPUBy[k] = Median(vs)
+			}
+		}
+	}
+}
+
+// Who spent a series' CPU to start (DensitySeries.StartCPUBy), from
+// /proc/<pid>/stat: a process's own user+system time, and that of the
+// children it waited for (cutime, cstime), which the kernel adds to the
+// parent when it reaps them.
+const (
+	StartCPUContainerd = "containerd"         // containerd's own
+	StartCPUSpawned    = "shim start, CNI"    // containerd's children: each pod's `shim start` process, the CNI plugins
+	StartCPUShims      = "shims"              // the pods' shim daemons' own (the backend's too, where it runs in process)
+	StartCPURuntime    = "shims' children"    // runc create, start, state (and anything else a shim runs and waits for)
+	StartCPUContainers = "containers to exec" // the pods' container processes so far: runc init up to exec (the seccomp filter), then pause and the command
+	StartCPUSandbox    = "sandbox (runsc)"    // gVisor's processes
+	StartCPUBench      = "ccibench"           // this process: the CRI client
+	StartCPURest       = "rest"               // what is left: the kernel's threads and interrupts, anything else on the machine
+)
+
+// StartCPUKeys lists the StartCPUBy keys in their report order.
+var StartCPUKeys = []string{StartCPUContainerd, StartCPUSpawned, StartCPUShims, StartCPURuntime, StartCPUContainers, StartCPUSandbox, StartCPUBench, StartCPURest}
+
+// cpuSnapshot is what startCPUBy compares against: containerd's and this
+// process's CPU before the series.
+type cpuSnapshot struct {
+	containerd, spawned, bench float64
+}
+
+func takeCPUSnapshot(containerd int) (cpuSnapshot, bool) {
+	self, kids, ok := procCPUSplit(containerd)
+	bench, _ := procCPU(os.Getpid())
+	return cpuSnapshot{containerd: self, spawned: kids, bench: bench}, ok
+}
+
+// startCPUBy splits total (CPU seconds over the start, all processes) by
+// who spent it. The shims and their processes are all this series': the
+// series before were removed.
+func (b *Bench) startCPUBy(before cpuSnapshot, total float64, pods int) map[string]float64 {
+	after, ok := takeCPUSnapshot(b.Env.ContainerdPID())
+	if !ok {
+		return nil
+	}
+	by := map[string]float64{
+		StartCPUContainerd: after.containerd - before.containerd,
+		StartCPUSpawned:    after.spawned - before.spawned,
+		StartCPUBench:      after.bench - before.bench,
+	}
+	shims := append(b.Env.ShimPIDs(e2eenv.CCIShimBinary), b.Env.ShimPIDs(e2eenv.RuncShimBinary)...)
+	for pid, kind := range podProcs(shims) {
+		self, kids, _ := procCPUSplit(pid)
+		switch kind {
+		case KindCCIShim, KindRuncShim:
+			by[StartCPUShims] += self
+			by[StartCPURuntime] += kids
+		case KindSandbox:
+			by[StartCPUSandbox] += self + kids
+		default:
+			by[StartCPUContainers] += self + kids
+		}
+	}
+	rest := total * float64(pods)
+	for k, v := range by {
+		by[k] = v / float64(pods)
+		rest -= v
+	}
+	by[StartCPURest] = rest / float64(pods)
+	return by
 }
 
 // PSSPerPod returns the PSS of the category per pod, in bytes; kind ""
@@ -224,6 +308,9 @@ func (b *Bench) Density(ctx context.Context, o DensityOptions) (*DensityResult, 
 					res.Series[i].addRound(s)
 				} else {
 					s.Walls, s.Teardowns, s.StartCPUs = []float64{s.Wall}, []float64{s.Teardown}, []float64{s.StartCPU}
+					if s.StartCPUBy != nil {
+						s.StartCPUBys = []map[string]float64{s.StartCPUBy}
+					}
 					first[sp.name] = len(res.Series)
 					res.Series = append(res.Series, *s)
 				}
@@ -287,6 +374,7 @@ func (b *Bench) densitySeries(ctx context.Context, name, handler string, seccomp
 		next    = make(chan int)
 	)
 	mounts0 := hostMounts()
+	cpu0, _ := takeCPUSnapshot(b.Env.ContainerdPID())
 	busy0, _, cpuOK := machineCPU()
 	began := time.Now()
 	prog := b.progress("density")
@@ -321,6 +409,7 @@ func (b *Bench) densitySeries(ctx context.Context, name, handler string, seccomp
 	s.Wall = time.Since(began).Seconds()
 	if busy1, _, ok := machineCPU(); ok && cpuOK && o.Pods > 0 {
 		s.StartCPU = float64(busy1-busy0) / clockTicks / float64(o.Pods)
+		s.StartCPUBy = b.startCPUBy(cpu0, s.StartCPU, o.Pods)
 	}
 	prog.done("%s: %d/%d pods running in %.2f s", name, running, o.Pods, s.Wall)
 	if err := ctx.Err(); err != nil {

@@ -213,9 +213,15 @@ func TestDensityRounds(t *testing.T) {
 		return map[string][]float64{"RunPodSandbox": make([]float64, len(create)), "CreateContainer": create, "StartContainer": make([]float64, len(create))}
 	}
 	s := DensitySeries{Name: DensityCCI, Wall: 4, Walls: []float64{4}, Teardown: 3, Teardowns: []float64{3}, PerPod: []float64{1, 2}, Calls: calls(1, 2),
-		StartCPU: 0.5, StartCPUs: []float64{0.5}}
-	s.addRound(&DensitySeries{Wall: 2, Teardown: 1, PerPod: []float64{3}, Calls: calls(3), StartCPU: 0.25})
-	s.addRound(&DensitySeries{Wall: 3, Teardown: 5, PerPod: []float64{4, 5}, Calls: calls(4, 5), StartCPU: 0.75})
+		StartCPU: 0.5, StartCPUs: []float64{0.5},
+		StartCPUBy: map[string]float64{StartCPUShims: 0.02, StartCPURest: 0.1}, StartCPUBys: []map[string]float64{{StartCPUShims: 0.02, StartCPURest: 0.1}}}
+	s.addRound(&DensitySeries{Wall: 2, Teardown: 1, PerPod: []float64{3}, Calls: calls(3), StartCPU: 0.25,
+		StartCPUBy: map[string]float64{StartCPUShims: 0.04, StartCPURest: 0.3}})
+	s.addRound(&DensitySeries{Wall: 3, Teardown: 5, PerPod: []float64{4, 5}, Calls: calls(4, 5), StartCPU: 0.75,
+		StartCPUBy: map[string]float64{StartCPUShims: 0.03, StartCPURest: 0.2, StartCPUContainerd: 0.05}})
+	if got := s.StartCPUBy; got[StartCPUShims] != 0.03 || got[StartCPURest] != 0.2 || got[StartCPUContainerd] != 0.05 || len(got) != 3 {
+		t.Errorf("after 3 rounds: start CPU by process %v; want the medians of each key's rounds", got)
+	}
 	if s.Wall != 3 || s.Teardown != 3 || s.StartCPU != 0.5 || len(s.PerPod) != 5 || s.P50 != 3 || s.P99 != Percentile([]float64{1, 2, 3, 4, 5}, 99) {
 		t.Errorf("after 3 rounds: wall %v teardown %v start CPU %v per pod %v p50 %v p99 %v", s.Wall, s.Teardown, s.StartCPU, s.PerPod, s.P50, s.P99)
 	}
@@ -223,7 +229,8 @@ func TestDensityRounds(t *testing.T) {
 	var txt strings.Builder
 	r.WriteText(&txt)
 	for _, want := range []string{"3 rounds interleaved (medians)", DensityCCI + ": all running per round 4.000 s, 2.000 s, 3.000 s",
-		DensityCCI + ": per pod p50 by call: RunPodSandbox 0.000 s, CreateContainer 3.000 s, StartContainer 0.000 s"} {
+		DensityCCI + ": per pod p50 by call: RunPodSandbox 0.000 s, CreateContainer 3.000 s, StartContainer 0.000 s",
+		"host CPU to start per pod, by process"} {
 		if !strings.Contains(txt.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, txt.String())
 		}

@@ -168,6 +168,9 @@ func (r *Results) moreTables() []table {
 				"restrict_oom_score_adj = true, which clamps it to containerd's own for every handler.")
 		}
 		ts = append(ts, t)
+		if by := d.startCPUTable(); by != nil {
+			ts = append(ts, *by)
+		}
 	}
 	if l := r.Logs; l != nil {
 		if tp := l.Throughput; tp != nil {
@@ -210,3 +213,29 @@ func (r *Results) moreTables() []table {
 }
 
 func fmtMs(s float64) string { return fmt.Sprintf("%.1f ms", s*1e3) }
+
+// startCPUTable splits each series' host CPU to start per pod by process
+// (DensitySeries.StartCPUBy); nil when no series has the split.
+func (d *DensityResult) startCPUTable() *table {
+	t := table{title: "density: host CPU to start per pod, by process (ms; medians over rounds)",
+		header: append(append([]string{"series"}, StartCPUKeys...), "total")}
+	for _, s := range d.Series {
+		if s.StartCPUBy == nil {
+			continue
+		}
+		row := []string{s.Name}
+		for _, k := range StartCPUKeys {
+			row = append(row, fmt.Sprintf("%.1f", s.StartCPUBy[k]*1000))
+		}
+		t.rows = append(t.rows, append(row, fmt.Sprintf("%.1f", s.StartCPU*1000)))
+	}
+	if len(t.rows) == 0 {
+		return nil
+	}
+	t.notes = append(t.notes, "From /proc/<pid>/stat when the last pod runs: each process's own CPU time, and its reaped children's (cutime, cstime), "+
+		"which the kernel adds to the parent that waits for them. containerd: its own; 'shim start, CNI': the processes containerd ran and reaped "+
+		"(each pod's `shim start`, the CNI plugins); shims: the pods' shim daemons' own; shims' children: runc create, start and state; "+
+		"'containers to exec': the containers' processes so far (runc init up to exec, with the seccomp filter's load); rest: the total "+
+		"(/proc/stat) less all these: the kernel's threads and interrupts, anything else running. A column's medians need not add up to the total's.")
+	return &t
+}

@@ -84,26 +84,34 @@ const clockTicks = 100
 
 // procCPU returns the user+system CPU time of pid in seconds.
 func procCPU(pid int) (float64, bool) {
+	self, _, ok := procCPUSplit(pid)
+	return self, ok
+}
+
+// procCPUSplit returns the user+system CPU time of pid itself and of its
+// children it has waited for (and theirs), in seconds.
+func procCPUSplit(pid int) (self, children float64, ok bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, false
+		return 0, 0, false
 	}
-	// "pid (comm) state ppid ...": comm may hold spaces; utime and stime
-	// are fields 14 and 15, i.e. 12 and 13 after the ')'.
+	// "pid (comm) state ppid ...": comm may hold spaces; utime, stime,
+	// cutime and cstime are fields 14 to 17, i.e. 12 to 15 after the ')'.
 	i := strings.LastIndexByte(string(b), ')')
 	if i < 0 {
-		return 0, false
+		return 0, 0, false
 	}
 	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, false
+	if len(f) < 15 {
+		return 0, 0, false
 	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	s, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
+	var t [4]uint64
+	for k := range t {
+		if t[k], err = strconv.ParseUint(f[11+k], 10, 64); err != nil {
+			return 0, 0, false
+		}
 	}
-	return float64(u+s) / clockTicks, true
+	return float64(t[0]+t[1]) / clockTicks, float64(t[2]+t[3]) / clockTicks, true
 }
 
 // machineCPU returns the busy and total CPU time of all CPUs from
