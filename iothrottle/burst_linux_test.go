@@ -406,8 +406,11 @@ func TestWatchBurstLoopDevice(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the burst did not end; status %+v", w.Status())
 	}
-	if e.Reason != BurstEndBytes || e.Err != nil || e.Used.WriteBytes != 6<<20 {
-		t.Fatalf("end %+v: want the byte budget spent with the 6 MiB written", e)
+	// The watcher may look while dd still writes (a look lands between two
+	// of its 1 MiB writes when the machine is busy): then it saw at least
+	// the budget, not yet all 6 MiB.
+	if e.Reason != BurstEndBytes || e.Err != nil || e.Used.WriteBytes < budget.Bytes || e.Used.WriteBytes > 6<<20 {
+		t.Fatalf("end %+v: want the byte budget (%d B) spent, with at most the 6 MiB written", e, budget.Bytes)
 	}
 	t.Logf("burst ended after %v with %d B written (%d B over the budget)", e.After.Round(time.Millisecond), e.Used.WriteBytes, e.Overshoot(budget))
 	for file, want := range map[string]string{
