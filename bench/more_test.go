@@ -225,12 +225,14 @@ func TestDensityRounds(t *testing.T) {
 	if s.Wall != 3 || s.Teardown != 3 || s.StartCPU != 0.5 || len(s.PerPod) != 5 || s.P50 != 3 || s.P99 != Percentile([]float64{1, 2, 3, 4, 5}, 99) {
 		t.Errorf("after 3 rounds: wall %v teardown %v start CPU %v per pod %v p50 %v p99 %v", s.Wall, s.Teardown, s.StartCPU, s.PerPod, s.P50, s.P99)
 	}
-	r := &Results{Command: "density", Density: &DensityResult{Pods: 2, Parallel: 2, Workload: WorkloadIdle, Rounds: 3, Series: []DensitySeries{s}}}
+	base := DensitySeries{Name: DensityRunc, Wall: 2, Walls: []float64{2, 2, 4}}
+	r := &Results{Command: "density", Density: &DensityResult{Pods: 2, Parallel: 2, Workload: WorkloadIdle, Rounds: 3, Series: []DensitySeries{base, s}}}
 	var txt strings.Builder
 	r.WriteText(&txt)
 	for _, want := range []string{"3 rounds interleaved (medians)", DensityCCI + ": all running per round 4.000 s, 2.000 s, 3.000 s",
 		DensityCCI + ": per pod p50 by call: RunPodSandbox 0.000 s, CreateContainer 3.000 s, StartContainer 0.000 s",
-		"host CPU to start per pod, by process"} {
+		"host CPU to start per pod, by process",
+		DensityCCI + ": vs runc round by round 2.00x, 1.00x, 0.75x, median 1.00x"} {
 		if !strings.Contains(txt.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, txt.String())
 		}

@@ -146,6 +146,9 @@ func (r *Results) moreTables() []table {
 					walls[i] = fmtSec(w)
 				}
 				t.notes = append(t.notes, fmt.Sprintf("%s: all running per round %s", s.Name, strings.Join(walls, ", ")))
+				if rs := roundRatios(s, runc); len(rs) > 1 {
+					t.notes = append(t.notes, fmt.Sprintf("%s: vs runc round by round %s, median %.2fx", s.Name, fmtRatios(rs), Median(rs)))
+				}
 			}
 			if len(s.Calls) > 0 {
 				calls := make([]string, 0, len(criCalls))
@@ -238,4 +241,31 @@ func (d *DensityResult) startCPUTable() *table {
 		"'containers to exec': the containers' processes so far (runc init up to exec, with the seccomp filter's load); rest: the total "+
 		"(/proc/stat) less all these: the kernel's threads and interrupts, anything else running. A column's medians need not add up to the total's.")
 	return &t
+}
+
+// roundRatios is s's wall over base's, round by round: the rounds are
+// interleaved, so each ratio compares series run within seconds of each
+// other, and their median is less moved by the machine's speed drifting
+// over a run than the ratio of the two medians. Nil when s is base or a
+// round is missing.
+func roundRatios(s DensitySeries, base *DensitySeries) []float64 {
+	if base == nil || s.Name == base.Name || len(s.Walls) != len(base.Walls) {
+		return nil
+	}
+	out := make([]float64, 0, len(s.Walls))
+	for i, w := range s.Walls {
+		if base.Walls[i] <= 0 {
+			return nil
+		}
+		out = append(out, w/base.Walls[i])
+	}
+	return out
+}
+
+func fmtRatios(rs []float64) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%.2fx", r)
+	}
+	return strings.Join(parts, ", ")
 }
