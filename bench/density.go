@@ -203,8 +203,7 @@ func (b *Bench) startCPUBy(before cpuSnapshot, total float64, pods int) map[stri
 		StartCPUSpawned:    after.spawned - before.spawned,
 		StartCPUBench:      after.bench - before.bench,
 	}
-	shims := append(b.Env.ShimPIDs(e2eenv.CCIShimBinary), b.Env.ShimPIDs(e2eenv.RuncShimBinary)...)
-	for pid, kind := range podProcs(shims) {
+	for pid, kind := range podProcs(b.shimPIDs()) {
 		self, kids, _ := procCPUSplit(pid)
 		switch kind {
 		case KindCCIShim, KindRuncShim:
@@ -433,7 +432,7 @@ func (b *Bench) densitySeries(ctx context.Context, name, handler string, seccomp
 	if o.Pods > 0 {
 		s.MountsPerPod = float64(hostMounts()-mounts0) / float64(o.Pods)
 	}
-	shims := append(b.Env.ShimPIDs(e2eenv.CCIShimBinary), b.Env.ShimPIDs(e2eenv.RuncShimBinary)...)
+	shims := b.shimPIDs()
 	procs := podProcs(shims)
 	before := procUsage(procs)
 	b.progress("density").done("%s: measuring CPU for %v", name, o.Measure)
@@ -453,6 +452,12 @@ func (b *Bench) densitySeries(ctx context.Context, name, handler string, seccomp
 	b.logf("density: %s: p50 %.3f s, p99 %.3f s, PSS per pod (host processes we add) %.1f MiB",
 		name, s.P50, s.P99, s.PSSPerPod("", o.Pods)/(1<<20))
 	return s, nil
+}
+
+// shimPIDs lists the env's pod shims of both handlers: the cci shim and
+// containerd's runc shim.
+func (b *Bench) shimPIDs() []int {
+	return append(b.Env.ShimPIDs(e2eenv.CCIShimBinary), b.Env.ShimPIDs(e2eenv.RuncShimBinary)...)
 }
 
 // hostMounts counts the mounts of this process's mount namespace (the
@@ -573,7 +578,7 @@ func (b *Bench) removePods(rs runtimeapi.RuntimeServiceClient, parallel int, s *
 	wg.Wait()
 	s.Teardown = time.Since(began).Seconds()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if len(b.Env.ShimPIDs(e2eenv.CCIShimBinary))+len(b.Env.ShimPIDs(e2eenv.RuncShimBinary)) == 0 {
+		if len(b.shimPIDs()) == 0 {
 			break
 		}
 	}

@@ -28,19 +28,31 @@ var (
 )
 
 // desc is one metric family: its name, help, type and label names, in the
-// order the values are given.
+// order the values are given; byName is the positions of the labels sorted
+// by name, the order the exposition lists them in.
 type desc struct {
 	name, help string
 	typ        dto.MetricType
 	labels     []string
+	byName     []int
+}
+
+func newDesc(typ dto.MetricType, name, help string, labels, extra []string) *desc {
+	d := &desc{name: name, help: help, typ: typ, labels: append(slices.Clip(labels), extra...)}
+	d.byName = make([]int, len(d.labels))
+	for i := range d.byName {
+		d.byName[i] = i
+	}
+	slices.SortFunc(d.byName, func(a, b int) int { return strings.Compare(d.labels[a], d.labels[b]) })
+	return d
 }
 
 func counter(name, help string, labels []string, extra ...string) *desc {
-	return &desc{name: name, help: help, typ: dto.MetricType_COUNTER, labels: append(slices.Clip(labels), extra...)}
+	return newDesc(dto.MetricType_COUNTER, name, help, labels, extra)
 }
 
 func gauge(name, help string, labels []string, extra ...string) *desc {
-	return &desc{name: name, help: help, typ: dto.MetricType_GAUGE, labels: append(slices.Clip(labels), extra...)}
+	return newDesc(dto.MetricType_GAUGE, name, help, labels, extra)
 }
 
 // The metrics, under cAdvisor's names where cAdvisor has one, the node
@@ -191,8 +203,8 @@ func (e emitter) metric(d *desc, v float64, values ...string) {
 		panic("podmetrics: " + d.name + ": label values do not match its labels") // a bug in this file
 	}
 	valid := make([]string, len(values))
-	for i, v := range values {
-		valid[i] = strings.ToValidUTF8(v, "\uFFFD")
+	for i, value := range values {
+		valid[i] = strings.ToValidUTF8(value, "\uFFFD")
 	}
 	key := d.name + "\xff" + strings.Join(valid, "\xff") // \xff is in no valid UTF-8
 	if e.seen[key] {
@@ -205,10 +217,9 @@ func (e emitter) metric(d *desc, v float64, values ...string) {
 		e.families[d] = mf
 	}
 	m := &dto.Metric{Label: make([]*dto.LabelPair, len(values))}
-	for i, name := range d.labels {
-		m.Label[i] = &dto.LabelPair{Name: proto.String(name), Value: proto.String(valid[i])}
+	for i, j := range d.byName {
+		m.Label[i] = &dto.LabelPair{Name: proto.String(d.labels[j]), Value: proto.String(valid[j])}
 	}
-	slices.SortFunc(m.Label, func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) })
 	if d.typ == dto.MetricType_COUNTER {
 		m.Counter = &dto.Counter{Value: proto.Float64(v)}
 	} else {

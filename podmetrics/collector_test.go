@@ -205,3 +205,18 @@ container_cpu_usage_seconds_total{container="app",namespace="team-a",pod="web"} 
 		t.Error(err)
 	}
 }
+
+// Every series lists its labels sorted by name, as the exposition format
+// and a registry expect, whatever order the family declares them in.
+func TestCollectorLabelsSorted(t *testing.T) {
+	mfs, _ := NewCollector(&fakeSource{s: fullSnapshot()}, nil).Gather()
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for i := 1; i < len(m.GetLabel()); i++ {
+				if a, b := m.GetLabel()[i-1].GetName(), m.GetLabel()[i].GetName(); a >= b {
+					t.Errorf("%s: label %q before %q", mf.GetName(), a, b)
+				}
+			}
+		}
+	}
+}
