@@ -8,10 +8,12 @@ import (
 
 // BurstWatcher runs one rootfs device's start burst in one cgroup: the
 // device is unthrottled there until its budget is spent or its window has
-// passed, then it gets its limits. It owns one timer and no goroutine; the
-// timer stops for good once the limits are written or Close is called.
+// passed, then it gets its limits. It owns one timer, no goroutine, and the
+// cgroup's statistics files while the burst is on; the timer stops and the
+// files are closed for good once the limits are written or Close is called.
 type BurstWatcher struct {
 	cg           cgroupFS
+	counters     *DeviceCounters
 	path         string
 	major, minor int64
 	limits       DeviceLimits
@@ -71,11 +73,17 @@ func (c cgroupFS) watchBurst(cgroupPath string, major, minor int64, limits Devic
 		w.end = &BurstEnd{Reason: BurstEndOff}
 		return w, nil
 	}
-	base, err := c.stats(cgroupPath, major, minor)
+	counters, err := c.openCounters(cgroupPath, major, minor)
 	if err != nil {
 		return nil, fmt.Errorf("start burst: %w", err)
 	}
+	base, err := counters.Read()
+	if err != nil {
+		counters.Close()
+		return nil, fmt.Errorf("start burst: %w", err)
+	}
 	if err := c.apply(cgroupPath, major, minor, DeviceLimits{}); err != nil {
+		counters.Close()
 		if aerr := c.apply(cgroupPath, major, minor, limits); aerr != nil {
 			return nil, fmt.Errorf("start burst: %w (and writing the limits: %w)", err, aerr)
 		}
@@ -83,6 +91,7 @@ func (c cgroupFS) watchBurst(cgroupPath string, major, minor int64, limits Devic
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.counters = counters
 	w.began, w.lastAt, w.base = clk.Now(), clk.Now(), base
 	w.wait = min(burstMinPoll, budget.Window)
 	w.timer = clk.AfterFunc(w.wait, w.look)
@@ -102,7 +111,7 @@ func (w *BurstWatcher) look() {
 		w.finishLocked(now, w.pending)
 		return
 	}
-	s, err := w.cg.stats(w.path, w.major, w.minor)
+	s, err := w.counters.Read()
 	if err != nil {
 		// The cgroup is gone (the container with it) or unreadable: write
 		// the limits if it can still take them, and stop.
@@ -152,6 +161,7 @@ func (w *BurstWatcher) failLocked(e BurstEnd) {
 // setEndLocked records e and calls onEnd after releasing w.mu.
 func (w *BurstWatcher) setEndLocked(e BurstEnd) {
 	w.end = &e
+	w.counters.Close()
 	onEnd := w.onEnd
 	w.mu.Unlock()
 	if onEnd != nil {
@@ -187,7 +197,7 @@ func (w *BurstWatcher) Close() error {
 	if w.timer != nil {
 		w.timer.Stop()
 	}
-	return nil
+	return w.counters.Close()
 }
 
 // burstClock is the watcher's time source; tests fire timers by hand.

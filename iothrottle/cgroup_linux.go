@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -95,75 +96,146 @@ func (c cgroupFS) loadV1(cgroupPath string) (cgroup1.Cgroup, error) {
 	return cg, nil
 }
 
-// stats reads the I/O counters of device major:minor straight from the
-// cgroup's files: io.stat on v2; on v1 blkio.throttle.io_service_bytes and
-// io_serviced (their _recursive forms where the kernel has them, so I/O of
-// child cgroups counts, as their limits do). cgroups/v3's Stat is not used
-// here because it reads /proc/partitions and every blkio file on each
-// call, and the burst watcher looks several times a second.
+// stats reads the I/O counters of device major:minor once (OpenDeviceCounters).
 func (c cgroupFS) stats(cgroupPath string, major, minor int64) (DeviceIOStats, error) {
-	if err := checkCgroupPath(cgroupPath); err != nil {
+	d, err := c.openCounters(cgroupPath, major, minor)
+	if err != nil {
 		return DeviceIOStats{}, err
 	}
-	dev := fmt.Sprintf("%d:%d", major, minor)
-	if c.unified {
-		data, err := readCgroupFile(filepath.Join(c.root, cgroupPath, "io.stat"))
+	defer d.Close()
+	return d.Read()
+}
+
+// DeviceCounters reads the I/O counters of one device in one cgroup
+// straight from the cgroup's files, opened once: io.stat on v2; on v1
+// blkio.throttle.io_service_bytes and io_serviced (their _recursive forms
+// where the kernel has them, so I/O of child cgroups counts, as their
+// limits do). A read is then a pread per file, with no path walk through
+// the hierarchy, no descriptor registered with the runtime's poller (which
+// os.File would do for kernfs files) and no /proc/partitions lookup
+// (cgroups/v3's Stat reads that and every blkio file on each call): the
+// start burst watcher and the stats file read these counters several times
+// a second per pod. A cgroup removed while its files are open answers
+// ENODEV. Safe for concurrent use.
+type DeviceCounters struct {
+	path    string
+	dev     string
+	unified bool
+
+	mu     sync.Mutex // guards the fields below
+	fds    []int      // v2: io.stat; v1: io_service_bytes, io_serviced
+	buf    []byte
+	closed bool
+}
+
+// OpenDeviceCounters opens the counters of device major:minor in the
+// existing cgroup at cgroupPath (hierarchy path as for ApplyToCgroup). The
+// caller must Close them.
+func OpenDeviceCounters(cgroupPath string, major, minor int64) (*DeviceCounters, error) {
+	return hostCgroups().openCounters(cgroupPath, major, minor)
+}
+
+func (c cgroupFS) openCounters(cgroupPath string, major, minor int64) (_ *DeviceCounters, err error) {
+	if err := checkCgroupPath(cgroupPath); err != nil {
+		return nil, err
+	}
+	d := &DeviceCounters{path: cgroupPath, dev: fmt.Sprintf("%d:%d", major, minor), unified: c.unified, buf: make([]byte, 512)}
+	defer func() {
 		if err != nil {
-			return DeviceIOStats{}, fmt.Errorf("read io.stat of %s: %w", cgroupPath, err)
+			d.Close()
 		}
-		return parseIOStat(data, dev), nil
+	}()
+	if c.unified {
+		fd, err := openStatFile(filepath.Join(c.root, cgroupPath, "io.stat"))
+		if err != nil {
+			return nil, fmt.Errorf("open io.stat of %s: %w", cgroupPath, err)
+		}
+		d.fds = append(d.fds, fd)
+		return d, nil
 	}
 	dir := filepath.Join(c.root, "blkio", cgroupPath)
-	read := func(name string) ([]byte, error) {
-		data, err := readCgroupFile(filepath.Join(dir, name+"_recursive"))
+	for _, name := range []string{"blkio.throttle.io_service_bytes", "blkio.throttle.io_serviced"} {
+		fd, err := openStatFile(filepath.Join(dir, name+"_recursive"))
 		if errors.Is(err, fs.ErrNotExist) {
-			data, err = readCgroupFile(filepath.Join(dir, name))
+			fd, err = openStatFile(filepath.Join(dir, name))
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s of %s: %w", name, cgroupPath, err)
+			return nil, fmt.Errorf("open %s of %s: %w", name, cgroupPath, err)
 		}
-		return data, nil
+		d.fds = append(d.fds, fd)
 	}
-	bytesData, err := read("blkio.throttle.io_service_bytes")
+	return d, nil
+}
+
+func openStatFile(path string) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return DeviceIOStats{}, err
+		return -1, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	iosData, err := read("blkio.throttle.io_serviced")
-	if err != nil {
-		return DeviceIOStats{}, err
+	return fd, nil
+}
+
+// Read returns the device's counters now; a device without I/O yet has
+// zero counters.
+func (d *DeviceCounters) Read() (DeviceIOStats, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return DeviceIOStats{}, fmt.Errorf("counters of %s in %s: %w", d.dev, d.path, fs.ErrClosed)
 	}
 	var s DeviceIOStats
-	s.ReadBytes, s.WriteBytes = parseBlkioStat(bytesData, dev)
-	s.ReadIOs, s.WriteIOs = parseBlkioStat(iosData, dev)
+	for i, fd := range d.fds {
+		data, err := preadAll(fd, d.buf)
+		if err != nil {
+			return DeviceIOStats{}, fmt.Errorf("read the I/O counters of %s: %w", d.path, err)
+		}
+		d.buf = data[:cap(data)]
+		switch {
+		case d.unified:
+			s = parseIOStat(data, d.dev)
+		case i == 0:
+			s.ReadBytes, s.WriteBytes = parseBlkioStat(data, d.dev)
+		default:
+			s.ReadIOs, s.WriteIOs = parseBlkioStat(data, d.dev)
+		}
+	}
 	return s, nil
 }
 
-// readCgroupFile reads a cgroup file with plain syscalls. os.ReadFile
-// would register the descriptor with the runtime's epoll, which kernfs
-// files accept, costing an epoll_ctl pair per read: the start burst watcher
-// and the stats loop read these counters several times a second per pod.
-func readCgroupFile(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+// Close closes the files; it is idempotent and safe on nil.
+func (d *DeviceCounters) Close() error {
+	if d == nil {
+		return nil
 	}
-	defer unix.Close(fd)
-	buf := make([]byte, 0, 512)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	var errs []error
+	for _, fd := range d.fds {
+		if err := unix.Close(fd); err != nil {
+			errs = append(errs, err)
 		}
-		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+	}
+	d.fds = nil
+	return errors.Join(errs...)
+}
+
+// preadAll reads a whole statistics file from its start into buf, growing
+// it, in one pread: a kernfs file is generated afresh at each read, so a
+// file read in pieces could mix two generations of its counters.
+func preadAll(fd int, buf []byte) ([]byte, error) {
+	for {
+		n, err := unix.Pread(fd, buf, 0)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+			return nil, err
 		}
-		if n == 0 {
-			return buf, nil
+		if n < len(buf) {
+			return buf[:n], nil
 		}
-		buf = buf[:len(buf)+n]
+		buf = make([]byte, 2*len(buf))
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/containerd/api/types"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/cci-shim/cci-shim/internal/testutil"
 )
@@ -170,21 +171,75 @@ func loopInBlkioCgroup(t *testing.T, name string) (*BlockDevice, string) {
 	return d, path
 }
 
-func TestReadCgroupFile(t *testing.T) {
-	big := bytes.Repeat([]byte("8:0 Read 123\n"), 200) // past the first buffer
-	path := filepath.Join(t.TempDir(), "blkio.throttle.io_service_bytes")
-	if err := os.WriteFile(path, big, 0o600); err != nil {
+// TestDeviceCounters reads fixture files through descriptors opened once:
+// a file past the first buffer is read whole, a rewritten file is read
+// afresh, and closed counters refuse to read.
+func TestDeviceCounters(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "blkio", "pod")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	got, err := readCgroupFile(path)
-	if err != nil || !bytes.Equal(got, big) {
-		t.Fatalf("readCgroupFile = %d bytes, %v; want the %d bytes written", len(got), err, len(big))
+	write := func(name string, r, w uint64) {
+		t.Helper()
+		// Other devices first, so that the device's lines lie past the
+		// first 512-byte buffer.
+		data := append(bytes.Repeat([]byte("8:0 Read 123\n"), 200), fmt.Sprintf("7:3 Read %d\n7:3 Write %d\nTotal 1\n", r, w)...)
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// A kernfs-style file whose size stat cannot tell.
-	if got, err := readCgroupFile("/proc/self/mountinfo"); err != nil || len(got) == 0 {
-		t.Fatalf("reading /proc/self/mountinfo: %d bytes, %v", len(got), err)
+	write("blkio.throttle.io_service_bytes_recursive", 10, 20)
+	write("blkio.throttle.io_serviced_recursive", 1, 2)
+	d, err := cgroupFS{root: root}.openCounters("/pod", 7, 3)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := readCgroupFile(filepath.Join(t.TempDir(), "gone")); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("missing file: %v, want fs.ErrNotExist (the _recursive fallback relies on it)", err)
+	if s, err := d.Read(); err != nil || s != (DeviceIOStats{ReadBytes: 10, WriteBytes: 20, ReadIOs: 1, WriteIOs: 2}) {
+		t.Fatalf("first read = %+v, %v", s, err)
+	}
+	write("blkio.throttle.io_service_bytes_recursive", 4096, 8192)
+	if s, err := d.Read(); err != nil || s != (DeviceIOStats{ReadBytes: 4096, WriteBytes: 8192, ReadIOs: 1, WriteIOs: 2}) {
+		t.Fatalf("read after the counters moved = %+v, %v", s, err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, err := d.Read(); !errors.Is(err, fs.ErrClosed) {
+		t.Errorf("read after Close: %v, want fs.ErrClosed", err)
+	}
+	if err := (*DeviceCounters)(nil).Close(); err != nil {
+		t.Errorf("nil Close: %v", err)
+	}
+	if _, err := (cgroupFS{root: root}).openCounters("/gone", 7, 3); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing cgroup: %v, want fs.ErrNotExist", err)
+	}
+	if _, err := (cgroupFS{root: root}).openCounters("pod", 7, 3); err == nil {
+		t.Error("relative path: want an error")
+	}
+}
+
+// TestDeviceCountersCgroupRemoved reads a real blkio cgroup's counters
+// through descriptors that outlive the cgroup: the kernel answers ENODEV,
+// which is how a burst watcher learns that its container is gone.
+func TestDeviceCountersCgroupRemoved(t *testing.T) {
+	testutil.RequireRoot(t, "loop devices, cgroups")
+	d, path := loopInBlkioCgroup(t, "cci-iothrottle-counters-test")
+	c, err := OpenDeviceCounters(path, d.Major, d.Minor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if s, err := c.Read(); err != nil || s != (DeviceIOStats{}) {
+		t.Fatalf("fresh cgroup: %+v, %v; want zero counters", s, err)
+	}
+	if err := os.Remove("/sys/fs/cgroup/blkio" + path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(); !errors.Is(err, unix.ENODEV) {
+		t.Fatalf("read after the cgroup was removed: %v, want ENODEV", err)
 	}
 }
