@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/cci-shim/cci-shim/iothrottle"
 	"github.com/cci-shim/cci-shim/shim/podstats"
 )
 
@@ -48,7 +47,7 @@ func (s *service) writeStats() {
 		pod, st.ContainerIdentity = podstats.FromCRI(c.spec.Annotations)
 		if t := c.rootfs; t != nil {
 			st.Rootfs = &podstats.Rootfs{Device: fmt.Sprintf("%d:%d", t.dev.Major, t.dev.Minor), Limits: t.limits}
-			if io, err := iothrottle.DeviceStats(t.cgroupPath, t.dev.Major, t.dev.Minor); err == nil {
+			if io, err := t.io(); err == nil {
 				st.Rootfs.IO = &io
 			}
 		}

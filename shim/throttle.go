@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/containerd/api/types"
@@ -26,6 +28,43 @@ type rootfsThrottle struct {
 	burst      iothrottle.StartBurst
 	cgroupPath string                   // the cgroup the limits are in: the container's or the sandbox's
 	watch      *iothrottle.BurstWatcher // writes the limits into cgroupPath; nil when the spec carries them
+
+	countersMu sync.Mutex // guards counters, countersClosed
+	// counters are the device's counters in cgroupPath for the stats file,
+	// opened at its first read (a runc container's cgroup exists only once
+	// the task does) and kept until the container goes.
+	counters       *iothrottle.DeviceCounters
+	countersClosed bool
+}
+
+// io reads the device's I/O counters in the throttle's cgroup.
+func (t *rootfsThrottle) io() (iothrottle.DeviceIOStats, error) {
+	t.countersMu.Lock()
+	defer t.countersMu.Unlock()
+	if t.countersClosed {
+		return iothrottle.DeviceIOStats{}, fs.ErrClosed
+	}
+	if t.counters == nil {
+		d, err := iothrottle.OpenDeviceCounters(t.cgroupPath, t.dev.Major, t.dev.Minor)
+		if err != nil {
+			return iothrottle.DeviceIOStats{}, err
+		}
+		t.counters = d
+	}
+	st, err := t.counters.Read()
+	if err != nil { // the cgroup went (ENODEV): the next read opens afresh
+		t.counters.Close()
+		t.counters = nil
+	}
+	return st, err
+}
+
+// closeCounters closes the counters io opened; io reads none after it.
+func (t *rootfsThrottle) closeCounters() error {
+	t.countersMu.Lock()
+	defer t.countersMu.Unlock()
+	t.countersClosed = true
+	return t.counters.Close()
 }
 
 // throttleRootfs finds the container's rootfs block device, attaching the
@@ -56,12 +95,12 @@ func (s *service) throttleRootfs(ctx context.Context, c *container, pod *sandbox
 		dev.Close()
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
 	}
+	t := &rootfsThrottle{dev: dev, limits: limits.Rootfs, burst: limits.RootfsBurst}
 	if err := s.owner.add(resource{Kind: resRootfs, Container: c.id, Path: dev.Path},
-		func(context.Context) error { return dev.Close() }); err != nil {
+		func(context.Context) error { return errors.Join(t.closeCounters(), dev.Close()) }); err != nil {
 		dev.Close()
 		return nil, err
 	}
-	t := &rootfsThrottle{dev: dev, limits: limits.Rootfs, burst: limits.RootfsBurst}
 	switch s.traits.RootfsThrottle {
 	case backend.ThrottleContainer:
 		if pod.Type == sandbox.TypeSandbox {

@@ -100,6 +100,10 @@ scrape_configs:
 			t.Errorf("rootfs %s limit %v, want 6000000", s.Metric["direction"], s.Value)
 		}
 	}
+	// The rootfs device's I/O, from the counters the shim reads for the
+	// stats file: the container loaded busybox from its device.
+	waitQuery(t, promAddr, `cci_container_rootfs_io_bytes_total{pod="web-prom",container="app",direction="read"} > 0`, 1)
+	waitQuery(t, promAddr, `cci_container_rootfs_io_operations_total{pod="web-prom",container="app",direction="read"} > 0`, 1)
 	// Every check has exactly one status; WARN is not ok.
 	for _, s := range waitQuery(t, promAddr, `sum by (check) (cci_node_check_status)`, -1) {
 		if s.value(t) != 1 {
