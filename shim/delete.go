@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,8 +223,15 @@ func removeUnder(dir, p string) error {
 }
 
 // unmountAll detaches every mount at or under dir (a bundle's rootfs, a
-// container's pinned sources) and removes dir.
+// container's pinned sources) and removes dir. A dir whose mounts were
+// already released with their mount points (a started container's pins) is
+// empty or gone, and is removed without reading the host's mount table,
+// whose size grows with every pod on the node: rmdir never removes through
+// a mount, so a dir that still holds anything takes the full path.
 func unmountAll(dir string) error {
+	if err := os.Remove(dir); err == nil || errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err := mount.UnmountRecursive(dir, unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("unmounting %s: %w", dir, err)
 	}
