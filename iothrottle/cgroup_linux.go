@@ -122,10 +122,9 @@ type DeviceCounters struct {
 	dev     string
 	unified bool
 
-	mu     sync.Mutex // guards the fields below
-	fds    []int      // v2: io.stat; v1: io_service_bytes, io_serviced
-	buf    []byte
-	closed bool
+	mu  sync.Mutex // guards the fields below
+	fds []int      // v2: io.stat; v1: io_service_bytes, io_serviced; nil once closed
+	buf []byte
 }
 
 // OpenDeviceCounters opens the counters of device major:minor in the
@@ -180,7 +179,7 @@ func openStatFile(path string) (int, error) {
 func (d *DeviceCounters) Read() (DeviceIOStats, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
+	if d.fds == nil {
 		return DeviceIOStats{}, fmt.Errorf("counters of %s in %s: %w", d.dev, d.path, fs.ErrClosed)
 	}
 	var s DeviceIOStats
@@ -209,7 +208,6 @@ func (d *DeviceCounters) Close() error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.closed = true
 	var errs []error
 	for _, fd := range d.fds {
 		if err := unix.Close(fd); err != nil {

@@ -112,6 +112,7 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		return nil, err
 	}
 	s.failpoint("create:task", r.ID)
+	c.rootfs.openCounters(ctx)
 	if err := s.watchRootfs(context.WithoutCancel(ctx), c); err != nil {
 		return nil, err
 	}

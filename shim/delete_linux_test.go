@@ -43,10 +43,7 @@ func TestUnmountAll(t *testing.T) {
 	if err := os.MkdirAll(target, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Unmount(target, unix.MNT_DETACH) })
+	bindMount(t, src, target)
 	if err := unmountAll(holder); err != nil {
 		t.Fatalf("dir holding a bind mount: %v", err)
 	}
@@ -58,10 +55,7 @@ func TestUnmountAll(t *testing.T) {
 	if err := os.Mkdir(point, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount(src, point, "", unix.MS_BIND, ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Unmount(point, unix.MNT_DETACH) })
+	bindMount(t, src, point)
 	if err := unmountAll(point); err != nil {
 		t.Fatalf("dir that is a mount point: %v", err)
 	}
@@ -71,4 +65,13 @@ func TestUnmountAll(t *testing.T) {
 	if data, err := os.ReadFile(kept); err != nil || string(data) != "host data" {
 		t.Fatalf("the bind source's file: %q, %v; want it untouched", data, err)
 	}
+}
+
+// bindMount binds src at target until the test ends.
+func bindMount(t *testing.T, src, target string) {
+	t.Helper()
+	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(target, unix.MNT_DETACH) })
 }

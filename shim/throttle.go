@@ -8,7 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/containerd/api/types"
@@ -29,42 +29,34 @@ type rootfsThrottle struct {
 	cgroupPath string                   // the cgroup the limits are in: the container's or the sandbox's
 	watch      *iothrottle.BurstWatcher // writes the limits into cgroupPath; nil when the spec carries them
 
-	countersMu sync.Mutex // guards counters, countersClosed
 	// counters are the device's counters in cgroupPath for the stats file,
-	// opened at its first read (a runc container's cgroup exists only once
-	// the task does) and kept until the container goes.
-	counters       *iothrottle.DeviceCounters
-	countersClosed bool
+	// opened once the task exists; nil where they could not be.
+	counters atomic.Pointer[iothrottle.DeviceCounters]
+}
+
+// openCounters opens the device's counters in the throttle's cgroup, once
+// the task exists (a runc container's cgroup is made with it). A cgroup the
+// shim cannot read leaves the stats file without the device's I/O; it does
+// not fail the container.
+func (t *rootfsThrottle) openCounters(ctx context.Context) {
+	if t == nil {
+		return
+	}
+	d, err := iothrottle.OpenDeviceCounters(t.cgroupPath, t.dev.Major, t.dev.Minor)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("rootfs I/O counters unreadable; the stats file goes without them")
+		return
+	}
+	t.counters.Store(d)
 }
 
 // io reads the device's I/O counters in the throttle's cgroup.
 func (t *rootfsThrottle) io() (iothrottle.DeviceIOStats, error) {
-	t.countersMu.Lock()
-	defer t.countersMu.Unlock()
-	if t.countersClosed {
-		return iothrottle.DeviceIOStats{}, fs.ErrClosed
+	d := t.counters.Load()
+	if d == nil {
+		return iothrottle.DeviceIOStats{}, fs.ErrNotExist
 	}
-	if t.counters == nil {
-		d, err := iothrottle.OpenDeviceCounters(t.cgroupPath, t.dev.Major, t.dev.Minor)
-		if err != nil {
-			return iothrottle.DeviceIOStats{}, err
-		}
-		t.counters = d
-	}
-	st, err := t.counters.Read()
-	if err != nil { // the cgroup went (ENODEV): the next read opens afresh
-		t.counters.Close()
-		t.counters = nil
-	}
-	return st, err
-}
-
-// closeCounters closes the counters io opened; io reads none after it.
-func (t *rootfsThrottle) closeCounters() error {
-	t.countersMu.Lock()
-	defer t.countersMu.Unlock()
-	t.countersClosed = true
-	return t.counters.Close()
+	return d.Read()
 }
 
 // throttleRootfs finds the container's rootfs block device, attaching the
@@ -97,7 +89,7 @@ func (s *service) throttleRootfs(ctx context.Context, c *container, pod *sandbox
 	}
 	t := &rootfsThrottle{dev: dev, limits: limits.Rootfs, burst: limits.RootfsBurst}
 	if err := s.owner.add(resource{Kind: resRootfs, Container: c.id, Path: dev.Path},
-		func(context.Context) error { return errors.Join(t.closeCounters(), dev.Close()) }); err != nil {
+		func(context.Context) error { return errors.Join(t.counters.Load().Close(), dev.Close()) }); err != nil {
 		dev.Close()
 		return nil, err
 	}
