@@ -137,14 +137,9 @@ func hostRunsCompatSyscalls(t *testing.T) bool {
 	return false
 }
 
-// The seccomp_data fields the filters are evaluated with.
-const (
-	auditArchI386   = 0x40000003 // AUDIT_ARCH_I386
-	auditArchX86_64 = 0xc000003e // AUDIT_ARCH_X86_64
-	nrI386Exit      = 1
-	nrX86_64Exit    = 231 // exit_group
-	seccompRetAllow = 0x7fff0000
-)
+// nrI386Exit is exit in the i386 syscall table, which x/sys/unix has only
+// in its 386 build.
+const nrI386Exit = 1
 
 // loadedFilterAdmitsI386 runs a sleeping busybox container with runtime rt
 // and ctr flags extra, reads back the seccomp filters its process runs
@@ -164,13 +159,13 @@ func loadedFilterAdmitsI386(t *testing.T, env *e2eenv.Env, id, rt string, extra 
 	if len(filters) == 0 {
 		t.Fatalf("%s: the container's process runs under no seccomp filter", id)
 	}
-	native := seccompAction(t, filters, nrX86_64Exit, auditArchX86_64)
-	if native != seccompRetAllow {
+	native := seccompAction(t, filters, unix.SYS_EXIT_GROUP, unix.AUDIT_ARCH_X86_64)
+	if native != unix.SECCOMP_RET_ALLOW {
 		t.Fatalf("%s: the filter read back returns %#x for the x86_64 exit_group, which every profile admits", id, native)
 	}
-	compat := seccompAction(t, filters, nrI386Exit, auditArchI386)
-	t.Logf("%s: %d filter(s), %d instructions in the newest; i386 exit: %#x", id, len(filters), len(filters[0]), compat)
-	return compat == seccompRetAllow
+	i386 := seccompAction(t, filters, nrI386Exit, unix.AUDIT_ARCH_I386)
+	t.Logf("%s: %d filter(s), %d instructions in the newest; i386 exit: %#x", id, len(filters), len(filters[0]), i386)
+	return i386 == unix.SECCOMP_RET_ALLOW
 }
 
 // seccompFilters reads the seccomp filters of process pid, newest first
@@ -228,7 +223,7 @@ func seccompAction(t *testing.T, filters [][]bpf.RawInstruction, nr, arch uint32
 	data := make([]byte, 64)
 	binary.BigEndian.PutUint32(data[0:], nr)
 	binary.BigEndian.PutUint32(data[4:], arch)
-	action := uint32(seccompRetAllow)
+	action := uint32(unix.SECCOMP_RET_ALLOW)
 	for i, raw := range filters {
 		prog, ok := bpf.Disassemble(raw)
 		if !ok {
@@ -242,7 +237,7 @@ func seccompAction(t *testing.T, filters [][]bpf.RawInstruction, nr, arch uint32
 		if err != nil {
 			t.Fatalf("filter %d: %v", i, err)
 		}
-		if r := uint32(ret); int32(r&0xffff0000) < int32(action&0xffff0000) {
+		if r := uint32(ret); int32(r&unix.SECCOMP_RET_ACTION_FULL) < int32(action&unix.SECCOMP_RET_ACTION_FULL) {
 			action = r
 		}
 	}
