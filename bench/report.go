@@ -201,7 +201,7 @@ func (r *Results) tables() []table {
 		t.notes = append(t.notes, "forwarded: bytes reaching ctr's stdout after its first read, over first-to-last read; "+
 			"container writer: the bytes over the time cat took, from $EPOCHREALTIME inside the container.")
 		if th := s.Throttled; th != nil && th.Shim != nil {
-			t.notes = append(t.notes, fmt.Sprintf("cci shim stats.json (last snapshot, 1 s period): %d bytes forwarded, %d waits for tokens totalling %.1f s, burst %d B.",
+			t.notes = append(t.notes, fmt.Sprintf("cci shim stats.json (last snapshot; rewritten each second while it changes): %d bytes forwarded, %d waits for tokens totalling %.1f s, burst %d B.",
 				th.Shim.BytesForwarded, th.Shim.Waits, th.Shim.WaitTime.Seconds(), th.Shim.Burst))
 		}
 		ts = append(ts, t)

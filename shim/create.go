@@ -133,6 +133,7 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	s.mu.Lock()
 	s.containers[r.ID] = c
 	s.mu.Unlock()
+	s.statsChanged()
 	log.G(ctx).WithField("pid", resp.Pid).Info("container created")
 	return resp, nil
 }

@@ -49,6 +49,7 @@ func (s *service) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*taskv3.
 	s.mu.Lock()
 	delete(s.containers, r.ID)
 	s.mu.Unlock()
+	s.statsChanged()
 	// The backend has deleted the task: its record goes without a second
 	// delete; the rest is released in order.
 	ctx = context.WithoutCancel(ctx)

@@ -127,6 +127,7 @@ func newTaskService(ctx context.Context, d serviceDeps) (*service, error) {
 		gpuKey:       ledgerKey(d.namespace, d.pod),
 		address:      d.address,
 		containers:   map[string]*container{},
+		statsKick:    make(chan struct{}, 1),
 		failpoints:   d.failpoints,
 		startBackend: d.startBackend,
 		launch: launch{

@@ -65,6 +65,8 @@ type service struct {
 	// collector is logs.collector for readers that must not wait on
 	// createMu (the stats writer).
 	collector atomic.Pointer[logfwd.Collector]
+	// statsKick asks the stats writer for an early rewrite (statsChanged).
+	statsKick chan struct{}
 
 	mu         sync.Mutex
 	backend    *backendShim          // guarded by mu; nil until the first Create
@@ -157,6 +159,7 @@ func (s *service) exited(id, execID string) {
 	if execID != "" {
 		return
 	}
+	s.statsChanged()
 	if err := s.pod.exited(id); err != nil {
 		log.G(s.ctx).WithError(err).WithField(fieldID, id).Warn("updating the pod's policy state")
 	}

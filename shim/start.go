@@ -68,6 +68,7 @@ func (s *service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.St
 		c.pid.Store(resp.Pid)
 		s.releasePins(ctx, r.ID)
 		s.startPodMetricsRelay(ctx, c, t) // R27, shim/podmetrics.go
+		s.statsChanged()
 	}
 	return resp, nil
 }

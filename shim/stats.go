@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,27 +11,72 @@ import (
 	"github.com/cci-shim/cci-shim/shim/podstats"
 )
 
-// statsInterval is how often the pod's stats file is rewritten.
-const statsInterval = time.Second
+// The stats file's cadence. It is rewritten statsMinInterval after a
+// container of the pod is created, started, exits or is deleted, and while
+// its figures change; each rewrite that finds them unchanged doubles the
+// wait, up to statsMaxInterval, which is kubelet's cAdvisor housekeeping
+// interval. So an active pod's figures are at most a second old, and an
+// idle pod's shim wakes for the file once in ten seconds rather than every
+// second: on a host where each wakeup is dear (a PVM guest), the once-a-
+// second rewrite was most of an idle shim's CPU.
+const (
+	statsMinInterval = time.Second
+	statsMaxInterval = 10 * time.Second
+)
+
+// nextStatsWait returns the wait before the next rewrite, after a rewrite
+// that found the figures changed or not.
+func nextStatsWait(prev time.Duration, changed bool) time.Duration {
+	if changed {
+		return statsMinInterval
+	}
+	return min(max(2*prev, statsMinInterval), statsMaxInterval)
+}
+
+// statsChanged asks the stats writer for a rewrite within statsMinInterval:
+// the pod's set of containers or their states changed.
+func (s *service) statsChanged() {
+	select {
+	case s.statsKick <- struct{}{}:
+	default: // one is pending
+	}
+}
 
 // writeStatsLoop keeps the stats file current until ctx ends.
 func (s *service) writeStatsLoop(ctx context.Context) {
-	tick := time.NewTicker(statsInterval)
-	defer tick.Stop()
+	wait := statsMaxInterval // nothing to write before a container exists
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	due := time.Now().Add(wait)
+	var last []byte
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-			s.writeStats()
+		case <-s.statsKick:
+			// Sooner, never later: a stream of changes must not keep
+			// postponing the rewrite.
+			wait = statsMinInterval
+			if time.Until(due) > wait {
+				timer.Reset(wait)
+				due = time.Now().Add(wait)
+			}
+			continue
+		case <-timer.C:
 		}
+		figures := s.writeStats()
+		wait = nextStatsWait(wait, figures != nil && !bytes.Equal(figures, last))
+		last = figures
+		timer.Reset(wait)
+		due = time.Now().Add(wait)
 	}
 }
 
-// writeStats writes the pod's stats file. The containers are taken under
-// the lock; cgroup reads and the file write happen outside it, so no RPC
-// waits on them.
-func (s *service) writeStats() {
+// writeStats writes the pod's stats file and returns its figures: the
+// file's JSON without its time, nil when the pod has no container and
+// nothing was written. The containers are taken under the lock; cgroup
+// reads and the file write happen outside it, so no RPC waits on them.
+func (s *service) writeStats() []byte {
 	s.mu.Lock()
 	cs := make([]*container, 0, len(s.containers))
 	for _, c := range s.containers {
@@ -38,7 +84,7 @@ func (s *service) writeStats() {
 	}
 	s.mu.Unlock()
 	if len(cs) == 0 {
-		return
+		return nil
 	}
 	out := make(map[string]podstats.Container, len(cs))
 	var pod podstats.PodIdentity
@@ -53,12 +99,18 @@ func (s *service) writeStats() {
 		}
 		out[c.id] = st
 	}
-	doc := podstats.Pod{Time: time.Now(), PodIdentity: pod, Containers: out}
+	doc := podstats.Pod{PodIdentity: pod, Containers: out}
 	if c := s.collector.Load(); c != nil {
 		st := c.Stats()
 		doc.Logs = &st
 	}
+	figures, err := json.Marshal(doc)
+	if err != nil {
+		return nil
+	}
+	doc.Time = time.Now()
 	if data, err := json.Marshal(doc); err == nil {
 		writeFileAtomic(filepath.Join(s.podDir, podstats.File), data)
 	}
+	return figures
 }

@@ -1,5 +1,6 @@
 // Package podstats is the stats file each pod's shim writes to its state dir
-// every second, and its reader: the throttle and log-collection figures the
+// (each second while its figures change, at most ten seconds apart while
+// they do not: shim/stats.go), and its reader: the throttle and log-collection figures the
 // node agent exports and the bench harness reads, and who the pod is in
 // Kubernetes' terms (from the CRI annotations on its containers' specs), so
 // that the agent labels its metrics as cAdvisor and kube-state-metrics do.

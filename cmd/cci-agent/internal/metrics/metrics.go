@@ -68,7 +68,7 @@ func New(src Source, log *slog.Logger) *Collector {
 			[]string{"version", "revision", "goversion", "containerd"}),
 		pods:      desc("cci_pods", "Pods served by cci shims on this node (stats files present).", nil),
 		podInfo:   desc("cci_pod_info", "A pod served by a cci shim; always 1. Joins the Kubernetes names to containerd's IDs.", podLabels),
-		statsTime: desc("cci_pod_stats_timestamp_seconds", "When the pod's shim last wrote its stats file (Unix time).", podLabels),
+		statsTime: desc("cci_pod_stats_timestamp_seconds", "When the pod's shim last wrote its stats file (Unix time): each second while its figures change, at most 10 s apart while they do not.", podLabels),
 		checkOK: desc("cci_node_check_ok", "1 when the node check passed (OK, or SKIP: it does not apply to this node's backend); 0 for WARN and FAIL.",
 			[]string{"check"}),
 		checkStatus: desc("cci_node_check_status", "The node check's status: 1 for the current one of OK, WARN, FAIL, SKIP, 0 for the others.",
