@@ -2,6 +2,7 @@ package iothrottle
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -154,6 +155,8 @@ type BurstStatus struct {
 	Active bool `json:"active"`
 	// Used is the I/O since the watch began, at the last look.
 	Used DeviceIOStats `json:"used"`
+	// Pace is set while the idle device is paced (burstPace).
+	Pace *DeviceLimits `json:"pace,omitempty"`
 	// End is set once the limits hold.
 	End *BurstEnd `json:"end,omitempty"`
 }
@@ -161,13 +164,28 @@ type BurstStatus struct {
 // Polling of the counters: the first look comes burstMinPoll after the
 // watch starts; a look that saw no I/O doubles the wait (up to
 // burstMaxPoll), a look that saw I/O waits half the time the budget would
-// last at the rate just seen (at least burstMinPoll). So an idle device
-// costs four looks a second until the window ends, and a device spending
+// last at the rate just seen (at least burstMinPoll). A device spending
 // its budget at rate r overshoots by about r*burstMinPoll, or
 // r*burstMaxPoll when it goes from idle to flat out.
+//
+// An idle device is paced rather than watched closely. Looks four times a
+// second for the whole window were most of an idle shim's CPU (each look
+// wakes the Go runtime's timer and sysmon threads; dear on a PVM guest).
+// So when a look would wait burstMaxPoll and the budget would last at
+// least eight paced waits at the rate just seen, the watcher
+// writes a pace (burstPace): limits under which the device passes at most
+// the budget left in the next wait, half of it each way, never below R8's
+// limits. It then waits twice as long, up to burstPacedMaxPoll. A look
+// that finds the device busier lifts the pace and looks again after
+// burstMinPoll, at full speed. So an idle device costs about one look in
+// two seconds; going from idle to flat out it overshoots by nothing (the
+// pace holds it to the budget left), and runs at the pace (at least
+// left/(2*burstPacedMaxPoll) each way: 250 MB/s with 1 GB left) for at
+// most one wait before it runs at full speed.
 const (
-	burstMinPoll = 10 * time.Millisecond
-	burstMaxPoll = 250 * time.Millisecond
+	burstMinPoll      = 10 * time.Millisecond
+	burstMaxPoll      = 250 * time.Millisecond
+	burstPacedMaxPoll = 2 * time.Second
 )
 
 // nextBurstPoll returns the wait before the next look, given the previous
@@ -177,7 +195,18 @@ func nextBurstPoll(prev time.Duration, b StartBurst, used, delta DeviceIOStats, 
 	if (db == 0 && do == 0) || dt <= 0 {
 		return min(max(2*prev, burstMinPoll), burstMaxPoll)
 	}
-	last := float64(2 * burstMaxPoll) // how long the budget lasts (ns), capped
+	last := min(budgetLasts(b, used, delta, dt), float64(2*burstMaxPoll))
+	return min(max(time.Duration(last/2), burstMinPoll), burstMaxPoll)
+}
+
+// budgetLasts returns how long (ns) what is left of the budget lasts at the
+// rate of delta over dt; +Inf when delta is none.
+func budgetLasts(b StartBurst, used, delta DeviceIOStats, dt time.Duration) float64 {
+	db, do := delta.ReadBytes+delta.WriteBytes, delta.ReadIOs+delta.WriteIOs
+	last := math.Inf(1)
+	if dt <= 0 {
+		return last
+	}
 	if db > 0 {
 		left := float64(sub(b.Bytes, used.ReadBytes+used.WriteBytes))
 		last = min(last, left/float64(db)*float64(dt))
@@ -186,7 +215,38 @@ func nextBurstPoll(prev time.Duration, b StartBurst, used, delta DeviceIOStats, 
 		left := float64(sub(b.Ops, used.ReadIOs+used.WriteIOs))
 		last = min(last, left/float64(do)*float64(dt))
 	}
-	return min(max(time.Duration(last/2), burstMinPoll), burstMaxPoll)
+	return last
+}
+
+// pacedBurstWait returns the wait of a paced look after one that waited
+// prev and saw delta in dt, or 0 when the device is too busy to be paced:
+// the budget must last eight paced waits at the rate seen, and a paced
+// wait is at least twice burstMaxPoll.
+func pacedBurstWait(prev time.Duration, b StartBurst, used, delta DeviceIOStats, dt time.Duration) time.Duration {
+	w := min(max(2*prev, 2*burstMaxPoll), burstPacedMaxPoll)
+	w = min(w, time.Duration(min(budgetLasts(b, used, delta, dt)/8, float64(burstPacedMaxPoll))))
+	if w < 2*burstMaxPoll {
+		return 0
+	}
+	return w
+}
+
+// burstPace returns the limits under which the device passes at most what
+// is left of the budget in wait: half of the bytes and operations left
+// each way, but never less than the limits after the burst (r8), and no
+// limit in a direction r8 leaves unlimited.
+func burstPace(b StartBurst, used DeviceIOStats, wait time.Duration, r8 DeviceLimits) DeviceLimits {
+	per := 2 * wait.Seconds()
+	bps := max(uint64(float64(sub(b.Bytes, used.ReadBytes+used.WriteBytes))/per), 1)
+	iops := max(uint64(float64(sub(b.Ops, used.ReadIOs+used.WriteIOs))/per), 1)
+	pace := func(v, floor uint64) uint64 {
+		if floor == 0 {
+			return 0
+		}
+		return max(v, floor)
+	}
+	return DeviceLimits{ReadBps: pace(bps, r8.ReadBps), WriteBps: pace(bps, r8.WriteBps),
+		ReadIOPS: pace(iops, r8.ReadIOPS), WriteIOPS: pace(iops, r8.WriteIOPS)}
 }
 
 // burstSpent reports why the burst ends at this look ("" while it goes on).

@@ -7,8 +7,8 @@ import (
 )
 
 // BurstWatcher runs one rootfs device's start burst in one cgroup: the
-// device is unthrottled there until its budget is spent or its window has
-// passed, then it gets its limits. It owns one timer, no goroutine, and the
+// device is unthrottled there (paced while it idles: burstPace) until its
+// budget is spent or its window has passed, then it gets its limits. It owns one timer, no goroutine, and the
 // cgroup's statistics files while the burst is on; the timer stops and the
 // files are closed for good once the limits are written or Close is called.
 type BurstWatcher struct {
@@ -28,6 +28,7 @@ type BurstWatcher struct {
 	last     DeviceIOStats // used, at the last look
 	lastAt   time.Time
 	wait     time.Duration // the last wait scheduled
+	pace     DeviceLimits  // the pace written (burstPace); zero while the device runs at full speed
 	end      *BurstEnd
 	pending  string // the end reason while writing the limits is retried
 	failures int    // failed writes of the limits
@@ -126,7 +127,25 @@ func (w *BurstWatcher) look() {
 	}
 	delta, dt := used.since(w.last), now.Sub(w.lastAt)
 	w.last, w.lastAt = used, now
-	w.wait = min(nextBurstPoll(w.wait, w.budget, used, delta, dt), w.budget.Window-elapsed)
+	wait := nextBurstPoll(w.wait, w.budget, used, delta, dt)
+	paced := w.pace != DeviceLimits{}
+	var pace DeviceLimits
+	if pw := pacedBurstWait(w.wait, w.budget, used, delta, dt); pw > 0 && (paced || wait == burstMaxPoll) {
+		wait = min(pw, w.budget.Window-elapsed)
+		pace = burstPace(w.budget, used, wait, w.limits)
+	} else if paced {
+		wait = burstMinPoll // busier under the pace: lift it and see the device's own rate
+	}
+	if pace != w.pace {
+		if err := w.cg.apply(w.path, w.major, w.minor, pace); err != nil {
+			// Not paced: watch closely, as without the pace. Not lifted:
+			// the device runs at least at its pace; try again soon.
+			wait = min(wait, burstMaxPoll)
+		} else {
+			w.pace = pace
+		}
+	}
+	w.wait = min(wait, w.budget.Window-elapsed)
 	w.timer.Reset(w.wait)
 	w.mu.Unlock()
 }
@@ -174,6 +193,9 @@ func (w *BurstWatcher) Status() BurstStatus {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st := BurstStatus{Budget: w.budget, Used: w.last}
+	if p := w.pace; p != (DeviceLimits{}) && w.end == nil {
+		st.Pace = &p
+	}
 	if w.end != nil {
 		e := *w.end
 		st.End, st.Used = &e, e.Used
@@ -184,7 +206,7 @@ func (w *BurstWatcher) Status() BurstStatus {
 }
 
 // Close stops the watch. A burst still on is left as it is: the device
-// stays unthrottled in the cgroup, which goes with the container (the next
+// stays unthrottled (or paced) in the cgroup, which goes with the container (the next
 // WatchBurst on a device with the same number removes what is left). Close
 // is idempotent and safe on a nil watcher.
 func (w *BurstWatcher) Close() error {

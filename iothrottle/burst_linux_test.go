@@ -159,23 +159,48 @@ func TestBurstWatcherBytes(t *testing.T) {
 	if got := f.limit(); got != "7:3 0" {
 		t.Fatalf("at the start the device limit is %q, want it removed (7:3 0)", got)
 	}
-	// Idle: the waits double up to the cap.
+	// Idle: the waits double up to burstMaxPoll's; from there the device
+	// is paced, and the waits double up to burstPacedMaxPoll.
 	var waits []time.Duration
-	for range 6 {
+	for range 9 {
 		d, _ := f.clk.fire(t)
 		waits = append(waits, d)
+		if len(waits) == 5 {
+			// Paced for the 500 ms to come: 100 MB left, 50 MB a second
+			// each way.
+			if got := f.limit(); got != "7:3 100000000" {
+				t.Errorf("after 0.31 s idle the limit is %q, want the pace for 0.5 s", got)
+			}
+		}
 	}
-	if fmt.Sprint(waits) != "[10ms 20ms 40ms 80ms 160ms 250ms]" {
+	if fmt.Sprint(waits) != "[10ms 20ms 40ms 80ms 160ms 500ms 1s 2s 2s]" {
 		t.Errorf("idle waits %v", waits)
 	}
-	// 90 MB at 360 MB/s (90 MB in 250 ms): 10 MB left, ~28 ms at that rate.
-	f.counters(DeviceIOStats{ReadBytes: 95_000_000, ReadIOs: 950})
-	f.clk.fire(t)
-	if st := w.Status(); !st.Active || st.Used.ReadBytes != 90_000_000 || st.Used.ReadIOs != 900 {
-		t.Fatalf("status %+v: want active with 90 MB used", st)
+	pace := DeviceLimits{ReadBps: 25_000_000, WriteBps: 25_000_000, ReadIOPS: 250_000, WriteIOPS: 250_000}
+	if st := w.Status(); !st.Active || st.Pace == nil || *st.Pace != pace {
+		t.Fatalf("status %+v: want active, paced at %+v", st, pace)
 	}
-	if _, next := f.clk.armed(); next.Sub(f.clk.Now()) != 13888888*time.Nanosecond {
-		t.Errorf("next look in %v, want half of the 27.8 ms the budget lasts", next.Sub(f.clk.Now()))
+	if got := readTrim(t, filepath.Join(f.dir, "blkio.throttle.read_iops_device")); got != "7:3 250000" {
+		t.Errorf("paced read_iops_device = %q", got)
+	}
+	// 40 MB under the pace in 2 s: the 60 MB left would last 3 s, under
+	// eight paced waits. The pace is lifted and the next look is soon.
+	f.counters(DeviceIOStats{ReadBytes: 45_000_000, ReadIOs: 450})
+	f.clk.fire(t)
+	if st := w.Status(); !st.Active || st.Pace != nil || st.Used.ReadBytes != 40_000_000 || st.Used.ReadIOs != 400 {
+		t.Fatalf("status %+v: want active, not paced, 40 MB used", st)
+	}
+	if got := f.limit(); got != "7:3 0" {
+		t.Errorf("the pace was not lifted: %q", got)
+	}
+	if _, next := f.clk.armed(); next.Sub(f.clk.Now()) != burstMinPoll {
+		t.Errorf("next look in %v, want %v after lifting the pace", next.Sub(f.clk.Now()), burstMinPoll)
+	}
+	// 5 MB in 10 ms at full speed: the 55 MB left last 110 ms.
+	f.counters(DeviceIOStats{ReadBytes: 50_000_000, ReadIOs: 500})
+	f.clk.fire(t)
+	if _, next := f.clk.armed(); next.Sub(f.clk.Now()) != 55*time.Millisecond {
+		t.Errorf("next look in %v, want half of the 110 ms the budget lasts", next.Sub(f.clk.Now()))
 	}
 	if len(ends) != 0 || f.limit() != "7:3 0" {
 		t.Fatalf("ended early: %v, limit %q", ends, f.limit())
@@ -228,16 +253,21 @@ func TestBurstWatcherOpsAndWindow(t *testing.T) {
 			if !ok {
 				break
 			}
-			if d > burstMaxPoll {
+			if d > burstPacedMaxPoll {
 				t.Fatalf("waited %v between looks", d)
 			}
 			looks++
+			if st := w.Status(); st.Active && d >= 2*burstMaxPoll && st.Pace == nil {
+				t.Fatalf("idle after %v and not paced: %+v", f.clk.Now().Sub(simEpoch), st)
+			}
 		}
 		if elapsed := f.clk.Now().Sub(simEpoch); elapsed != 10*time.Second {
 			t.Errorf("ended after %v, want the window", elapsed)
 		}
-		// 10 s at 4 looks a second, plus the first few short waits.
-		if looks > 10*4+6 {
+		// The five short waits up to 0.31 s, 0.5 s and 1 s paced, then a
+		// look every 2 s: 12 looks (four a second without the pace: 45).
+		t.Logf("%d looks in a 10 s idle window", looks)
+		if looks > 12 {
 			t.Errorf("%d looks in a 10 s window", looks)
 		}
 		if len(ends) != 1 || ends[0].Reason != BurstEndWindow || ends[0].After != 10*time.Second || f.limit() != "7:3 6000000" {
@@ -427,6 +457,67 @@ func TestWatchBurstLoopDevice(t *testing.T) {
 	}
 }
 
+// TestWatchBurstPaceLoopDevice runs a start burst on a real loop device
+// that idles first (cgroup v1 hosts): the kernel takes the pace, holds a
+// write to it, and the watcher lifts it, then ends the burst with R8's
+// limits once the rest of the budget is written at full speed.
+func TestWatchBurstPaceLoopDevice(t *testing.T) {
+	testutil.RequireRoot(t, "loop devices, cgroups")
+	d, path := loopInBlkioCgroup(t, "cci-iothrottle-pace-test")
+	dir := "/sys/fs/cgroup/blkio" + path
+	dev := fmt.Sprintf("%d:%d", d.Major, d.Minor)
+	budget := StartBurst{Bytes: 32 << 20, Ops: 1 << 30, Window: time.Minute}
+	ended := make(chan BurstEnd, 1)
+	w, err := WatchBurst(path, d.Major, d.Minor, DefaultNodeLimits().Rootfs, budget, func(e BurstEnd) { ended <- e })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	dd := func(skip, count int) time.Duration {
+		t.Helper()
+		began := time.Now()
+		cmd := exec.Command("sh", "-c", `echo $$ > "$1/cgroup.procs" && exec dd if=/dev/zero of="$2" bs=1048576 seek=$3 count=$4 oflag=direct status=none`,
+			"sh", dir, d.Path, fmt.Sprint(skip), fmt.Sprint(count))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("dd: %v: %s", err, out)
+		}
+		return time.Since(began)
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not after 10 s; status %+v", what, w.Status())
+			}
+		}
+	}
+	// Idle: paced for 2 s waits, 32 MiB over 4 s each way.
+	pace := fmt.Sprintf("%s %d", dev, (32<<20)/4)
+	waitFor("paced", func() bool { return readTrim(t, filepath.Join(dir, "blkio.throttle.write_bps_device")) == pace })
+	took := dd(0, 12)
+	rate := float64(12<<20) / took.Seconds()
+	t.Logf("12 MiB under the pace of %s B/s: %v (%.0f B/s)", pace, took.Round(time.Millisecond), rate)
+	if rate > 2*float64((32<<20)/4) {
+		t.Errorf("12 MiB written at %.0f B/s under a pace of %s", rate, pace)
+	}
+	waitFor("the pace lifted", func() bool {
+		return w.Status().Pace == nil && readTrim(t, filepath.Join(dir, "blkio.throttle.write_bps_device")) == ""
+	})
+	dd(12, 24)
+	select {
+	case e := <-ended:
+		if e.Reason != BurstEndBytes || e.Err != nil {
+			t.Fatalf("end %+v: want the byte budget spent", e)
+		}
+		t.Logf("burst ended after %v with %d B written (%d B over the budget)", e.After.Round(time.Millisecond), e.Used.WriteBytes, e.Overshoot(budget))
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the burst did not end; status %+v", w.Status())
+	}
+	if got := readTrim(t, filepath.Join(dir, "blkio.throttle.write_bps_device")); got != dev+" 6000000" {
+		t.Errorf("after the burst write_bps_device = %q, want R8's", got)
+	}
+}
+
 // TestWatchBurstCgroupRemoved removes a real blkio cgroup during its burst,
 // as a container that exits and is deleted early: the watcher's next look
 // reads ENODEV through its open counters and ends the burst with an error,
@@ -454,4 +545,84 @@ func TestWatchBurstCgroupRemoved(t *testing.T) {
 	if st := w.Status(); st.Active || st.End == nil {
 		t.Errorf("status %+v", st)
 	}
+}
+
+// TestBurstWatcherPace: a trickle of I/O under the pace keeps the device
+// paced, at a pace rewritten for what is left; a pace that cannot be
+// written leaves the device watched as closely as without one, and a pace
+// that cannot be lifted is tried again at the next look.
+func TestBurstWatcherPace(t *testing.T) {
+	idle := func(t *testing.T, f *burstFixture) {
+		t.Helper()
+		for f.clk.Now().Sub(simEpoch) < 2*time.Second {
+			f.clk.fire(t)
+		}
+	}
+	b := StartBurst{Bytes: 100_000_000, Ops: 1_000_000, Window: time.Minute}
+	t.Run("trickle", func(t *testing.T) {
+		f := newBurstFixture(t)
+		var ends []BurstEnd
+		w := f.watch(b, &ends)
+		defer w.Close()
+		idle(t, f)
+		if got := f.limit(); got != "7:3 25000000" {
+			t.Fatalf("idle: limit %q, want the 2 s pace", got)
+		}
+		// 1 MB in 2 s: 99 MB left, paced for them.
+		f.counters(DeviceIOStats{WriteBytes: 1_000_000, WriteIOs: 10})
+		if d, _ := f.clk.fire(t); d != burstPacedMaxPoll {
+			t.Fatalf("waited %v", d)
+		}
+		if got := f.limit(); got != "7:3 24750000" {
+			t.Errorf("after a trickle: limit %q, want the pace for the 99 MB left", got)
+		}
+		if d, _ := f.clk.fire(t); d != burstPacedMaxPoll || len(ends) != 0 {
+			t.Errorf("after a trickle: waited %v, ends %v", d, ends)
+		}
+	})
+	t.Run("the pace cannot be written", func(t *testing.T) {
+		f := newBurstFixture(t)
+		var ends []BurstEnd
+		w := f.watch(b, &ends)
+		defer w.Close()
+		file := filepath.Join(f.dir, "blkio.throttle.read_bps_device")
+		os.Remove(file)
+		os.Mkdir(file, 0o755) // not writable as a file
+		for range 8 {
+			if d, _ := f.clk.fire(t); d > burstMaxPoll {
+				t.Fatalf("waited %v with no pace written", d)
+			}
+		}
+		if st := w.Status(); !st.Active || st.Pace != nil {
+			t.Errorf("status %+v: want active and not paced", st)
+		}
+		os.Remove(file)
+		f.clk.fire(t)
+		if st := w.Status(); st.Pace == nil {
+			t.Errorf("status %+v: want paced once the pace can be written", st)
+		}
+	})
+	t.Run("the pace cannot be lifted", func(t *testing.T) {
+		f := newBurstFixture(t)
+		var ends []BurstEnd
+		w := f.watch(b, &ends)
+		defer w.Close()
+		idle(t, f)
+		file := filepath.Join(f.dir, "blkio.throttle.read_bps_device")
+		os.Remove(file)
+		os.Mkdir(file, 0o755)
+		f.counters(DeviceIOStats{ReadBytes: 40_000_000, ReadIOs: 400}) // busy under the pace
+		f.clk.fire(t)
+		if st := w.Status(); st.Pace == nil {
+			t.Errorf("status %+v: the pace could not be lifted, want it reported", st)
+		}
+		os.Remove(file)
+		f.counters(DeviceIOStats{ReadBytes: 41_000_000, ReadIOs: 410})
+		if d, _ := f.clk.fire(t); d != burstMinPoll {
+			t.Errorf("retried after %v, want %v", d, burstMinPoll)
+		}
+		if st := w.Status(); st.Pace != nil || f.limit() != "7:3 0" {
+			t.Errorf("status %+v, limit %q: want the pace lifted", st, f.limit())
+		}
+	})
 }

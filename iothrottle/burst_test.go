@@ -137,3 +137,56 @@ func TestKataDiskBurstConfig(t *testing.T) {
 		t.Errorf("off: got %q, want %q", got, want)
 	}
 }
+
+func TestPacedBurstWait(t *testing.T) {
+	b := StartBurst{Bytes: 1_000_000_000, Ops: 100_000, Window: time.Minute}
+	mb := func(n uint64) DeviceIOStats { return DeviceIOStats{ReadBytes: n * 1_000_000} }
+	for _, tt := range []struct {
+		name        string
+		prev        time.Duration
+		used, delta DeviceIOStats
+		dt          time.Duration
+		want        time.Duration
+	}{
+		{name: "idle after a short wait: twice burstMaxPoll", prev: 160 * time.Millisecond, dt: 160 * time.Millisecond, want: 500 * time.Millisecond},
+		{name: "idle doubles", prev: time.Second, dt: time.Second, want: 2 * time.Second},
+		{name: "idle caps", prev: 2 * time.Second, dt: 2 * time.Second, want: burstPacedMaxPoll},
+		// 1 MB/s: 999 MB left last 999 s, far over eight waits.
+		{name: "a trickle stays paced", prev: 2 * time.Second, used: mb(1), delta: mb(2), dt: 2 * time.Second, want: burstPacedMaxPoll},
+		// 100 MB/s: 800 MB left last 8 s; a wait may be 1 s.
+		{name: "a steady rate shortens the wait", prev: 2 * time.Second, used: mb(200), delta: mb(200), dt: 2 * time.Second, want: time.Second},
+		// 250 MB/s, the pace itself: 500 MB left last 2 s.
+		{name: "at the pace: lifted", prev: 2 * time.Second, used: mb(500), delta: mb(500), dt: 2 * time.Second, want: 0},
+		{name: "ops decide", prev: 2 * time.Second, used: DeviceIOStats{WriteIOs: 50_000}, delta: DeviceIOStats{WriteIOs: 50_000}, dt: 2 * time.Second, want: 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := pacedBurstWait(tt.prev, b, tt.used, tt.delta, tt.dt); got != tt.want {
+				t.Errorf("pacedBurstWait = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestBurstPace(t *testing.T) {
+	b := StartBurst{Bytes: 1_000_000_000, Ops: 100_000, Window: time.Minute}
+	r8 := DefaultNodeLimits().Rootfs
+	// 1 GB and 100,000 operations over 2 s, half each way.
+	if got, want := burstPace(b, DeviceIOStats{}, 2*time.Second, r8),
+		(DeviceLimits{ReadBps: 250_000_000, WriteBps: 250_000_000, ReadIOPS: 25_000, WriteIOPS: 25_000}); got != want {
+		t.Errorf("pace = %+v, want %+v", got, want)
+	}
+	// What is used counts both ways: 996 MB and 99,000 operations used.
+	used := DeviceIOStats{ReadBytes: 990_000_000, WriteBytes: 6_000_000, ReadIOs: 90_000, WriteIOs: 9_000}
+	got := burstPace(b, used, 2*time.Second, r8)
+	if want := (DeviceLimits{ReadBps: r8.ReadBps, WriteBps: r8.WriteBps, ReadIOPS: r8.ReadIOPS, WriteIOPS: r8.WriteIOPS}); got != want {
+		t.Errorf("near the end the pace = %+v, want R8's %+v (never below)", got, want)
+	}
+	// A direction R8 leaves unlimited is not paced.
+	if got := burstPace(b, DeviceIOStats{}, time.Second, DeviceLimits{WriteBps: 1}); got != (DeviceLimits{WriteBps: 500_000_000}) {
+		t.Errorf("pace with only a write limit = %+v", got)
+	}
+	// Spent: the pace is R8's (the next look ends the burst).
+	if got := burstPace(b, DeviceIOStats{ReadBytes: 2_000_000_000, ReadIOs: 200_000}, time.Second, r8); got != r8 {
+		t.Errorf("pace of a spent budget = %+v, want %+v", got, r8)
+	}
+}

@@ -43,7 +43,8 @@ func gvisorBackendOrSkip(t *testing.T) testBackend {
 func TestGVisorCRIPod(t *testing.T) {
 	b := gvisorBackendOrSkip(t)
 	env := b.startEnv(t, true, noBurst) // the limits from the first byte, to read them
-	// (TestGVisorBurst shows them arrive once the burst is spent.)
+	// (iothrottle's TestWatchBurstLoopDevice and `ccibench burst` show them
+	// arrive once the burst is spent.)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
