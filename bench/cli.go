@@ -82,7 +82,7 @@ handler with the gVisor backend.
 Per series: time until all pods run (target cci <= 1.10x runc), p50/p99 of each
 pod's RunPodSandbox+CreateContainer+StartContainer, PSS per pod of every host
 process under the pods' shims by kind (cci shim, runc shim, runsc, workload;
-target: cci adds <= 3 MiB per pod over runc's), their CPU over --measure.
+target: cci adds <= 3 MiB per pod over runc's), their CPU over --measure after --settle.
 --workload idle|stdout|logs: a sleeping container, 100 kB/s to stdout, or the
 same to a log file the pod's log policy collects.`, flags: densityFlags},
 	{name: "logs", summary: "log collection: throughput per core, write->sink latency, loss and duplication (R15-R18)",
@@ -270,7 +270,7 @@ func run(ctx context.Context, h *e2eenv.Program, c *command, f *flags, res *Resu
 	}
 	if c.name == "density" || all {
 		res.Density, err = b.Density(ctx, DensityOptions{Pods: f.pods, Parallel: f.parallel, Workload: f.workload,
-			Measure: f.measure, GvisorTOML: f.gvisorTOML, Rounds: f.rounds})
+			Settle: f.settle, Measure: f.measure, GvisorTOML: f.gvisorTOML, Rounds: f.rounds})
 		if err != nil {
 			return fmt.Errorf("density: %w", err)
 		}
@@ -305,7 +305,7 @@ type flags struct {
 	// density
 	pods, parallel, rounds int
 	workload               string
-	measure                time.Duration
+	settle, measure        time.Duration
 	gvisorTOML             string
 	// logs
 	logsMB, latencyLines, lines, kills int
@@ -349,6 +349,7 @@ func densityFlags(f *flags, fs *flag.FlagSet) {
 	fs.IntVar(&f.parallel, "parallel", 8, "density: pods started at once (P)")
 	fs.IntVar(&f.rounds, "rounds", 5, "density: runs of every series, interleaved; the wall and teardown figures are the medians")
 	fs.StringVar(&f.workload, "workload", WorkloadIdle, "density: what each pod does: idle, stdout or logs")
+	fs.DurationVar(&f.settle, "settle", 2*time.Second, "density: the wait after all pods run before their memory is read and their CPU measured (past the start burst's window: 65s)")
 	fs.DurationVar(&f.measure, "measure", 5*time.Second, "density: how long the host processes' CPU is measured once all pods run")
 	fs.StringVar(&f.gvisorTOML, "gvisor-toml", GvisorAuto, "density: node config backend lines of the gVisor series (\"auto\": the runsc this host runs, as the tests find it; \"\": skip it)")
 }

@@ -238,11 +238,15 @@ func (s DensitySeries) PSSPerPod(kind string, pods int) float64 {
 
 // DensityResult is the density bench's result.
 type DensityResult struct {
-	Pods     int             `json:"pods"`
-	Parallel int             `json:"parallel"`
-	Workload string          `json:"workload"`
-	Rounds   int             `json:"rounds,omitempty"`
-	Series   []DensitySeries `json:"series"`
+	Pods     int    `json:"pods"`
+	Parallel int    `json:"parallel"`
+	Workload string `json:"workload"`
+	Rounds   int    `json:"rounds,omitempty"`
+	// Settle and Measure: memory was read Settle after all pods ran, and
+	// CPU measured over Measure from then.
+	Settle  time.Duration   `json:"settleNs,omitempty"`
+	Measure time.Duration   `json:"measureNs,omitempty"`
+	Series  []DensitySeries `json:"series"`
 	// RestrictOOM: containerd clamped CRI's negative oom_score_adj (this
 	// host refuses negative values).
 	RestrictOOM bool `json:"restrictOOM,omitempty"`
@@ -268,7 +272,7 @@ func (b *Bench) Density(ctx context.Context, o DensityOptions) (*DensityResult, 
 		return nil, fmt.Errorf("workload %q: want %s, %s or %s", o.Workload, WorkloadIdle, WorkloadStdout, WorkloadLogs)
 	}
 	defer b.SetThrottle(Defaults())
-	res := &DensityResult{Pods: o.Pods, Parallel: o.Parallel, Workload: o.Workload, Rounds: o.Rounds, RestrictOOM: b.RestrictOOM}
+	res := &DensityResult{Pods: o.Pods, Parallel: o.Parallel, Workload: o.Workload, Rounds: o.Rounds, Settle: o.Settle, Measure: o.Measure, RestrictOOM: b.RestrictOOM}
 	type spec struct {
 		name, handler, toml string
 		seccomp             bool

@@ -57,7 +57,7 @@ func TestHelpHasNoSideEffects(t *testing.T) {
 
 func TestDensityReport(t *testing.T) {
 	mib := int64(1 << 20)
-	r := &Results{Command: "density", Density: &DensityResult{Pods: 10, Parallel: 4, Workload: WorkloadIdle, Series: []DensitySeries{
+	r := &Results{Command: "density", Density: &DensityResult{Pods: 10, Parallel: 4, Workload: WorkloadIdle, Settle: 65 * time.Second, Measure: 20 * time.Second, Series: []DensitySeries{
 		{Name: DensityRunc, Handler: "runc", Wall: 2, PerPod: []float64{0.5, 0.6}, P50: 0.5, P99: 0.6,
 			Usage: []ProcUsage{{Kind: KindRuncShim, Count: 10, PSS: 50 * mib}, {Kind: KindWorkload, Count: 20, PSS: 5 * mib}}},
 		{Name: DensityRuncSeccomp, Handler: "runc", Seccomp: true, Wall: 2.2, PerPod: []float64{0.5, 0.6}, P50: 0.5, P99: 0.6},
@@ -87,7 +87,7 @@ func TestDensityReport(t *testing.T) {
 	}
 	var txt strings.Builder
 	r.WriteText(&txt)
-	for _, want := range []string{"skipped: runsc is not installed", "7.50 MiB", "0.10% of a core"} {
+	for _, want := range []string{"skipped: runsc is not installed", "7.50 MiB", "0.10% of a core", "PSS was read 1m5s after all pods ran (--settle), CPU per pod measured over the 20s after that"} {
 		if !strings.Contains(txt.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, txt.String())
 		}

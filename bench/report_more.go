@@ -163,6 +163,9 @@ func (r *Results) moreTables() []table {
 			"'we add' is everything but the workload (pause and the container's command); the runc handler's figure is its one shim per pod. "+
 			"Host CPU to start: the machine's busy CPU time (/proc/stat, every process) over 'all running', divided by the pod count. "+
 			"Host mounts: the mounts the running pods added to the host's mount table, per pod.")
+		if d.Measure > 0 {
+			t.notes = append(t.notes, fmt.Sprintf("PSS was read %v after all pods ran (--settle), CPU per pod measured over the %v after that (--measure).", d.Settle, d.Measure))
+		}
 		if d.Rounds > 1 {
 			t.notes = append(t.notes, "Memory and CPU are the first round's; per pod p50/p99 are over every round's pods.")
 		}
