@@ -8,9 +8,10 @@ import (
 
 // BurstWatcher runs one rootfs device's start burst in one cgroup: the
 // device is unthrottled there (paced while it idles: burstPace) until its
-// budget is spent or its window has passed, then it gets its limits. It owns one timer, no goroutine, and the
-// cgroup's statistics files while the burst is on; the timer stops and the
-// files are closed for good once the limits are written or Close is called.
+// budget is spent or its window has passed, then it gets its limits. It
+// owns one timer, no goroutine, and the cgroup's statistics files while the
+// burst is on; the timer stops and the files are closed for good once the
+// limits are written or Close is called.
 type BurstWatcher struct {
 	cg           cgroupFS
 	counters     *DeviceCounters
@@ -206,9 +207,9 @@ func (w *BurstWatcher) Status() BurstStatus {
 }
 
 // Close stops the watch. A burst still on is left as it is: the device
-// stays unthrottled (or paced) in the cgroup, which goes with the container (the next
-// WatchBurst on a device with the same number removes what is left). Close
-// is idempotent and safe on a nil watcher.
+// stays unthrottled (or paced) in the cgroup, which goes with the container
+// (the next WatchBurst on a device with the same number removes what is
+// left). Close is idempotent and safe on a nil watcher.
 func (w *BurstWatcher) Close() error {
 	if w == nil {
 		return nil
