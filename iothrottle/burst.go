@@ -172,10 +172,10 @@ type BurstStatus struct {
 // second for the whole window were most of an idle shim's CPU (each look
 // wakes the Go runtime's timer and sysmon threads; dear on a PVM guest).
 // So when a look would wait burstMaxPoll and the budget would last at
-// least eight paced waits at the rate just seen, the watcher
-// writes a pace (burstPace): limits under which the device passes at most
-// the budget left in the next wait, half of it each way, never below R8's
-// limits. It then waits twice as long, up to burstPacedMaxPoll. A look
+// least eight paced waits at the rate just seen, the watcher writes a pace
+// (burstPace): limits under which the device passes at most the budget
+// left in the next wait, half of it each way, never below R8's limits. It
+// then waits twice as long, up to burstPacedMaxPoll. A look
 // that finds the device busier lifts the pace and looks again after
 // burstMinPoll, at full speed. So an idle device costs about one look in
 // two seconds; going from idle to flat out it overshoots by nothing (the

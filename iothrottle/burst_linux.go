@@ -130,12 +130,18 @@ func (w *BurstWatcher) look() {
 	w.last, w.lastAt = used, now
 	wait := nextBurstPoll(w.wait, w.budget, used, delta, dt)
 	paced := w.pace != DeviceLimits{}
-	var pace DeviceLimits
-	if pw := pacedBurstWait(w.wait, w.budget, used, delta, dt); pw > 0 && (paced || wait == burstMaxPoll) {
-		wait = min(pw, w.budget.Window-elapsed)
-		pace = burstPace(w.budget, used, wait, w.limits)
-	} else if paced {
+	pw := pacedBurstWait(w.wait, w.budget, used, delta, dt)
+	pacing := pw > 0 && (paced || wait == burstMaxPoll)
+	switch {
+	case pacing:
+		wait = pw
+	case paced:
 		wait = burstMinPoll // busier under the pace: lift it and see the device's own rate
+	}
+	wait = min(wait, w.budget.Window-elapsed)
+	var pace DeviceLimits // none: full speed
+	if pacing {
+		pace = burstPace(w.budget, used, wait, w.limits)
 	}
 	if pace != w.pace {
 		if err := w.cg.apply(w.path, w.major, w.minor, pace); err != nil {
@@ -146,7 +152,7 @@ func (w *BurstWatcher) look() {
 			w.pace = pace
 		}
 	}
-	w.wait = min(wait, w.budget.Window-elapsed)
+	w.wait = wait
 	w.timer.Reset(w.wait)
 	w.mu.Unlock()
 }

@@ -138,6 +138,22 @@ func (f *burstFixture) limit() string {
 	return string(b)
 }
 
+// blockLimits makes the device's limits unwritable (read_bps_device a
+// directory) until the returned func is called.
+func (f *burstFixture) blockLimits() (unblock func()) {
+	f.t.Helper()
+	file := filepath.Join(f.dir, "blkio.throttle.read_bps_device")
+	os.Remove(file)
+	if err := os.Mkdir(file, 0o755); err != nil {
+		f.t.Fatal(err)
+	}
+	return func() {
+		if err := os.Remove(file); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
 func (f *burstFixture) watch(b StartBurst, ends *[]BurstEnd) *BurstWatcher {
 	f.t.Helper()
 	w, err := f.cg.watchBurst("/pod", 7, 3, DefaultNodeLimits().Rootfs, b, func(e BurstEnd) { *ends = append(*ends, e) }, f.clk)
@@ -338,15 +354,13 @@ func TestBurstWatcherErrors(t *testing.T) {
 		var ends []BurstEnd
 		w := f.watch(StartBurst{Bytes: 10, Ops: 10, Window: time.Minute}, &ends)
 		defer w.Close()
-		file := filepath.Join(f.dir, "blkio.throttle.read_bps_device")
-		os.Remove(file)
-		os.Mkdir(file, 0o755) // not writable as a file
+		unblock := f.blockLimits()
 		f.counters(DeviceIOStats{ReadBytes: 100})
 		f.clk.fire(t)
 		if len(ends) != 0 {
 			t.Fatalf("ended on the first failed write: %+v", ends)
 		}
-		os.Remove(file)
+		unblock()
 		if d, _ := f.clk.fire(t); d != burstMaxPoll {
 			t.Errorf("retried after %v", d)
 		}
@@ -359,9 +373,7 @@ func TestBurstWatcherErrors(t *testing.T) {
 		var ends []BurstEnd
 		w := f.watch(StartBurst{Bytes: 10, Ops: 10, Window: time.Minute}, &ends)
 		defer w.Close()
-		file := filepath.Join(f.dir, "blkio.throttle.read_bps_device")
-		os.Remove(file)
-		os.Mkdir(file, 0o755)
+		f.blockLimits() // for good
 		f.counters(DeviceIOStats{ReadBytes: 100})
 		for range maxApplyFailures {
 			f.clk.fire(t)
@@ -585,9 +597,7 @@ func TestBurstWatcherPace(t *testing.T) {
 		var ends []BurstEnd
 		w := f.watch(b, &ends)
 		defer w.Close()
-		file := filepath.Join(f.dir, "blkio.throttle.read_bps_device")
-		os.Remove(file)
-		os.Mkdir(file, 0o755) // not writable as a file
+		unblock := f.blockLimits()
 		for range 8 {
 			if d, _ := f.clk.fire(t); d > burstMaxPoll {
 				t.Fatalf("waited %v with no pace written", d)
@@ -596,7 +606,7 @@ func TestBurstWatcherPace(t *testing.T) {
 		if st := w.Status(); !st.Active || st.Pace != nil {
 			t.Errorf("status %+v: want active and not paced", st)
 		}
-		os.Remove(file)
+		unblock()
 		f.clk.fire(t)
 		if st := w.Status(); st.Pace == nil {
 			t.Errorf("status %+v: want paced once the pace can be written", st)
@@ -608,15 +618,13 @@ func TestBurstWatcherPace(t *testing.T) {
 		w := f.watch(b, &ends)
 		defer w.Close()
 		idle(t, f)
-		file := filepath.Join(f.dir, "blkio.throttle.read_bps_device")
-		os.Remove(file)
-		os.Mkdir(file, 0o755)
+		unblock := f.blockLimits()
 		f.counters(DeviceIOStats{ReadBytes: 40_000_000, ReadIOs: 400}) // busy under the pace
 		f.clk.fire(t)
 		if st := w.Status(); st.Pace == nil {
 			t.Errorf("status %+v: the pace could not be lifted, want it reported", st)
 		}
-		os.Remove(file)
+		unblock()
 		f.counters(DeviceIOStats{ReadBytes: 41_000_000, ReadIOs: 410})
 		if d, _ := f.clk.fire(t); d != burstMinPoll {
 			t.Errorf("retried after %v, want %v", d, burstMinPoll)

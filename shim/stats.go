@@ -47,19 +47,17 @@ func (s *service) writeStatsLoop(ctx context.Context) {
 	wait := statsMaxInterval // nothing to write before a container exists
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	due := time.Now().Add(wait)
 	var last []byte
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.statsKick:
-			// Sooner, never later: a stream of changes must not keep
-			// postponing the rewrite.
-			wait = statsMinInterval
-			if time.Until(due) > wait {
+			// Only the first kick of a wait re-arms the timer: a stream
+			// of changes postpones the rewrite by a second at most once.
+			if wait > statsMinInterval {
+				wait = statsMinInterval
 				timer.Reset(wait)
-				due = time.Now().Add(wait)
 			}
 			continue
 		case <-timer.C:
@@ -68,7 +66,6 @@ func (s *service) writeStatsLoop(ctx context.Context) {
 		wait = nextStatsWait(wait, figures != nil && !bytes.Equal(figures, last))
 		last = figures
 		timer.Reset(wait)
-		due = time.Now().Add(wait)
 	}
 }
 

@@ -1,9 +1,10 @@
 // Package podstats is the stats file each pod's shim writes to its state dir
 // (each second while its figures change, at most ten seconds apart while
-// they do not: shim/stats.go), and its reader: the throttle and log-collection figures the
-// node agent exports and the bench harness reads, and who the pod is in
-// Kubernetes' terms (from the CRI annotations on its containers' specs), so
-// that the agent labels its metrics as cAdvisor and kube-state-metrics do.
+// they do not: shim/stats.go), and its reader: the throttle and
+// log-collection figures the node agent exports and the bench harness
+// reads, and who the pod is in Kubernetes' terms (from the CRI annotations
+// on its containers' specs), so that the agent labels its metrics as
+// cAdvisor and kube-state-metrics do.
 // It holds no logic beyond reading those annotations.
 package podstats
 
