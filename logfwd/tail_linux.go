@@ -191,7 +191,17 @@ func (c *Collector) skipHole(f *tailFile, size int64) {
 	to, err := unix.Seek(f.fd, off, unix.SEEK_DATA)
 	switch {
 	case errors.Is(err, unix.ENXIO):
-		to = size // a hole up to the end
+		// No data at or after off: a hole up to the end, or the file is no
+		// longer than off now. size was taken before, so a truncation
+		// since (copytruncate) looks the same; skipping to size then would
+		// skip the lines its copy must continue with. Skip only what the
+		// file still has, and leave a truncation to the identity check of
+		// the next read.
+		end, err := unix.Seek(f.fd, 0, unix.SEEK_END)
+		if err != nil || end <= off {
+			return
+		}
+		to = end
 	case err != nil || to <= off:
 		return
 	}
