@@ -103,16 +103,31 @@ func runScenario(ctx context.Context, dir string, sc logScenario, kills int, o L
 	if sc.name == "short-lived" {
 		first = "short-0.log"
 	}
-	go func() { writeDone <- writeScenario(wctx, logDir, first, sc, o.Lines) }()
+	write := func() { go func() { writeDone <- writeScenario(wctx, logDir, first, sc, o.Lines) }() }
 
 	var werr error
 	if kills == 0 || o.Self == "" {
+		// The writer starts once the collector follows the first file: a
+		// collector that has not looked yet cannot lose what is renamed
+		// out of its glob before it does (a busy machine may take that
+		// long to schedule it).
+		f, err := openLog(logDir, first)
+		if err != nil {
+			return nil, err
+		}
+		f.Close()
 		c, err := logfwd.New(cfg, slog.New(slog.DiscardHandler))
 		if err != nil {
 			return nil, err
 		}
 		rctx, stop := context.WithCancel(ctx)
 		go c.Run(rctx)
+		if err := following(ctx, c); err != nil {
+			stop()
+			c.Close()
+			return nil, err
+		}
+		write()
 		werr = <-writeDone
 		time.Sleep(200 * time.Millisecond)
 		err = c.Drain(ctx)
@@ -130,6 +145,7 @@ func runScenario(ctx context.Context, dir string, sc logScenario, kills int, o L
 		if err != nil {
 			return nil, err
 		}
+		write()
 		writing := true
 		for writing && res.Kills < kills {
 			select {
@@ -185,6 +201,22 @@ func runScenario(ctx context.Context, dir string, sc logScenario, kills int, o L
 	}
 	res.Where = strings.Join(where, "; ")
 	return res, nil
+}
+
+// following waits until c follows a file (its first cycle found it).
+func following(ctx context.Context, c *logfwd.Collector) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Stats().Files == 0 {
+		if time.Now().After(deadline) {
+			return errors.New("logs: the collector found no log file within 10 s")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 func writeScenario(ctx context.Context, dir, first string, sc logScenario, lines int) error {
