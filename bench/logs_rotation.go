@@ -107,10 +107,10 @@ func runScenario(ctx context.Context, dir string, sc logScenario, kills int, o L
 
 	var werr error
 	if kills == 0 || o.Self == "" {
-		// The writer starts once the collector follows the first file: a
-		// collector that has not looked yet cannot lose what is renamed
-		// out of its glob before it does (a busy machine may take that
-		// long to schedule it).
+		// The writer starts once the collector follows the first file.
+		// Lines renamed out of the glob before the collector first looks
+		// were never visible to it, and a busy machine can delay that look
+		// past two rotations.
 		f, err := openLog(logDir, first)
 		if err != nil {
 			return nil, err
