@@ -20,7 +20,6 @@ type container struct {
 	frontBundle string      // containerd's bundle
 	spec        *specs.Spec // as the backend got it
 	name        string      // for tenant-facing errors
-	sandbox     bool        // a CRI pod's sandbox (pause) container
 	gpu         bool        // has GPUs: execs get the driver environment
 	stdio       *iothrottle.Limiter
 	rootfs      *rootfsThrottle // nil when the rootfs is not a block device

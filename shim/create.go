@@ -75,7 +75,6 @@ func (s *service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	}
 	c := newContainer(r.ID)
 	c.frontBundle, c.name, c.spec = r.Bundle, a.pod.Name(), a.spec
-	c.sandbox = a.pod.Type == sandbox.TypeSandbox
 	if c.gpu, err = s.assignGPUs(ctx, a.spec); err != nil {
 		return nil, err
 	}

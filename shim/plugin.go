@@ -78,7 +78,6 @@ func newService(ic *plugin.InitContext) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.startGC = relaxStartupGC()
 	return s, nil
 }
 

@@ -47,7 +47,6 @@ type service struct {
 	publisher shim.Publisher
 	shutdown  shutdown.Service
 	relay     *eventRelay
-	startGC   *startupGC // ends when the pod's workload has started; nil in tests
 	gpus      *gpus
 	owner     *owner
 	launch    launch // template for the pod's backend; id and bundle set when it starts

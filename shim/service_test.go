@@ -5,10 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -370,50 +368,5 @@ func assertNoMountsUnder(t *testing.T, dir string) {
 		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir) {
 			t.Errorf("mount left under %s: %s", dir, f[4])
 		}
-	}
-}
-
-// TestStartupGCEndsWhenTheWorkloadStarts: the relaxed collector of a pod's
-// start (startgc.go) outlives the CRI sandbox's Start and ends with its
-// first workload container's.
-func TestStartupGCEndsWhenTheWorkloadStarts(t *testing.T) {
-	p := newTestPod(t, 0)
-	harness := debug.SetGCPercent(40) // what containerd's shim harness sets
-	defer debug.SetGCPercent(harness)
-	p.svc.startGC = relaxStartupGC()
-	gogc := func() int { v := debug.SetGCPercent(startupGCPercent); debug.SetGCPercent(v); return v }
-	const sid = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	pod := map[string]string{"io.kubernetes.cri.sandbox-id": sid, "io.kubernetes.cri.sandbox-name": "web",
-		"io.kubernetes.cri.sandbox-namespace": "team-a", "io.kubernetes.cri.sandbox-uid": "0b4c5e5e-6f1a-4a57-9d0e-2a9a3c1b7e10"}
-	with := func(kv ...string) map[string]string {
-		a := maps.Clone(pod)
-		for i := 0; i < len(kv); i += 2 {
-			a[kv[i]] = kv[i+1]
-		}
-		return a
-	}
-	if _, err := p.create(sid, "", oci.WithProcessArgs("/pause"), oci.WithAnnotations(with("io.kubernetes.cri.container-type", "sandbox"))); err != nil {
-		t.Fatalf("Create sandbox: %v", err)
-	}
-	if _, err := p.svc.Start(p.ctx, &taskv3.StartRequest{ID: sid}); err != nil {
-		t.Fatalf("Start sandbox: %v", err)
-	}
-	time.Sleep(50 * time.Millisecond) // an end would run in a goroutine
-	if got := gogc(); got != startupGCPercent {
-		t.Fatalf("after the sandbox started GOGC = %d, want still %d", got, startupGCPercent)
-	}
-	if _, err := p.create("app", "", oci.WithProcessArgs("/bin/true"),
-		oci.WithAnnotations(with("io.kubernetes.cri.container-type", "container", "io.kubernetes.cri.container-name", "app"))); err != nil {
-		t.Fatalf("Create app: %v", err)
-	}
-	if _, err := p.svc.Start(p.ctx, &taskv3.StartRequest{ID: "app"}); err != nil {
-		t.Fatalf("Start app: %v", err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for gogc() != 40 {
-		if time.Now().After(deadline) {
-			t.Fatalf("after the workload started GOGC = %d, want the harness's 40", gogc())
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

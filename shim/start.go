@@ -56,11 +56,6 @@ func (s *service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.St
 		}
 	}
 	resp, err := t.Start(ctx, r)
-	if r.ExecID == "" && !c.sandbox {
-		// The pod has started (or failed to). The collection runs apart
-		// from the RPC: StartContainer does not wait for it.
-		go s.startGC.end()
-	}
 	if err != nil {
 		return nil, err
 	}
