@@ -5,6 +5,8 @@ package bench
 import (
 	"crypto/sha256"
 	"encoding/xml"
+	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +112,8 @@ func TestReportAndCharts(t *testing.T) {
 			Phases: []IOPhase{{Name: PhaseBuffered, Bps: 3e9, Device: new(iothrottle.DeviceIOStats)}}},
 		Start: &StartResult{N: 2, Series: []StartSeries{{Name: StartRunc, Runtime: Runc, Seconds: []float64{0.1, 0.2}, Median: 0.15, P90: 0.2},
 			{Name: StartCCIOff, Runtime: CCI, Seconds: []float64{0.2, 0.3}, Median: 0.25, P90: 0.3}}},
+		Shim: &ShimResult{N: 1, SettleSeconds: 1.5, Series: []ShimSeries{{Name: ShimRunc, Runtime: Runc, Median: ShimSample{CPUMs: 30, MainMs: 7, SysmonMs: 5, WorkersMs: 18}},
+			{Name: ShimCCI, Runtime: CCI, Median: ShimSample{CPUMs: 33, MainMs: 7, SysmonMs: 8, WorkersMs: 18}}}},
 	}
 	r.Rootfs.Limits.WriteBps, r.Rootfs.Limits.ReadBps, r.Rootfs.Limits.WriteIOPS, r.Rootfs.Limits.ReadIOPS = 6e6, 6e6, 1000, 1000
 	got := map[string]bool{}
@@ -142,13 +146,14 @@ func TestReportAndCharts(t *testing.T) {
 			t.Errorf("%s chart is not SVG", c.Name)
 		}
 	}
-	if !names["accuracy"] || !names["start"] {
-		t.Errorf("charts %v, want accuracy and start", names)
+	if !names["accuracy"] || !names["start"] || !names["shim"] {
+		t.Errorf("charts %v, want accuracy, start and shim", names)
 	}
 	var md, txt strings.Builder
 	r.WriteMarkdown(&md, "rep", charts)
 	r.WriteText(&txt)
-	for _, want := range []string{"![throttle accuracy](rep-accuracy.svg)", "| check | measured | target | verdict |", "io.max", "MISS"} {
+	for _, want := range []string{"![throttle accuracy](rep-accuracy.svg)", "| check | measured | target | verdict |", "io.max", "MISS",
+		"| cci shim, default node config | 33.0 ms | 7.0 ms | 8.0 ms | 18.0 ms |", "1.10x"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown lacks %q", want)
 		}
@@ -176,5 +181,40 @@ func TestNiceCeil(t *testing.T) {
 		if got := niceCeil(v); got < want-1e-9 || got > want+1e-9 {
 			t.Errorf("niceCeil(%v) = %v, want %v", v, got, want)
 		}
+	}
+}
+
+// TestReadShimSample reads this test binary, a Go process like the shims,
+// as the shim bench reads a daemon.
+func TestReadShimSample(t *testing.T) {
+	done := make(chan struct{})
+	defer close(done)
+	go func() { // a busy P besides the test's, so that worker threads run
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				_ = strings.Repeat("x", 1<<10)
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	s, err := readShimSample(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Threads < 3 || s.CPUMs <= 0 || s.WorkersMs <= 0 || s.SysmonSlices <= 0 || s.MinorFaults <= 0 || s.PSS <= 0 {
+		t.Errorf("sample of this process: %+v; want >= 3 threads, CPU on the workers, sysmon slices, faults and PSS", s)
+	}
+	if sum := s.MainMs + s.SysmonMs + s.WorkersMs; math.Abs(sum-s.CPUMs) > 1e-6 {
+		t.Errorf("threads' CPU %.3f ms != total %.3f ms", sum, s.CPUMs)
+	}
+	if _, err := readShimSample(1 << 30); err == nil {
+		t.Error("a pid that does not exist read without error")
+	}
+	m := medianSample([]ShimSample{{CPUMs: 1, MinorFaults: 10, Threads: 5}, {CPUMs: 3, MinorFaults: 30, Threads: 7}, {CPUMs: 2, MinorFaults: 20, Threads: 6}})
+	if m.CPUMs != 2 || m.MinorFaults != 20 || m.Threads != 6 {
+		t.Errorf("medianSample = %+v, want CPU 2, faults 20, threads 6", m)
 	}
 }

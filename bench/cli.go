@@ -73,6 +73,15 @@ alone); cci with every throttle off (target <= 1.10x runc); cci with the
 default node config (target <= 1.20x runc); and, when this build's node config has the start
 burst keys, cci with the default throttles and the burst off, and with the
 default burst (1 GB, 100,000 ops, 60 s). Medians, p90 and ratios to runc.`, flags: startFlags},
+	{name: "shim", env: "plain", summary: "the shim daemon's own CPU, wakeups, faults and PSS per container, against the runc shim",
+		help: `ctr run -d IMAGE ID sleep 600, one container at a time, --shim-n per runtime,
+interleaved: the runc shim's daemon and the cci shim's (default node config).
+--shim-settle after each run the daemon (the task's parent) is read: its CPU
+by thread (the first thread, the Go runtime's monitor sysmon, the others),
+how often those were put on a CPU, its minor page faults and PSS; then the
+container is removed. One unmeasured container per runtime goes first.
+Medians and cci / runc. Serial, so each figure is one daemon's own work;
+density measures pods starting together.`, flags: shimFlags},
 	{name: "density", env: "cri", summary: "N pods through CRI, P at a time: time to all running, per-pod p50/p99, PSS per pod",
 		help: `--pods pods through CRI, --parallel at a time, for the runc handler (the
 baseline), the runc handler with RuntimeDefault seccomp (which the cci policy
@@ -101,12 +110,13 @@ operations) and on for --sustain under the limits. Reports how the burst
 ended, the overshoot of the polling, the burst rate and the sustained rate
 after it (target: R8 ±5%). Needs cgroup v1 blkio.`, flags: burstFlags},
 	{name: "all", env: "cri", summary: "every command above in one containerd",
-		help: `stdout, rootfs, start, density, logs and burst, in that order, with their
+		help: `stdout, rootfs, start, shim, density, logs and burst, in that order, with their
 default sizes unless flags say otherwise.`,
 		flags: func(f *flags, fs *flag.FlagSet) {
 			stdoutFlags(f, fs)
 			rootfsFlags(f, fs)
 			startFlags(f, fs)
+			shimFlags(f, fs)
 			densityFlags(f, fs)
 			logsFlags(f, fs)
 			burstFlags(f, fs)
@@ -268,6 +278,11 @@ func run(ctx context.Context, h *e2eenv.Program, c *command, f *flags, res *Resu
 			return fmt.Errorf("start: %w", err)
 		}
 	}
+	if c.name == "shim" || all {
+		if res.Shim, err = b.Shim(ctx, ShimOptions{N: f.shimN, Settle: f.shimSettle}); err != nil {
+			return fmt.Errorf("shim: %w", err)
+		}
+	}
 	if c.name == "density" || all {
 		res.Density, err = b.Density(ctx, DensityOptions{Pods: f.pods, Parallel: f.parallel, Workload: f.workload,
 			Settle: f.settle, Measure: f.measure, GvisorTOML: f.gvisorTOML, Rounds: f.rounds})
@@ -302,6 +317,9 @@ type flags struct {
 	buffered bool
 	// start
 	n int
+	// shim
+	shimN      int
+	shimSettle time.Duration
 	// density
 	pods, parallel, rounds int
 	workload               string
@@ -342,6 +360,11 @@ func rootfsFlags(f *flags, fs *flag.FlagSet) {
 
 func startFlags(f *flags, fs *flag.FlagSet) {
 	fs.IntVar(&f.n, "n", 10, "start: starts per configuration")
+}
+
+func shimFlags(f *flags, fs *flag.FlagSet) {
+	fs.IntVar(&f.shimN, "shim-n", 10, "shim: measured containers per runtime")
+	fs.DurationVar(&f.shimSettle, "shim-settle", 1500*time.Millisecond, "shim: the wait after ctr run -d returns before the daemon is read")
 }
 
 func densityFlags(f *flags, fs *flag.FlagSet) {

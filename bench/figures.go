@@ -42,6 +42,19 @@ func (r *Results) Charts() ([]Chart, error) {
 			}
 		}
 	}
+	if s := r.Shim; s != nil {
+		c := barChart{title: fmt.Sprintf("Shim daemon CPU to a running container, by thread (medians, n=%d)", s.N), unit: "ms", stacked: true,
+			groups: []barGroup{{name: "first thread"}, {name: "sysmon"}, {name: "other threads"}}}
+		for _, se := range s.Series {
+			c.labels = append(c.labels, se.Name)
+			c.groups[0].values = append(c.groups[0].values, se.Median.MainMs)
+			c.groups[1].values = append(c.groups[1].values, se.Median.SysmonMs)
+			c.groups[2].values = append(c.groups[2].values, se.Median.WorkersMs)
+		}
+		if err := add("shim", "shim daemon CPU", c.render); err != nil {
+			return nil, err
+		}
+	}
 	if d := r.Density; d != nil {
 		lc := lineChart{title: fmt.Sprintf("Density: per-pod start time, %d pods, %d at a time", d.Pods, d.Parallel),
 			xLabel: "seconds (RunPodSandbox to StartContainer returned)", yLabel: "fraction of pods"}

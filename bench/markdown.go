@@ -59,6 +59,9 @@ const methodNotes = `
   ` + "`ctr run --mount type=bind,...,options=rbind:rw`" + ` and the pod-uid annotation); it is on the host's disk, not on the throttled loop device.
 - Start latency: the wall time of ` + "`ctr run --rm IMAGE ID true`" + ` (create, start, wait, delete), configurations interleaved,
   after one unmeasured warm-up start per runtime.
+- Shim: one sleeping container at a time (` + "`ctr run -d`" + `); its shim daemon, the task's parent, read from
+  /proc/<pid>/task/*/schedstat (run time and timeslices per thread), /proc/<pid>/stat (minflt) and smaps_rollup (PSS).
+  The Go runtime starts sysmon as a program's first thread after the main one, so the second thread by id is sysmon.
 `
 
 // bufferedNotes explains the buffered phases, with the figures measured.

@@ -17,6 +17,7 @@ type Results struct {
 	Stdout  *StdoutResult  `json:"stdout,omitempty"`
 	Rootfs  *RootfsResult  `json:"rootfs,omitempty"`
 	Start   *StartResult   `json:"start,omitempty"`
+	Shim    *ShimResult    `json:"shim,omitempty"`
 	Density *DensityResult `json:"density,omitempty"`
 	Logs    *LogsResult    `json:"logs,omitempty"`
 	Burst   *BurstResult   `json:"burst,omitempty"`
@@ -254,6 +255,9 @@ func (r *Results) tables() []table {
 				d, s.BusyboxBytes, s.ReadBps, float64(s.BusyboxBytes)/float64(s.ReadBps)))
 		}
 		ts = append(ts, t)
+	}
+	if s := r.Shim; s != nil {
+		ts = append(ts, s.table())
 	}
 	ts = append(ts, r.moreTables()...)
 	h := r.Host

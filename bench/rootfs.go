@@ -282,24 +282,32 @@ func rootDevice(mountinfo string) (major, minor int64, source string, err error)
 	return 0, 0, "", fmt.Errorf("no root mount in the container's mountinfo:\n%s", mountinfo)
 }
 
+// taskPID returns the host pid of container id's init process, as
+// `ctr task ls` lists it.
+func (b *Bench) taskPID(ctx context.Context, id string) (int, error) {
+	out, err := b.ctr(ctx, nil, "task", "ls")
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == id {
+			if pid, err := strconv.Atoi(f[1]); err == nil && pid > 0 {
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("container %s has no running task in `ctr task ls`:\n%s", id, out)
+}
+
 // cgroupPath returns the blkio (v1) or unified (v2) cgroup of container
 // id's init process, as the host sees it: the shim chooses the path, so it
 // is read from the process, not from the spec ctr made.
 func (b *Bench) cgroupPath(ctx context.Context, id string) (string, error) {
-	out, err := b.ctr(ctx, nil, "task", "ls")
+	pid, err := b.taskPID(ctx, id)
 	if err != nil {
 		return "", err
 	}
-	pid := ""
-	for _, l := range strings.Split(out, "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == id {
-			pid = f[1]
-		}
-	}
-	if pid == "" {
-		return "", fmt.Errorf("container %s has no task", id)
-	}
-	data, err := os.ReadFile("/proc/" + pid + "/cgroup")
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		return "", fmt.Errorf("reading the cgroup of %s: %w", id, err)
 	}
@@ -319,7 +327,7 @@ func (b *Bench) cgroupPath(ctx context.Context, id string) (string, error) {
 		}
 	}
 	if unified == "" {
-		return "", fmt.Errorf("container %s: no blkio or unified cgroup in /proc/%s/cgroup", id, pid)
+		return "", fmt.Errorf("container %s: no blkio or unified cgroup in /proc/%d/cgroup", id, pid)
 	}
 	return unified, nil
 }
