@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -36,7 +37,18 @@ func init() {
 	})
 }
 
+// daemonMaxProcs is the number of Ps the pod's shim daemon runs Go code
+// on. containerd starts `shim start` with GOMAXPROCS=2, which the daemon
+// inherits (and hands on to runc and runsc, which keep it). The daemon is
+// I/O bound: its goroutines wait on ttrpc, FIFOs, timers and runc, and each
+// stream is copied by one goroutine. A second P only adds thread wakeups,
+// which a guest such as this project's PVM machines makes dear; `ccibench
+// shim` shows them in the daemon's threads' slices. It also bounds the host
+// CPU a pod's output can make its shim burn to one core.
+const daemonMaxProcs = 1
+
 func newService(ic *plugin.InitContext) (any, error) {
+	runtime.GOMAXPROCS(daemonMaxProcs)
 	pp, err := ic.GetByID(plugins.EventPlugin, "publisher")
 	if err != nil {
 		return nil, err
