@@ -64,7 +64,7 @@ const (
 	ShimCCI  = "cci shim, default node config"
 )
 
-// Shim measures each runtime's shim daemon alone: --n sleeping containers
+// Shim measures each runtime's shim daemon alone: o.N sleeping containers
 // per runtime started one after another with `ctr run -d`, interleaved,
 // each daemon's CPU by thread, wakeups, minor faults and PSS read Settle
 // after the run, then the container removed. One container per runtime
@@ -86,7 +86,9 @@ func (b *Bench) Shim(ctx context.Context, o ShimOptions) (*ShimResult, error) {
 	for i := -1; i < o.N; i++ {
 		for j := range series {
 			s := &series[j]
-			if i >= 0 {
+			if i < 0 {
+				prog.update("warm-up: %s", s.Name)
+			} else {
 				prog.update("round %d/%d: %s", i+1, o.N, s.Name)
 			}
 			sample, err := b.shimSample(ctx, s.Runtime, o.Settle)
