@@ -128,14 +128,14 @@ func (b *Bench) shimSample(ctx context.Context, runtime string, settle time.Dura
 	if err != nil {
 		return ShimSample{}, err
 	}
-	shim := 0
-	if p, ok := listProcs()[pid]; ok {
-		shim = p.ppid
+	f, err := statFields(pid, 4) // ppid is field 4
+	if err != nil {
+		return ShimSample{}, err
 	}
-	if shim <= 1 {
-		return ShimSample{}, fmt.Errorf("container %s (pid %d): no shim parent", id, pid)
+	if shim, _ := strconv.Atoi(f[1]); shim > 1 {
+		return readShimSample(shim)
 	}
-	return readShimSample(shim)
+	return ShimSample{}, fmt.Errorf("container %s (pid %d): no shim parent, ppid %s", id, pid, f[1])
 }
 
 // readShimSample reads pid's threads' schedstat, its minor faults and PSS.
@@ -176,31 +176,15 @@ func readShimSample(pid int) (ShimSample, error) {
 			s.WorkerSlices += n
 		}
 	}
-	s.MinorFaults, err = minorFaults(pid)
+	f, err := statFields(pid, 10) // minflt is field 10
 	if err != nil {
 		return ShimSample{}, err
 	}
+	if s.MinorFaults, err = strconv.ParseInt(f[7], 10, 64); err != nil {
+		return ShimSample{}, fmt.Errorf("/proc/%d/stat: minflt: %w", pid, err)
+	}
 	s.PSS, _ = smapsRollup(pid)
 	return s, nil
-}
-
-// minorFaults returns minflt of /proc/<pid>/stat.
-func minorFaults(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// "pid (comm) state ppid pgrp session tty_nr tpgid flags minflt ...":
-	// minflt is field 10, the 8th after the ')'.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, b)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 8 {
-		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, b)
-	}
-	return strconv.ParseInt(f[7], 10, 64)
 }
 
 // medianSample is the field-by-field median of samples.

@@ -91,18 +91,9 @@ func procCPU(pid int) (float64, bool) {
 // procCPUSplit returns the user+system CPU time of pid itself and of its
 // children it has waited for (and theirs), in seconds.
 func procCPUSplit(pid int) (self, children float64, ok bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	// utime, stime, cutime and cstime are fields 14 to 17.
+	f, err := statFields(pid, 17)
 	if err != nil {
-		return 0, 0, false
-	}
-	// "pid (comm) state ppid ...": comm may hold spaces; utime, stime,
-	// cutime and cstime are fields 14 to 17, i.e. 12 to 15 after the ')'.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 15 {
 		return 0, 0, false
 	}
 	var t [4]uint64
@@ -112,6 +103,25 @@ func procCPUSplit(pid int) (self, children float64, ok bool) {
 		}
 	}
 	return float64(t[0]+t[1]) / clockTicks, float64(t[2]+t[3]) / clockTicks, true
+}
+
+// statFields returns the fields of /proc/<pid>/stat after "pid (comm)",
+// comm being the one that may hold spaces: field n of proc(5) is f[n-3].
+// It fails unless the line has at least n fields.
+func statFields(pid, n int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: no ')' in %q", pid, b)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < n-2 {
+		return nil, fmt.Errorf("/proc/%d/stat: %d fields, want %d", pid, len(f)+2, n)
+	}
+	return f, nil
 }
 
 // machineCPU returns the busy and total CPU time of all CPUs from

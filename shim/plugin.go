@@ -40,12 +40,12 @@ func init() {
 // daemonMaxProcs is the number of Ps the pod's shim daemon runs Go code
 // on. containerd starts `shim start` with GOMAXPROCS=2, which the daemon
 // inherits and hands on to runc and runsc; it is set here, in process, so
-// that their environment stays as it was. The daemon is
-// I/O bound: its goroutines wait on ttrpc, FIFOs, timers and runc, and each
-// stream is copied by one goroutine. A second P only adds thread wakeups,
-// which a guest such as this project's PVM machines makes dear; `ccibench
-// shim` shows them in the daemon's threads' slices. It also bounds the host
-// CPU a pod's output can make its shim burn to one core.
+// that their environment stays as it was. The daemon is I/O bound: its
+// goroutines wait on ttrpc, FIFOs, timers and runc, and each stream is
+// copied by one goroutine. A second P only adds thread wakeups, which a
+// guest such as this project's PVM machines makes dear; `ccibench shim`
+// shows them in the daemon's threads' slices. It also bounds the host CPU
+// a pod's output can make its shim burn to one core.
 const daemonMaxProcs = 1
 
 func newService(ic *plugin.InitContext) (any, error) {
