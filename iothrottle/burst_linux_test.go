@@ -114,7 +114,8 @@ func newBurstFixture(t *testing.T) *burstFixture {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f := &burstFixture{t: t, cg: cgroupFS{root: root, procRoot: "/proc"}, dir: dir, clk: &fakeBurstClock{now: simEpoch}}
+	blkioLimitFiles(t, dir)
+	f := &burstFixture{t: t, cg: cgroupFS{root: root}, dir: dir, clk: &fakeBurstClock{now: simEpoch}}
 	f.counters(DeviceIOStats{})
 	return f
 }
@@ -151,6 +152,7 @@ func (f *burstFixture) blockLimits() (unblock func()) {
 		if err := os.Remove(file); err != nil {
 			f.t.Fatal(err)
 		}
+		blkioLimitFiles(f.t, f.dir)
 	}
 }
 

@@ -11,10 +11,10 @@ import (
 	"sync"
 
 	"github.com/containerd/cgroups/v3"
-	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/cci-shim/cci-shim/internal/cgroupfile"
 )
 
 // DeviceIOStats is the I/O that passed a cgroup's throttle on one device,
@@ -45,13 +45,12 @@ func DeviceStats(cgroupPath string, major, minor int64) (DeviceIOStats, error) {
 
 // cgroupFS is the host's cgroup layout; tests point it at fixture trees.
 type cgroupFS struct {
-	unified  bool
-	root     string // v1: parent of "blkio"; v2: the unified mount
-	procRoot string // v1 stats read <procRoot>/partitions
+	unified bool
+	root    string // v1: parent of "blkio"; v2: the unified mount
 }
 
 func hostCgroups() cgroupFS {
-	return cgroupFS{unified: cgroups.Mode() == cgroups.Unified, root: "/sys/fs/cgroup", procRoot: "/proc"}
+	return cgroupFS{unified: cgroups.Mode() == cgroups.Unified, root: "/sys/fs/cgroup"}
 }
 
 func checkCgroupPath(p string) error {
@@ -75,25 +74,23 @@ func (c cgroupFS) apply(cgroupPath string, major, minor int64, l DeviceLimits) e
 		}
 		return nil
 	}
-	cg, err := c.loadV1(cgroupPath)
-	if err != nil {
-		return err
-	}
-	if err := cg.Update(&specs.LinuxResources{BlockIO: blkioThrottle(major, minor, l)}); err != nil {
-		return fmt.Errorf("set blkio throttle in %s: %w", cgroupPath, err)
+	// Not cgroup1's Update: it would recreate a cgroup its runtime has
+	// just removed (package cgroupfile). A 0 rate removes the device's
+	// limit.
+	dir := filepath.Join(c.root, "blkio", cgroupPath)
+	dev := fmt.Sprintf("%d:%d ", major, minor)
+	for _, f := range []struct {
+		name string
+		rate uint64
+	}{
+		{"blkio.throttle.read_bps_device", l.ReadBps}, {"blkio.throttle.write_bps_device", l.WriteBps},
+		{"blkio.throttle.read_iops_device", l.ReadIOPS}, {"blkio.throttle.write_iops_device", l.WriteIOPS},
+	} {
+		if err := cgroupfile.Write(dir, f.name, dev+strconv.FormatUint(f.rate, 10)); err != nil {
+			return fmt.Errorf("set blkio throttle in %s: %w", cgroupPath, err)
+		}
 	}
 	return nil
-}
-
-func (c cgroupFS) loadV1(cgroupPath string) (cgroup1.Cgroup, error) {
-	blkioOnly := func() ([]cgroup1.Subsystem, error) {
-		return []cgroup1.Subsystem{cgroup1.NewBlkio(c.root, cgroup1.ProcRoot(c.procRoot))}, nil
-	}
-	cg, err := cgroup1.Load(cgroup1.StaticPath(cgroupPath), cgroup1.WithHierarchy(blkioOnly))
-	if err != nil {
-		return nil, fmt.Errorf("load blkio cgroup %s: %w", cgroupPath, err)
-	}
-	return cg, nil
 }
 
 // stats reads the I/O counters of device major:minor once (OpenDeviceCounters).
@@ -287,22 +284,6 @@ func parseBlkioStat(data []byte, dev string) (read, write uint64) {
 		}
 	}
 	return read, write
-}
-
-// blkioThrottle renders l for the v1 throttle files; a 0 rate written to a
-// v1 throttle file removes that device's limit.
-func blkioThrottle(major, minor int64, l DeviceLimits) *specs.LinuxBlockIO {
-	td := func(rate uint64) []specs.LinuxThrottleDevice {
-		d := specs.LinuxThrottleDevice{Rate: rate}
-		d.Major, d.Minor = major, minor
-		return []specs.LinuxThrottleDevice{d}
-	}
-	return &specs.LinuxBlockIO{
-		ThrottleReadBpsDevice:   td(l.ReadBps),
-		ThrottleWriteBpsDevice:  td(l.WriteBps),
-		ThrottleReadIOPSDevice:  td(l.ReadIOPS),
-		ThrottleWriteIOPSDevice: td(l.WriteIOPS),
-	}
 }
 
 // ioMaxEntries renders l for io.max; unlimited is max (2^64-1 parses as

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/containerd/api/types"
@@ -37,7 +39,8 @@ func TestApplyToCgroupFixture(t *testing.T) {
 		if err := os.MkdirAll(filepath.Join(root, "blkio", "kata_abc"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		c := cgroupFS{root: root, procRoot: "/proc"}
+		blkioLimitFiles(t, filepath.Join(root, "blkio", "kata_abc"))
+		c := cgroupFS{root: root}
 		if err := c.apply("/kata_abc", 7, 3, l); err != nil {
 			t.Fatal(err)
 		}
@@ -49,8 +52,11 @@ func TestApplyToCgroupFixture(t *testing.T) {
 				t.Errorf("%s = %q, want %q", file, got, want)
 			}
 		}
-		if err := c.apply("/kata_missing", 7, 3, l); err == nil {
-			t.Error("missing cgroup: want an error")
+		if err := c.apply("/kata_missing", 7, 3, l); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("missing cgroup: %v, want an error matching fs.ErrNotExist", err)
+		}
+		if _, err := os.Stat(filepath.Join(root, "blkio", "kata_missing")); err == nil {
+			t.Error("writing limits created the missing cgroup")
 		}
 	})
 	t.Run("v2 io.max", func(t *testing.T) {
@@ -82,6 +88,21 @@ func TestApplyToCgroupFixture(t *testing.T) {
 			}
 		}
 	})
+}
+
+// blkioLimitFiles creates the empty v1 throttle files a fixture cgroup
+// directory needs: the shim writes cgroup files, it never creates them.
+func blkioLimitFiles(t *testing.T, dir string) {
+	t.Helper()
+	for _, name := range []string{"read_bps_device", "write_bps_device", "read_iops_device", "write_iops_device"} {
+		p := filepath.Join(dir, "blkio.throttle."+name)
+		if _, err := os.Stat(p); err == nil {
+			continue
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func TestIOMaxEntries(t *testing.T) {
@@ -219,6 +240,57 @@ func TestDeviceCounters(t *testing.T) {
 	}
 	if _, err := (cgroupFS{root: root}).openCounters("pod", 7, 3); err == nil {
 		t.Error("relative path: want an error")
+	}
+}
+
+// TestApplyRacingRemoval writes limits into a real blkio cgroup over and
+// over while the cgroup is removed, as a burst watcher may while runc
+// deletes the container's cgroup: the cgroup must stay removed. (Through
+// cgroups/v3's v1 Update, which runs MkdirAll, a write that had loaded the
+// cgroup just before the removal brought it back, empty and owned by
+// nobody; TestSoak found one left in 200 cycles.)
+func TestApplyRacingRemoval(t *testing.T) {
+	testutil.RequireRoot(t, "loop devices, cgroups")
+	d, path := loopInBlkioCgroup(t, "cci-iothrottle-race-test")
+	dir := "/sys/fs/cgroup/blkio" + path
+	l := DefaultNodeLimits().Rootfs
+	var writes, recreated int
+	for i := range 300 {
+		if i > 0 {
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stop, done := make(chan struct{}), make(chan int)
+		go func() {
+			n := 0
+			for {
+				select {
+				case <-stop:
+					done <- n
+					return
+				default:
+				}
+				if ApplyToCgroup(path, d.Major, d.Minor, l) == nil {
+					n++
+				}
+			}
+		}()
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+		if err := os.Remove(dir); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Microsecond)
+		close(stop)
+		writes += <-done
+		if _, err := os.Stat(dir); err == nil {
+			recreated++
+			os.Remove(dir)
+		}
+	}
+	t.Logf("300 removals during %d successful writes of the limits", writes)
+	if recreated > 0 {
+		t.Errorf("the cgroup came back after %d of 300 removals", recreated)
 	}
 }
 

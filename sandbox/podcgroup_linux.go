@@ -9,9 +9,9 @@ import (
 	"strings"
 
 	"github.com/containerd/cgroups/v3"
-	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cci-shim/cci-shim/internal/cgroupfile"
 )
 
 const cgroupRoot = "/sys/fs/cgroup"
@@ -92,15 +92,19 @@ func WriteCgroupLimits(p string, l CgroupLimits) error {
 		mem, quota, period := l.Memory, l.Quota, l.Period
 		return m.Update(&cgroup2.Resources{Memory: &cgroup2.Memory{Max: &mem}, CPU: &cgroup2.CPU{Max: cgroup2.NewCPUMax(&quota, &period)}})
 	}
-	cpuAndMemory := func() ([]cgroup1.Subsystem, error) {
-		return []cgroup1.Subsystem{cgroup1.NewCpu(cgroupRoot), cgroup1.NewMemory(cgroupRoot)}, nil
+	// Not cgroup1's Update, which would recreate the cgroup if kubelet
+	// removed it meanwhile (package cgroupfile). The period goes first,
+	// as runc writes it, so that the quota is checked against it.
+	for _, f := range []struct{ controller, file, value string }{
+		{"cpu", "cpu.cfs_period_us", strconv.FormatUint(l.Period, 10)},
+		{"cpu", "cpu.cfs_quota_us", strconv.FormatInt(l.Quota, 10)},
+		{"memory", "memory.limit_in_bytes", strconv.FormatInt(l.Memory, 10)},
+	} {
+		if err := cgroupfile.Write(filepath.Join(cgroupRoot, f.controller, p), f.file, f.value); err != nil {
+			return fmt.Errorf("cgroup %s: %w", p, err)
+		}
 	}
-	cg, err := cgroup1.Load(cgroup1.StaticPath(p), cgroup1.WithHierarchy(cpuAndMemory))
-	if err != nil {
-		return fmt.Errorf("cgroup %s: %w", p, err)
-	}
-	mem, quota, period := l.Memory, l.Quota, l.Period
-	return cg.Update(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &mem}, CPU: &specs.LinuxCPU{Quota: &quota, Period: &period}})
+	return nil
 }
 
 func cleanCgroupPath(p string) error {

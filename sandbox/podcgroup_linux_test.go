@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"testing"
 
@@ -48,6 +50,21 @@ func TestCgroupLimitsRoundTrip(t *testing.T) {
 	}
 	if got, err := ReadCgroupLimits(p); err != nil || got != fresh {
 		t.Errorf("restored %+v (%v), want %+v", got, err, fresh)
+	}
+	// kubelet removes its pod cgroup: a late write fails as not found and
+	// does not bring the cgroup back.
+	for _, d := range dirs {
+		if err := os.Remove(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WriteCgroupLimits(p, want); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("writing into a removed cgroup: %v, want an error matching fs.ErrNotExist", err)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("writing the caps recreated %s", d)
+		}
 	}
 	if _, err := ReadCgroupLimits("/../etc"); err == nil {
 		t.Error("an unclean cgroup path was read")

@@ -182,8 +182,9 @@ func releaseRecord(cfg releaseEnv) releaser {
 }
 
 // restorePodLimits gives kubelet's pod cgroup its caps back, unless the
-// cgroup is gone (kubelet removed it with the pod) or no longer has the
-// caps the shim set (another sandbox of the pod raised it since).
+// cgroup is gone (kubelet removed it with the pod, before or while this
+// runs) or no longer has the caps the shim set (another sandbox of the pod
+// raised it since).
 func restorePodLimits(r resource) error {
 	if r.Limits == nil || !strings.Contains(r.Path, "kubepods") {
 		return fmt.Errorf("pod limits record %s: not kubelet's pod cgroup", r)
@@ -195,7 +196,10 @@ func restorePodLimits(r resource) error {
 	if err != nil {
 		return err
 	}
-	return sandbox.WriteCgroupLimits(r.Path, r.Limits.Was)
+	if err := sandbox.WriteCgroupLimits(r.Path, r.Limits.Was); !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil // removed since it was read
 }
 
 // releaseEnv is what releasing a recorded resource needs to know.

@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/cci-shim/cci-shim/iothrottle"
 	"github.com/cci-shim/cci-shim/sandbox"
@@ -174,7 +175,7 @@ func (s *service) watchRootfs(ctx context.Context, c *container) error {
 // is gone (it went with its container or sandbox) holds none.
 func clearDeviceLimits(cgroupPath string, major, minor int64) error {
 	err := iothrottle.ApplyToCgroup(cgroupPath, major, minor, iothrottle.DeviceLimits{})
-	if err != nil && (errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "cgroup deleted") || strings.Contains(err.Error(), "no such file")) {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) {
 		return nil
 	}
 	return err
