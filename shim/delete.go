@@ -196,7 +196,7 @@ func restorePodLimits(r resource) error {
 	if err != nil {
 		return err
 	}
-	if err := sandbox.WriteCgroupLimits(r.Path, r.Limits.Was); !errors.Is(err, os.ErrNotExist) {
+	if err := sandbox.WriteCgroupLimits(r.Path, r.Limits.Was); !cgroupGone(err) {
 		return err
 	}
 	return nil // removed since it was read

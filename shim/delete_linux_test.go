@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cci-shim/cci-shim/internal/cgroupfile"
 	"github.com/cci-shim/cci-shim/internal/testutil"
 )
 
@@ -74,4 +75,23 @@ func bindMount(t *testing.T, src, target string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Unmount(target, unix.MNT_DETACH) })
+}
+
+// TestCgroupGone: the errors a write into a removed cgroup gives are read
+// as gone (nothing left to release); others are not.
+func TestCgroupGone(t *testing.T) {
+	missing := cgroupfile.Write(filepath.Join(t.TempDir(), "removed"), "cpu.cfs_quota_us", "1000")
+	for _, c := range []struct {
+		err  error
+		gone bool
+	}{
+		{missing, true},
+		{&os.PathError{Op: "write", Path: "/sys/fs/cgroup/x/io.max", Err: unix.ENODEV}, true},
+		{&os.PathError{Op: "write", Path: "/sys/fs/cgroup/x/memory.max", Err: unix.EBUSY}, false},
+		{nil, false},
+	} {
+		if got := cgroupGone(c.err); got != c.gone {
+			t.Errorf("cgroupGone(%v) = %v, want %v", c.err, got, c.gone)
+		}
+	}
 }

@@ -175,10 +175,17 @@ func (s *service) watchRootfs(ctx context.Context, c *container) error {
 // is gone (it went with its container or sandbox) holds none.
 func clearDeviceLimits(cgroupPath string, major, minor int64) error {
 	err := iothrottle.ApplyToCgroup(cgroupPath, major, minor, iothrottle.DeviceLimits{})
-	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) {
+	if cgroupGone(err) {
 		return nil
 	}
 	return err
+}
+
+// cgroupGone reports whether a write into a cgroup failed because the
+// cgroup is gone: it was missing (ENOENT), or it was removed while the
+// file was open (ENODEV), which the v2 library's writes may answer.
+func cgroupGone(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV)
 }
 
 // blockDeviceSize is the device's size in bytes (sysfs counts 512-byte
