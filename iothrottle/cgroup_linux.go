@@ -70,7 +70,7 @@ func (c cgroupFS) apply(cgroupPath string, major, minor int64, l DeviceLimits) e
 			return fmt.Errorf("load cgroup %s: %w", cgroupPath, err)
 		}
 		if err := m.Update(&cgroup2.Resources{IO: &cgroup2.IO{Max: ioMaxEntries(major, minor, l)}}); err != nil {
-			return fmt.Errorf("set io.max in %s: %w", cgroupPath, err)
+			return fmt.Errorf("set io.max in %s: %w", cgroupPath, cgroupfile.Removed(err))
 		}
 		return nil
 	}

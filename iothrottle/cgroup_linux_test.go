@@ -95,13 +95,11 @@ func TestApplyToCgroupFixture(t *testing.T) {
 func blkioLimitFiles(t *testing.T, dir string) {
 	t.Helper()
 	for _, name := range []string{"read_bps_device", "write_bps_device", "read_iops_device", "write_iops_device"} {
-		p := filepath.Join(dir, "blkio.throttle."+name)
-		if _, err := os.Stat(p); err == nil {
-			continue
-		}
-		if err := os.WriteFile(p, nil, 0o644); err != nil {
+		f, err := os.OpenFile(filepath.Join(dir, "blkio.throttle."+name), os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
 			t.Fatal(err)
 		}
+		f.Close()
 	}
 }
 
@@ -255,12 +253,9 @@ func TestApplyRacingRemoval(t *testing.T) {
 	dir := "/sys/fs/cgroup/blkio" + path
 	l := DefaultNodeLimits().Rootfs
 	var writes, recreated int
-	for i := range 300 {
-		if i > 0 {
-			if err := os.Mkdir(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
+	// race writes the limits from another goroutine while it removes the
+	// cgroup, and stops the writer before it returns.
+	race := func() error {
 		stop, done := make(chan struct{}), make(chan int)
 		go func() {
 			n := 0
@@ -276,13 +271,21 @@ func TestApplyRacingRemoval(t *testing.T) {
 				}
 			}
 		}()
+		defer func() { close(stop); writes += <-done }()
 		time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
-		if err := os.Remove(dir); err != nil {
+		err := os.Remove(dir)
+		time.Sleep(200 * time.Microsecond)
+		return err
+	}
+	for i := range 300 {
+		if i > 0 {
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := race(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Microsecond)
-		close(stop)
-		writes += <-done
 		if _, err := os.Stat(dir); err == nil {
 			recreated++
 			os.Remove(dir)

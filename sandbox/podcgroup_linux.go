@@ -90,7 +90,8 @@ func WriteCgroupLimits(p string, l CgroupLimits) error {
 			return err
 		}
 		mem, quota, period := l.Memory, l.Quota, l.Period
-		return m.Update(&cgroup2.Resources{Memory: &cgroup2.Memory{Max: &mem}, CPU: &cgroup2.CPU{Max: cgroup2.NewCPUMax(&quota, &period)}})
+		err = m.Update(&cgroup2.Resources{Memory: &cgroup2.Memory{Max: &mem}, CPU: &cgroup2.CPU{Max: cgroup2.NewCPUMax(&quota, &period)}})
+		return cgroupfile.Removed(err)
 	}
 	// Not cgroup1's Update, which would recreate the cgroup if kubelet
 	// removed it meanwhile (package cgroupfile). The period goes first,

@@ -86,8 +86,8 @@ func TestCgroupGone(t *testing.T) {
 		gone bool
 	}{
 		{missing, true},
-		{&os.PathError{Op: "write", Path: "/sys/fs/cgroup/x/io.max", Err: unix.ENODEV}, true},
-		{&os.PathError{Op: "write", Path: "/sys/fs/cgroup/x/memory.max", Err: unix.EBUSY}, false},
+		{cgroupfile.Removed(&os.PathError{Op: "write", Path: "/sys/fs/cgroup/x/io.max", Err: unix.ENODEV}), true},
+		{cgroupfile.Removed(&os.PathError{Op: "write", Path: "/sys/fs/cgroup/x/memory.max", Err: unix.EBUSY}), false},
 		{nil, false},
 	} {
 		if got := cgroupGone(c.err); got != c.gone {

@@ -15,7 +15,6 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/cci-shim/cci-shim/iothrottle"
 	"github.com/cci-shim/cci-shim/sandbox"
@@ -182,10 +181,10 @@ func clearDeviceLimits(cgroupPath string, major, minor int64) error {
 }
 
 // cgroupGone reports whether a write into a cgroup failed because the
-// cgroup is gone: it was missing (ENOENT), or it was removed while the
-// file was open (ENODEV), which the v2 library's writes may answer.
+// cgroup is gone; the writers report ENODEV (removed while the file was
+// open) as not existing too (cgroupfile.Removed).
 func cgroupGone(err error) bool {
-	return errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV)
+	return errors.Is(err, os.ErrNotExist)
 }
 
 // blockDeviceSize is the device's size in bytes (sysfs counts 512-byte

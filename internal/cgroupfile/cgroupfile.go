@@ -24,8 +24,8 @@ import (
 // in one write(2). It creates neither the directory nor the file. (O_TRUNC,
 // which a cgroup file ignores as a shell's redirection does, makes a plain
 // file in a test's fixture tree hold the last value written.) A cgroup
-// that is gone, or is removed while the file is open (the kernel answers
-// ENODEV), gives an error that matches fs.ErrNotExist.
+// that is gone, or is removed while the file is open (Removed), gives an
+// error that matches fs.ErrNotExist.
 func Write(dir, name, value string) error {
 	p := filepath.Join(dir, name)
 	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC, 0)
@@ -39,11 +39,19 @@ func Write(dir, name, value string) error {
 			break
 		}
 	}
-	switch {
-	case errors.Is(err, unix.ENODEV):
-		return &fs.PathError{Op: "write", Path: p, Err: fmt.Errorf("%w (%w: the cgroup was removed)", unix.ENODEV, fs.ErrNotExist)}
-	case err != nil:
-		return &fs.PathError{Op: "write", Path: p, Err: fmt.Errorf("%q: %w", value, err)}
+	if err != nil {
+		return Removed(&fs.PathError{Op: "write", Path: p, Err: fmt.Errorf("%q: %w", value, err)})
 	}
 	return nil
+}
+
+// Removed returns err, made to match fs.ErrNotExist where it is the ENODEV
+// a cgroup's file answers once the cgroup is removed while it is open, so
+// that callers test one error for "the cgroup is gone". For the errors of
+// writes that do not go through Write (containerd/cgroups' v2 Update).
+func Removed(err error) error {
+	if errors.Is(err, unix.ENODEV) && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w (%w: the cgroup was removed)", err, fs.ErrNotExist)
+	}
+	return err
 }

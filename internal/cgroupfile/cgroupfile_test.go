@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // A fixture directory stands for a cgroup: each write replaces the file's
@@ -38,5 +40,21 @@ func TestWrite(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "memory.limit_in_bytes")); err == nil {
 		t.Error("Write created a control file")
+	}
+}
+
+// Removed: the ENODEV of a cgroup removed while its file was open reads
+// as not existing; other errors, and nil, pass as they are.
+func TestRemoved(t *testing.T) {
+	enodev := &fs.PathError{Op: "write", Path: "/sys/fs/cgroup/x/io.max", Err: unix.ENODEV}
+	if err := Removed(enodev); !errors.Is(err, fs.ErrNotExist) || !errors.Is(err, unix.ENODEV) {
+		t.Errorf("Removed(ENODEV) = %v, want it to match fs.ErrNotExist and still ENODEV", err)
+	}
+	ebusy := &fs.PathError{Op: "write", Path: "/sys/fs/cgroup/x/memory.max", Err: unix.EBUSY}
+	if err := Removed(ebusy); err != error(ebusy) {
+		t.Errorf("Removed(EBUSY) = %v, want it unchanged", err)
+	}
+	if err := Removed(nil); err != nil {
+		t.Errorf("Removed(nil) = %v", err)
 	}
 }
