@@ -149,9 +149,8 @@ func TestPodMetricsRelayInGVisor(t *testing.T) {
 
 	startRelay()
 	var body string
-	var err2 error
-	if !waitFor(30*time.Second, func() bool { body, err2 = scrape(withRelay); return err2 == nil }) {
-		t.Fatalf("scraping the relay inside gVisor: %v\n%s", err2, body)
+	if !waitFor(30*time.Second, func() bool { body, err = scrape(withRelay); return err == nil }) {
+		t.Fatalf("scraping the relay inside gVisor: %v\n%s", err, body)
 	}
 	if !strings.Contains(body, `container_cpu_usage_seconds_total{container="app",namespace="default",pod="gv"} 1.25`) {
 		t.Fatalf("the relay in gVisor served:\n%s", body)
